@@ -1,0 +1,1 @@
+"""Python toolchain of predify-serve: configs, training, reference dynamics and ONNX export."""

@@ -1,0 +1,186 @@
+"""Export a PredifyModel to ONNX graphs, a manifest.json and golden reference outputs."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import PredifyModel, reference_dynamics
+from .predictors import FeedbackGraph
+
+MANIFEST_FORMAT = "predify-serve/model"
+MANIFEST_VERSION = 1
+OPSET = 17
+GOLDEN_TIMESTEPS = 10
+
+
+class MatmulAdaptiveAvgPool(nn.Module):
+    """AdaptiveAvgPool2d for one fixed input size, as two matmuls.
+
+    torch cannot export adaptive pooling whose output size does not divide the input size
+    (VGG's 7x7 pool on small inputs); for a known input size it is a fixed linear map.
+    """
+
+    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]):
+        super().__init__()
+        for axis, name in enumerate(("pool_h", "pool_w")):
+            basis = torch.eye(in_hw[axis], dtype=torch.float64).reshape(in_hw[axis], 1, in_hw[axis])
+            cols = F.adaptive_avg_pool1d(basis, out_hw[axis]).reshape(in_hw[axis], out_hw[axis])
+            self.register_buffer(name, cols.T.contiguous().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.pool_h, x), self.pool_w.t())
+
+
+def exportable(module: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of `module` in which adaptive pools that ONNX cannot express are made explicit."""
+    module = copy.deepcopy(module).eval()
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: sizes.__setitem__(m, tuple(args[0].shape[-2:])))
+        for m in module.modules()
+        if isinstance(m, nn.AdaptiveAvgPool2d)
+    ]
+    with torch.no_grad():
+        module(example)
+    for h in hooks:
+        h.remove()
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if child in sizes:
+                out = child.output_size
+                out_hw = (out, out) if isinstance(out, int) else tuple(out)
+                in_hw = sizes[child]
+                out_hw = tuple(in_hw[d] if out_hw[d] is None else out_hw[d] for d in range(2))
+                if any(in_hw[d] % out_hw[d] for d in range(2)):
+                    setattr(parent, name, MatmulAdaptiveAvgPool(in_hw, out_hw))
+    return module
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _io_spec(values: Any) -> list[dict[str, Any]]:
+    specs = []
+    for v in values:
+        dims = [d.dim_param if d.dim_param else d.dim_value for d in v.type.tensor_type.shape.dim]
+        specs.append({"name": v.name, "type": "float32", "shape": ["batch" if isinstance(d, str) else d for d in dims]})
+    return specs
+
+
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    axes = {name: {0: "batch"} for name in inputs + outputs}
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    return {
+        "file": path.name,
+        "sha256": sha256(path),
+        "inputs": _io_spec(graph.graph.input),
+        "outputs": _io_spec(graph.graph.output),
+    }
+
+
+def export_model(
+    model: PredifyModel,
+    out_dir: str | Path,
+    golden_inputs: torch.Tensor | None = None,
+    golden_names: list[str] | None = None,
+    golden_labels: list[int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    cfg = model.cfg
+    # Two samples so that nothing in the graph is specialised to batch size 1.
+    x = torch.zeros(2, *model.input_shape)
+
+    graphs: dict[str, Any] = {}
+    pcoders = []
+    reps = [x]
+    with torch.no_grad():
+        for i, block in enumerate(model.blocks):
+            name = f"encoder{i + 1}"
+            graphs[name] = _export(exportable(block, reps[-1]), (reps[-1],), out / f"{name}.onnx", ["input"], ["output"])
+            reps.append(block(reps[-1]))
+        graphs["head"] = _export(exportable(model.head, reps[-1]), (reps[-1],), out / "head.onnx", ["input"], ["logits"])
+        for i, info in enumerate(model.info):
+            name = f"feedback{i + 1}"
+            graph = FeedbackGraph(model.predictors[i], info.shape, info.target_shape).eval()
+            graphs[name] = _export(
+                graph,
+                (reps[i + 1], reps[i]),
+                out / f"{name}.onnx",
+                ["representation", "target"],
+                ["prediction", "error", "gradient"],
+            )
+            pcoders.append(
+                {
+                    "name": info.name,
+                    "layer": info.layer,
+                    "shape": list(info.shape),
+                    "targetShape": list(info.target_shape),
+                    "hyperparameters": {"beta": info.beta, "lambda": info.lam, "alpha": info.alpha},
+                    "gradientScale": {"elements": info.elements, "influence": info.influence, "scale": info.scale},
+                    "encoder": f"encoder{i + 1}",
+                    "feedback": name,
+                }
+            )
+
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "name": cfg.name,
+        "description": cfg.description,
+        "input": cfg.input.to_manifest(),
+        "labels": cfg.labels,
+        "gradientScaling": cfg.gradient_scaling,
+        "pcoders": pcoders,
+        "head": "head",
+        "graphs": graphs,
+        "exportedWith": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
+        **(extra or {}),
+    }
+
+    if golden_inputs is not None:
+        cases = []
+        for k in range(golden_inputs.shape[0]):
+            ref = reference_dynamics(model, golden_inputs[k : k + 1], GOLDEN_TIMESTEPS)
+            case = {
+                "name": golden_names[k] if golden_names else f"case{k}",
+                "input": golden_inputs[k].flatten().tolist(),
+                **ref,
+            }
+            if golden_labels is not None:
+                case["label"] = golden_labels[k]
+            cases.append(case)
+        golden_path = out / "golden.json"
+        golden_path.write_text(json.dumps({"timesteps": GOLDEN_TIMESTEPS, "cases": cases}))
+        manifest["golden"] = {"file": golden_path.name, "sha256": sha256(golden_path)}
+
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Train the default model, fashion-pc, and export it to models/fashion-pc/.
+
+    /usr/bin/python3 scripts/train_fashion.py            # full run (~15 min on 2 cores)
+    /usr/bin/python3 scripts/train_fashion.py --export-only   # re-export from checkpoint.pt
+
+1. The backbone (fashion-cnn) is trained supervised on the 60k training images.
+2. The backbone is frozen and the feedback modules D_i are trained unsupervised, as the spec
+   describes: minimise sum_i mean((p_i(0) - r_{i-1}(0))^2) over the training images.
+3. checkpoint.pt, the ONNX graphs, manifest.json, golden.json and a few sample images are
+   written to the model directory. Everything is seeded: a rerun gives the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from predify.config import load_config  # noqa: E402
+from predify.data import load_fashion, normalise  # noqa: E402
+from predify.export import export_model  # noqa: E402
+from predify.model import PredifyModel  # noqa: E402
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "fashion-pc"
+SAMPLES = [0, 1, 2, 3, 4, 8, 17, 23]  # test-set indices used as golden cases and shipped samples
+
+
+def batches(n: int, size: int, gen: torch.Generator):
+    order = torch.randperm(n, generator=gen)
+    for start in range(0, n, size):
+        yield order[start : start + size]
+
+
+def evaluate(model: PredifyModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(x), 1000):
+            correct += int((model.feedforward(x[start : start + 1000]).argmax(1) == y[start : start + 1000]).sum())
+    return correct / len(x)
+
+
+def train_backbone(model: PredifyModel, x: torch.Tensor, y: torch.Tensor, epochs: int, gen: torch.Generator) -> None:
+    params = list(model.backbone.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3)
+    steps = epochs * ((len(x) + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for epoch in range(epochs):
+        model.backbone.train()
+        started, total = time.time(), 0.0
+        for idx in batches(len(x), 128, gen):
+            xb = x[idx]
+            flip = torch.rand(len(idx), generator=gen) < 0.5  # left-right flips keep the class
+            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            loss = F.cross_entropy(model.backbone(xb), y[idx], label_smoothing=0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        print(f"backbone epoch {epoch + 1}/{epochs}: loss {total / len(x):.4f} ({time.time() - started:.0f}s)", flush=True)
+    model.backbone.eval()
+
+
+def feedback_loss(model: PredifyModel, xb: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        reps = [xb]
+        for block in model.blocks:
+            reps.append(block(reps[-1]))
+    return sum(F.mse_loss(model.predictors[i](reps[i + 1]), reps[i]) for i in range(len(model.blocks)))
+
+
+def train_feedback(model: PredifyModel, x: torch.Tensor, epochs: int, gen: torch.Generator) -> None:
+    model.backbone.eval()
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.feedback_parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * ((len(x) + 127) // 128))
+    for epoch in range(epochs):
+        started, total = time.time(), 0.0
+        for idx in batches(len(x), 128, gen):
+            loss = feedback_loss(model, x[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        print(f"feedback epoch {epoch + 1}/{epochs}: loss {total / len(x):.4f} ({time.time() - started:.0f}s)", flush=True)
+
+
+def write_samples(images: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> list[str]:
+    from PIL import Image
+
+    out.mkdir(exist_ok=True)
+    files = []
+    for k, idx in enumerate(SAMPLES):
+        name = f"{idx:04d}-{names[labels[idx]].lower().replace('/', '-').replace(' ', '-')}.png"
+        Image.fromarray(images[idx]).save(out / name)
+        files.append(name)
+    return files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=MODEL_DIR)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--feedback-epochs", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--export-only", action="store_true", help="skip training, export checkpoint.pt")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+
+    cfg = load_config(args.out / "config.json")
+    mean, std = cfg.input.mean[0], cfg.input.std[0]
+    test_images, test_labels = load_fashion("t10k")
+    x_test, y_test = normalise(test_images, mean, std), torch.from_numpy(test_labels)
+
+    if args.export_only:
+        model = PredifyModel.from_checkpoint(args.out / "checkpoint.pt")
+    else:
+        train_images, train_labels = load_fashion("train")
+        x_train, y_train = normalise(train_images, mean, std), torch.from_numpy(train_labels)
+        model = PredifyModel(cfg)
+        train_backbone(model, x_train, y_train, args.epochs, gen)
+        print(f"clean test accuracy (t = 0): {evaluate(model, x_test, y_test):.4f}", flush=True)
+        train_feedback(model, x_train, args.feedback_epochs, gen)
+        torch.save(model.checkpoint(), args.out / "checkpoint.pt")
+
+    accuracy = evaluate(model, x_test, y_test)
+    with torch.no_grad():
+        fb = float(sum(feedback_loss(model, x_test[s : s + 1000]) for s in range(0, len(x_test), 1000)) / 10)
+    print(f"clean test accuracy (t = 0): {accuracy:.4f}; feedback loss on test: {fb:.4f}")
+
+    samples = write_samples(test_images, test_labels, cfg.labels, args.out / "samples")
+    export_model(
+        model,
+        args.out,
+        golden_inputs=x_test[SAMPLES],
+        golden_names=samples,
+        golden_labels=[int(test_labels[i]) for i in SAMPLES],
+        extra={
+            "training": {
+                "script": "scripts/train_fashion.py",
+                "dataset": "Fashion-MNIST (Debian dataset-fashion-mnist)",
+                "cleanTestAccuracy": round(accuracy, 4),
+                "feedbackTestLoss": round(fb, 5),
+            }
+        },
+    )
+    print(json.dumps({"model": str(args.out), "accuracy": accuracy, "samples": samples}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { errors } from './errors.js';
+
+/** The default model ships with the package, next to src/ and dist/. */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/fashion-pc', import.meta.url));
+
+export const EXECUTION_PROVIDERS = ['cuda', 'cpu'] as const;
+
+const integer = (name: string, min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `${name} must be a whole number`)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    .default(fallback);
+
+const schema = z
+  .object({
+    PORT: integer('PORT', 0, 65535, 8080),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    MODEL_DIR: z.string().min(1).default(DEFAULT_MODEL_DIR),
+    EXECUTION_PROVIDERS: z
+      .string()
+      .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()))
+      .pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1))
+      .default(['cpu']),
+    ORT_INTRA_OP_THREADS: integer('ORT_INTRA_OP_THREADS', 0, 256, 0),
+    BODY_LIMIT_BYTES: integer('BODY_LIMIT_BYTES', 1024, 1 << 30, 10 * 1024 * 1024),
+    DEFAULT_TIMESTEPS: integer('DEFAULT_TIMESTEPS', 0, 1024, 8),
+    MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
+    DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .refine((c) => c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
+    message: 'DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS',
+    path: ['DEFAULT_TIMESTEPS'],
+  });
+
+export type Config = z.infer<typeof schema>;
+
+/** Parses the environment once; an invalid value names the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty variables count as unset, as in most shells' `VAR= cmd` idiom.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`).join('; ');
+    throw errors.configInvalid(detail);
+  }
+  return parsed.data;
+}

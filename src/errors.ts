@@ -1,0 +1,80 @@
+/**
+ * Every error the service raises on purpose, declared once: a stable code, an HTTP status and
+ * a message. Start-up errors (model, config) carry a status too, so that the same type can be
+ * used from the CLI and the server.
+ */
+export class ServiceError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+
+  constructor(code: string, statusCode: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ServiceError';
+    this.code = code;
+    this.statusCode = statusCode;
+  }
+}
+
+type Factory<A extends unknown[]> = ((...args: A) => ServiceError) & { code: string; statusCode: number };
+
+function define<A extends unknown[]>(code: string, statusCode: number, message: (...args: A) => string): Factory<A> {
+  const factory = (...args: A) => new ServiceError(code, statusCode, message(...args));
+  return Object.assign(factory, { code, statusCode });
+}
+
+export const errors = {
+  configInvalid: define('PREDIFY_ERR_CONFIG_INVALID', 500, (detail: string) => `invalid configuration: ${detail}`),
+  modelNotFound: define(
+    'PREDIFY_ERR_MODEL_NOT_FOUND',
+    500,
+    (path: string) => `model file not found: ${path}`,
+  ),
+  manifestInvalid: define(
+    'PREDIFY_ERR_MANIFEST_INVALID',
+    500,
+    (file: string, detail: string) => `${file}: ${detail}`,
+  ),
+  checksumMismatch: define(
+    'PREDIFY_ERR_CHECKSUM_MISMATCH',
+    500,
+    (file: string, expected: string, actual: string) =>
+      `${file}: sha256 is ${actual}, the manifest says ${expected}`,
+  ),
+  graphMismatch: define(
+    'PREDIFY_ERR_GRAPH_MISMATCH',
+    500,
+    (file: string, detail: string) => `${file}: ${detail}`,
+  ),
+  noExecutionProvider: define(
+    'PREDIFY_ERR_NO_EXECUTION_PROVIDER',
+    500,
+    (file: string, tried: string) => `${file}: no execution provider could load it (tried ${tried})`,
+  ),
+  inputShape: define(
+    'PREDIFY_ERR_INPUT_SHAPE',
+    400,
+    (detail: string) => `input does not fit the model: ${detail}`,
+  ),
+  queryInvalid: define('PREDIFY_ERR_QUERY_INVALID', 400, (detail: string) => `invalid query: ${detail}`),
+  noImageInForm: define(
+    'PREDIFY_ERR_NO_IMAGE_IN_FORM',
+    400,
+    () => 'multipart body has no file part: send the image as one file field',
+  ),
+  unsupportedMediaType: define(
+    'PREDIFY_ERR_UNSUPPORTED_MEDIA_TYPE',
+    415,
+    (type: string, served: readonly string[]) => `unsupported media type '${type}': send one of ${served.join(', ')}`,
+  ),
+  imageTooLarge: define(
+    'PREDIFY_ERR_IMAGE_TOO_LARGE',
+    413,
+    (limit: number) => `image is larger than the limit of ${limit} bytes`,
+  ),
+  imageUndecodable: define(
+    'PREDIFY_ERR_IMAGE_UNDECODABLE',
+    422,
+    (detail: string) => `body is not a decodable image: ${detail}`,
+  ),
+  notReady: define('PREDIFY_ERR_NOT_READY', 503, () => 'model is still loading'),
+} as const;

@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { errors } from '../errors.js';
+import { createGraph, type Graph, type Logger, type SessionSettings, type TensorMetadata } from './onnx-backend.js';
+import { readManifest, type GraphSpec, type Manifest } from './manifest.js';
+
+export interface LoadedModel {
+  readonly dir: string;
+  readonly manifest: Manifest;
+  /** E_1..E_n, D_1..D_n and H, in PCoder order. */
+  readonly encoders: readonly Graph[];
+  readonly feedback: readonly Graph[];
+  readonly head: Graph;
+  release(): Promise<void>;
+}
+
+type Dims = readonly (number | 'batch')[];
+
+/** The tensors each role must take and give, derived from the PCoder shapes alone. */
+function roleSignatures(m: Manifest) {
+  const input: Dims = ['batch', m.input.channels, m.input.height, m.input.width];
+  const top = m.pcoders[m.pcoders.length - 1]!;
+  return {
+    encoders: m.pcoders.map((pc, i) => ({
+      inputs: { input: i === 0 ? input : (['batch', ...m.pcoders[i - 1]!.shape] as Dims) },
+      outputs: { output: ['batch', ...pc.shape] as Dims },
+    })),
+    feedback: m.pcoders.map((pc) => ({
+      inputs: { representation: ['batch', ...pc.shape] as Dims, target: ['batch', ...pc.targetShape] as Dims },
+      outputs: {
+        prediction: ['batch', ...pc.targetShape] as Dims,
+        error: ['batch'] as Dims,
+        gradient: ['batch', ...pc.shape] as Dims,
+      },
+    })),
+    head: { inputs: { input: ['batch', ...top.shape] as Dims }, outputs: { logits: ['batch', m.labels.length] as Dims } },
+  };
+}
+
+interface Signature {
+  inputs: Record<string, Dims>;
+  outputs: Record<string, Dims>;
+}
+
+const sameDims = (a: readonly (number | string)[], b: Dims) =>
+  a.length === b.length && a.every((d, k) => (b[k] === 'batch' ? typeof d === 'string' : d === b[k]));
+
+function checkSide(file: string, side: string, declared: GraphSpec['inputs'], actual: readonly TensorMetadata[], want: Record<string, Dims>): void {
+  const names = (list: readonly { name: string }[]) => list.map((t) => t.name).sort().join(', ');
+  if (names(declared) !== Object.keys(want).sort().join(', ')) {
+    throw errors.graphMismatch(file, `manifest lists ${side} [${names(declared)}], expected [${Object.keys(want).sort().join(', ')}]`);
+  }
+  if (names(actual) !== names(declared)) {
+    throw errors.graphMismatch(file, `graph has ${side} [${names(actual)}], the manifest says [${names(declared)}]`);
+  }
+  for (const spec of declared) {
+    const real = actual.find((t) => t.name === spec.name)!;
+    const expected = want[spec.name]!;
+    if (!sameDims(spec.shape, expected)) {
+      throw errors.graphMismatch(file, `manifest shape of ${side} '${spec.name}' is [${spec.shape}], expected [${expected}]`);
+    }
+    if (real.type !== 'float32' || !sameDims(real.shape, expected)) {
+      throw errors.graphMismatch(
+        file,
+        `${side} '${spec.name}' is ${real.type} [${real.shape}] in the graph, expected float32 [${expected}]`,
+      );
+    }
+  }
+}
+
+async function sha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function openGraph(dir: string, spec: GraphSpec, want: Signature, settings: SessionSettings, log: Logger): Promise<Graph> {
+  const file = path.join(dir, spec.file);
+  try {
+    await access(file);
+  } catch {
+    throw errors.modelNotFound(file);
+  }
+  const actual = await sha256(file);
+  if (actual !== spec.sha256) throw errors.checksumMismatch(file, spec.sha256, actual);
+  let graph: Graph;
+  try {
+    graph = await createGraph(file, settings, log);
+  } catch (err) {
+    if ((err as { code?: string }).code === errors.noExecutionProvider.code) throw err;
+    throw errors.graphMismatch(file, `onnxruntime cannot load it: ${(err as Error).message.split('\n')[0]}`);
+  }
+  try {
+    checkSide(file, 'inputs', spec.inputs, graph.inputs, want.inputs);
+    checkSide(file, 'outputs', spec.outputs, graph.outputs, want.outputs);
+  } catch (err) {
+    await graph.release();
+    throw err;
+  }
+  return graph;
+}
+
+/**
+ * Opens a model directory: validates the manifest, verifies every graph's checksum and
+ * signature, and creates one onnxruntime session per graph.
+ */
+export async function loadModel(dir: string, settings: SessionSettings, log: Logger): Promise<LoadedModel> {
+  const manifest = await readManifest(dir);
+  const roles = roleSignatures(manifest);
+  const opened: Graph[] = [];
+  const open = async (name: string, want: Signature) => {
+    const graph = await openGraph(dir, manifest.graphs[name]!, want, settings, log);
+    opened.push(graph);
+    return graph;
+  };
+  try {
+    const encoders: Graph[] = [];
+    const feedback: Graph[] = [];
+    for (const [i, pc] of manifest.pcoders.entries()) {
+      encoders.push(await open(pc.encoder, roles.encoders[i]!));
+      feedback.push(await open(pc.feedback, roles.feedback[i]!));
+    }
+    const head = await open(manifest.head, roles.head);
+    const providers = [...new Set(opened.map((g) => g.provider))];
+    log.info({ model: manifest.name, dir, graphs: opened.length, providers }, `model loaded on ${providers.join(', ')}`);
+    return {
+      dir,
+      manifest,
+      encoders,
+      feedback,
+      head,
+      release: async () => {
+        await Promise.all(opened.map((g) => g.release()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(opened.map((g) => g.release()));
+    throw err;
+  }
+}

@@ -1,0 +1,129 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { errors } from '../errors.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+
+const dim = z.union([z.literal('batch'), z.number().int().positive()]);
+const shape3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
+
+const tensorSpec = z.object({
+  name: z.string().min(1),
+  type: z.literal('float32'),
+  shape: z.array(dim).min(1),
+});
+
+const graphSpec = z.object({
+  // A bare file name: a manifest cannot point outside its own directory.
+  file: z.string().regex(/^[\w.-]+\.onnx$/, 'must be a file name in the model directory ending in .onnx'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+  inputs: z.array(tensorSpec).min(1),
+  outputs: z.array(tensorSpec).min(1),
+});
+
+const hyperparameters = z.object({
+  beta: z.number().min(0).max(1),
+  lambda: z.number().min(0).max(1),
+  alpha: z.number().min(0),
+});
+
+const pcoder = z.object({
+  name: z.string().min(1),
+  layer: z.string(),
+  shape: shape3,
+  targetShape: shape3,
+  hyperparameters,
+  gradientScale: z.object({
+    elements: z.number().int().positive(),
+    influence: z.number().int().positive(),
+    scale: z.number().positive(),
+  }),
+  encoder: z.string(),
+  feedback: z.string(),
+});
+
+const inputSpec = z.object({
+  channels: z.union([z.literal(1), z.literal(3)]),
+  height: z.number().int().positive(),
+  width: z.number().int().positive(),
+  colorspace: z.enum(['grey', 'rgb']),
+  resize: z.enum(['contain', 'cover', 'fill']),
+  background: z.array(z.number().int().min(0).max(255)).min(1).max(3),
+  mean: z.array(z.number()),
+  std: z.array(z.number().positive()),
+  scale: z.number().positive(),
+});
+
+const manifestSchema = z
+  .object({
+    format: z.literal('predify-serve/model'),
+    version: z.literal(1),
+    name: z.string().regex(/^[\w.-]+$/, 'must be letters, digits, dot, dash or underscore'),
+    description: z.string().default(''),
+    input: inputSpec,
+    labels: z.array(z.string()).min(2),
+    gradientScaling: z.boolean(),
+    pcoders: z.array(pcoder).min(1),
+    head: z.string(),
+    graphs: z.record(z.string(), graphSpec),
+    golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
+  })
+  .superRefine((m, ctx) => {
+    const issue = (p: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path: p, message });
+    if (m.input.mean.length !== m.input.channels) issue(['input', 'mean'], 'needs one value per channel');
+    if (m.input.std.length !== m.input.channels) issue(['input', 'std'], 'needs one value per channel');
+    if ((m.input.colorspace === 'grey') !== (m.input.channels === 1)) {
+      issue(['input', 'colorspace'], 'grey needs 1 channel and rgb 3');
+    }
+    if (!m.graphs[m.head]) issue(['head'], `names graph '${m.head}', which is not in graphs`);
+    let below: readonly number[] = [m.input.channels, m.input.height, m.input.width];
+    m.pcoders.forEach((pc, i) => {
+      for (const key of ['encoder', 'feedback'] as const) {
+        if (!m.graphs[pc[key]]) issue(['pcoders', i, key], `names graph '${pc[key]}', which is not in graphs`);
+      }
+      if (pc.targetShape.join() !== below.join()) {
+        issue(['pcoders', i, 'targetShape'], `is [${pc.targetShape}] but the level below is [${below}]`);
+      }
+      const h = pc.hyperparameters;
+      if (h.beta + h.lambda > 1) issue(['pcoders', i, 'hyperparameters'], 'beta + lambda must not exceed 1');
+      if (i === m.pcoders.length - 1 && h.lambda !== 0) {
+        issue(['pcoders', i, 'hyperparameters', 'lambda'], 'must be 0 for the top PCoder (no feedback)');
+      }
+      below = pc.shape;
+    });
+  });
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type PCoderSpec = Manifest['pcoders'][number];
+export type GraphSpec = z.infer<typeof graphSpec>;
+export type InputSpec = Manifest['input'];
+
+/** Validates a parsed manifest; the error names the file and the field. */
+export function parseManifest(raw: unknown, file: string): Manifest {
+  const parsed = manifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const detail = parsed.error.issues
+      .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+      .join('; ');
+    throw errors.manifestInvalid(file, detail);
+  }
+  return parsed.data;
+}
+
+export async function readManifest(modelDir: string): Promise<Manifest> {
+  const file = path.join(modelDir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw errors.modelNotFound(file);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw errors.manifestInvalid(file, `not valid JSON (${(err as Error).message})`);
+  }
+  return parseManifest(raw, file);
+}

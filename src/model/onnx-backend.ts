@@ -1,0 +1,89 @@
+/**
+ * The one seam around onnxruntime-node: nothing else in the service imports it.
+ * Graphs take and return plain float32 tensors.
+ */
+import * as ort from 'onnxruntime-node';
+import { errors } from '../errors.js';
+import type { FloatTensor } from '../tensor.js';
+
+export type ExecutionProvider = 'cuda' | 'cpu';
+
+export interface SessionSettings {
+  /** In order of preference; a provider that cannot load the graph is logged and skipped. */
+  providers: readonly ExecutionProvider[];
+  /** 0 lets onnxruntime choose (one thread per physical core). */
+  intraOpThreads: number;
+}
+
+export interface TensorMetadata {
+  name: string;
+  type: string;
+  shape: readonly (number | string)[];
+}
+
+export interface Graph {
+  readonly file: string;
+  readonly provider: ExecutionProvider;
+  readonly inputs: readonly TensorMetadata[];
+  readonly outputs: readonly TensorMetadata[];
+  run(feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>>;
+  release(): Promise<void>;
+}
+
+export interface Logger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+function metadata(values: readonly ort.InferenceSession.ValueMetadata[]): TensorMetadata[] {
+  return values.map((v) =>
+    v.isTensor ? { name: v.name, type: v.type, shape: v.shape } : { name: v.name, type: 'non-tensor', shape: [] },
+  );
+}
+
+export async function createGraph(file: string, settings: SessionSettings, log: Logger): Promise<Graph> {
+  const failures: string[] = [];
+  for (const provider of settings.providers) {
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(file, {
+        executionProviders: [provider],
+        intraOpNumThreads: settings.intraOpThreads,
+        graphOptimizationLevel: 'all',
+      });
+    } catch (err) {
+      const reason = (err as Error).message.split('\n')[0] ?? 'unknown error';
+      failures.push(`${provider}: ${reason}`);
+      log.warn({ file, provider, reason }, 'execution provider unavailable, trying the next one');
+      continue;
+    }
+    return wrap(file, provider, session);
+  }
+  throw errors.noExecutionProvider(file, failures.join('; '));
+}
+
+function wrap(file: string, provider: ExecutionProvider, session: ort.InferenceSession): Graph {
+  const inputs = metadata(session.inputMetadata);
+  const outputs = metadata(session.outputMetadata);
+  return {
+    file,
+    provider,
+    inputs,
+    outputs,
+    async run(feeds) {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const { name } of inputs) {
+        const t = feeds[name];
+        if (!t) throw new Error(`${file}: missing input '${name}'`);
+        ortFeeds[name] = new ort.Tensor('float32', t.data, t.dims);
+      }
+      const results = await session.run(ortFeeds);
+      const out: Record<string, FloatTensor> = {};
+      for (const [name, value] of Object.entries(results)) {
+        out[name] = { data: value.data as Float32Array, dims: value.dims };
+      }
+      return out;
+    },
+    release: () => session.release(),
+  };
+}

@@ -1,0 +1,76 @@
+import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { errors } from '../errors.js';
+import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
+import type { ServiceState } from '../service-state.js';
+import { integerParam, parseQuery } from './query.js';
+
+interface Options {
+  config: Config;
+  state: ServiceState;
+}
+
+const mediaTypes: readonly string[] = IMAGE_MEDIA_TYPES;
+
+export default async function classifyRoutes(app: FastifyInstance, { config, state }: Options): Promise<void> {
+  // Only images and multipart forms reach this route: any other media type is a 415 from
+  // Fastify before the body is read.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser([...IMAGE_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
+    done(null, body),
+  );
+  await app.register(multipart, { limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 8, parts: 9 } });
+
+  app.post('/classify', async (request, reply) => {
+    const classifier = state.classifier;
+    if (!classifier) throw errors.notReady();
+    const labels = classifier.model.manifest.labels.length;
+    const query = parseQuery(
+      z
+        .object({
+          timesteps: integerParam('timesteps', 0, config.MAX_TIMESTEPS).default(config.DEFAULT_TIMESTEPS),
+          topk: integerParam('topk', 1, labels).default(Math.min(config.DEFAULT_TOPK, labels)),
+        })
+        .strict(),
+      request.query,
+    );
+
+    const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
+    const decodeStart = performance.now();
+    const image = await preprocess(bytes, classifier.model.manifest.input);
+    const decodeMs = performance.now() - decodeStart;
+
+    const { results, queueMs, inferenceMs } = await classifier.classify([image.tensor], query);
+    const result = results[0]!;
+    return reply.send({
+      model: classifier.name,
+      timesteps: query.timesteps,
+      prediction: result.prediction,
+      steps: result.steps,
+      timings: { decodeMs: round(decodeMs), queueMs: round(queueMs), inferenceMs: round(inferenceMs) },
+    });
+  });
+}
+
+async function readImage(request: FastifyRequest, limit: number): Promise<Buffer> {
+  if (!request.isMultipart()) {
+    if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw errors.imageUndecodable('body is empty');
+    return request.body;
+  }
+  const part = await request.file();
+  if (!part) throw errors.noImageInForm();
+  const type = part.mimetype.toLowerCase();
+  if (!mediaTypes.includes(type)) {
+    part.file.resume();
+    throw errors.unsupportedMediaType(part.mimetype, mediaTypes);
+  }
+  const bytes = await part.toBuffer().catch((err: { code?: string }) => {
+    throw err.code === 'FST_REQ_FILE_TOO_LARGE' ? errors.imageTooLarge(limit) : err;
+  });
+  if (bytes.length === 0) throw errors.imageUndecodable('file part is empty');
+  return bytes;
+}
+
+const round = (ms: number) => Math.round(ms * 100) / 100;
