@@ -1,5 +1,14 @@
 import { STATUS_CODES } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import { errors, ServiceError } from './errors.js';
+import { IMAGE_MEDIA_TYPES } from './image/preprocess.js';
 import type { Config } from './config.js';
 import classifyRoutes from './routes/classify.js';
 import healthRoutes from './routes/health.js';
@@ -16,29 +25,43 @@ export function errorBody(statusCode: number, message: string, code?: string) {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', ...(code ? { code } : {}), message };
 }
 
+/** One log line per request, when it completes, instead of Fastify's two. */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = {
+      method: request.method,
+      url: request.url,
+      statusCode: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+    };
+    if (error) reply.log.error({ ...line, err: error }, 'request errored');
+    else reply.log.info(line, 'request');
+  }
+}
+
 export async function buildApp({ config, state, logger = false }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger || undefined,
     logger: logger ? undefined : false,
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
-    // One log line per request, written by the onResponse hook below.
-    disableRequestLogging: true,
-  });
-
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      { method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
-      'request',
-    );
+    logController: new OneLinePerRequest(),
   });
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) {
+    // Our own errors are written for clients; anything else at 5xx is an internal failure.
+    if (status >= 500 && !(err instanceof ServiceError)) {
       // Internals (stack, paths) go to the log, never to the client.
       request.log.error({ err }, 'request failed');
       return reply.status(status).send(errorBody(status, 'internal error while handling the request'));
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      const type = request.headers['content-type'] ?? '(none)';
+      const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);
+      return reply.status(e.statusCode).send(errorBody(e.statusCode, e.message, e.code));
     }
     return reply.status(status).send(errorBody(status, err.message, err.code));
   });

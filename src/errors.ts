@@ -45,6 +45,11 @@ export const errors = {
     500,
     (file: string, detail: string) => `${file}: ${detail}`,
   ),
+  graphInvalid: define(
+    'PREDIFY_ERR_GRAPH_INVALID',
+    500,
+    (file: string, detail: string) => `${file}: onnxruntime cannot load it: ${detail}`,
+  ),
   noExecutionProvider: define(
     'PREDIFY_ERR_NO_EXECUTION_PROVIDER',
     500,
@@ -66,6 +71,7 @@ export const errors = {
     415,
     (type: string, served: readonly string[]) => `unsupported media type '${type}': send one of ${served.join(', ')}`,
   ),
+  imageMissing: define('PREDIFY_ERR_IMAGE_MISSING', 400, () => 'request has no image: send the image bytes as the body'),
   imageTooLarge: define(
     'PREDIFY_ERR_IMAGE_TOO_LARGE',
     413,

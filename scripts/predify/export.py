@@ -169,10 +169,14 @@ def export_model(
     if golden_inputs is not None:
         cases = []
         for k in range(golden_inputs.shape[0]):
-            ref = reference_dynamics(model, golden_inputs[k : k + 1], GOLDEN_TIMESTEPS)
+            x_k = golden_inputs[k : k + 1]
+            ref = reference_dynamics(model, x_k, GOLDEN_TIMESTEPS)
+            with torch.no_grad():
+                plain = model.feedforward(x_k)[0].tolist()  # the unmodified backbone
             case = {
                 "name": golden_names[k] if golden_names else f"case{k}",
                 "input": golden_inputs[k].flatten().tolist(),
+                "feedforward": plain,
                 **ref,
             }
             if golden_labels is not None:

@@ -16,6 +16,8 @@ const goldenSchema = z.object({
         name: z.string(),
         input: z.array(z.number()),
         label: z.number().int().optional(),
+        /** logits of the unmodified backbone, computed without any PCoder machinery */
+        feedforward: z.array(z.number()),
         logits: z.array(z.array(z.number())),
         errors: z.array(z.array(z.number())),
       }),

@@ -53,6 +53,8 @@ export async function createGraph(file: string, settings: SessionSettings, log: 
       });
     } catch (err) {
       const reason = (err as Error).message.split('\n')[0] ?? 'unknown error';
+      // The CPU provider is always there: if it cannot load the graph, the graph is at fault.
+      if (provider === 'cpu') throw errors.graphInvalid(file, reason);
       failures.push(`${provider}: ${reason}`);
       log.warn({ file, provider, reason }, 'execution provider unavailable, trying the next one');
       continue;

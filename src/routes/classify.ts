@@ -56,7 +56,7 @@ export default async function classifyRoutes(app: FastifyInstance, { config, sta
 
 async function readImage(request: FastifyRequest, limit: number): Promise<Buffer> {
   if (!request.isMultipart()) {
-    if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw errors.imageUndecodable('body is empty');
+    if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw errors.imageMissing();
     return request.body;
   }
   const part = await request.file();
@@ -69,7 +69,7 @@ async function readImage(request: FastifyRequest, limit: number): Promise<Buffer
   const bytes = await part.toBuffer().catch((err: { code?: string }) => {
     throw err.code === 'FST_REQ_FILE_TOO_LARGE' ? errors.imageTooLarge(limit) : err;
   });
-  if (bytes.length === 0) throw errors.imageUndecodable('file part is empty');
+  if (bytes.length === 0) throw errors.imageMissing();
   return bytes;
 }
 

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MODEL_DIR, loadConfig } from '../src/config.js';
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    expect(loadConfig({})).toEqual({
+      PORT: 8080,
+      HOST: '0.0.0.0',
+      MODEL_DIR: DEFAULT_MODEL_DIR,
+      EXECUTION_PROVIDERS: ['cpu'],
+      ORT_INTRA_OP_THREADS: 0,
+      BODY_LIMIT_BYTES: 10 * 1024 * 1024,
+      DEFAULT_TIMESTEPS: 8,
+      MAX_TIMESTEPS: 64,
+      DEFAULT_TOPK: 5,
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  it('parses execution providers in order of preference', () => {
+    expect(loadConfig({ EXECUTION_PROVIDERS: 'CUDA, cpu' }).EXECUTION_PROVIDERS).toEqual(['cuda', 'cpu']);
+  });
+
+  it.each([
+    [{ PORT: '-1' }, /PORT/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ EXECUTION_PROVIDERS: 'tpu' }, /EXECUTION_PROVIDERS/],
+    [{ DEFAULT_TIMESTEPS: '10', MAX_TIMESTEPS: '5' }, /DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ BODY_LIMIT_BYTES: '1.5' }, /BODY_LIMIT_BYTES must be a whole number/],
+  ])('refuses %o, naming the variable', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * The exporter works for the paper's networks: PVGG16 and PEfficientNetB0 (torchvision
+ * architectures, random weights, 32x32 inputs; exported by test/global-setup.ts), run by the
+ * engine, match the PyTorch reference, and are served by the API.
+ */
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compareWithGolden } from '../../src/engine/golden-check.js';
+import { PredictiveLoop } from '../../src/engine/predictive-loop.js';
+import { readGolden } from '../../src/model/golden.js';
+import type { LoadedModel } from '../../src/model/load-model.js';
+import { buildTestApp, openModel } from '../helpers.js';
+import { PAPER_MODELS, TEST_MODELS } from '../paths.js';
+
+describe.each(PAPER_MODELS)('$name', ({ name, pcoders }) => {
+  const dir = path.join(TEST_MODELS, name);
+  let model: LoadedModel;
+  // Loaded once: the VGG16 graphs weigh ~850 MB.
+  beforeAll(async () => {
+    model = await openModel(dir);
+  });
+  afterAll(() => model.release());
+
+  it(`has ${pcoders} PCoders and matches the PyTorch reference for t = 0..10`, async () => {
+    expect(model.manifest.pcoders).toHaveLength(pcoders);
+    const report = await compareWithGolden(new PredictiveLoop(model), await readGolden(dir, model.manifest));
+    expect(report.timesteps).toBe(10);
+    // Random networks have logits of order 10: compare relative to their scale.
+    expect(report.maxLogitScaledDiff).toBeLessThanOrEqual(1e-4);
+    expect(report.maxErrorRelDiff).toBeLessThanOrEqual(1e-4);
+    expect(report.maxBatchDiff).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('is served by the API when MODEL_DIR points at it', async () => {
+    const { app, config } = await buildTestApp({}, { modelDir: dir, model });
+    expect(config.MODEL_DIR).toBe(dir);
+    try {
+      const png = await sharp({ create: { width: 50, height: 40, channels: 3, background: { r: 200, g: 30, b: 90 } } })
+        .png()
+        .toBuffer();
+      const res = await app.inject({ method: 'POST', url: '/classify?timesteps=2', headers: { 'content-type': 'image/png' }, payload: png });
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      expect(body.model).toBe(name);
+      expect(body.steps).toHaveLength(3);
+      expect(Object.keys(body.steps[0].errors)).toHaveLength(pcoders);
+    } finally {
+      await app.close();
+    }
+  });
+});

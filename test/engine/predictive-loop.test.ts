@@ -1,0 +1,101 @@
+/**
+ * The engine reproduces the PyTorch reference implementation of the dynamics (autograd,
+ * batch of one) on the shipped default model, and is batch-invariant.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PredictiveLoop, type StepOutput } from '../../src/engine/predictive-loop.js';
+import { readGolden, type Golden } from '../../src/model/golden.js';
+import type { LoadedModel } from '../../src/model/load-model.js';
+import { DEFAULT_MODEL } from '../paths.js';
+import { openModel } from '../helpers.js';
+
+let model: LoadedModel;
+let loop: PredictiveLoop;
+let golden: Golden;
+const alone = new Map<string, StepOutput[]>();
+
+beforeAll(async () => {
+  model = await openModel();
+  loop = new PredictiveLoop(model);
+  golden = await readGolden(DEFAULT_MODEL, model.manifest);
+  for (const c of golden.cases) alone.set(c.name, await loop.run(Float32Array.from(c.input), 1, golden.timesteps));
+});
+afterAll(() => model.release());
+
+describe('default model against the PyTorch reference', () => {
+  it('has golden cases for t = 0..10 and at least 3 PCoders', () => {
+    expect(golden.timesteps).toBe(10);
+    expect(golden.cases.length).toBeGreaterThanOrEqual(8);
+    expect(model.manifest.pcoders.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('matches the reference logits within 1e-4 at every timestep of every case', () => {
+    for (const c of golden.cases) {
+      const steps = alone.get(c.name)!;
+      expect(steps).toHaveLength(golden.timesteps + 1);
+      steps.forEach((step, t) => {
+        expect(step.t).toBe(t);
+        step.logits.forEach((v, k) => expect(Math.abs(v - c.logits[t]![k]!), `${c.name} t=${t} class ${k}`).toBeLessThanOrEqual(1e-4));
+      });
+    }
+  });
+
+  it('matches the reference per-PCoder prediction errors (relative 1e-4)', () => {
+    for (const c of golden.cases) {
+      alone.get(c.name)!.forEach((step, t) => {
+        step.errors.forEach((v, i) => {
+          const ref = c.errors[t]![i]!;
+          expect(Math.abs(v - ref) / ref, `${c.name} t=${t} pcoder${i + 1}`).toBeLessThanOrEqual(1e-4);
+        });
+      });
+    }
+  });
+
+  it('gives the unmodified backbone logits at t = 0', () => {
+    for (const c of golden.cases) {
+      const t0 = alone.get(c.name)![0]!;
+      t0.logits.forEach((v, k) => expect(Math.abs(v - c.feedforward[k]!)).toBeLessThanOrEqual(1e-4));
+    }
+  });
+
+  it('changes the representation over timesteps (the dynamics are not a no-op)', () => {
+    const c = golden.cases[0]!;
+    const steps = alone.get(c.name)!;
+    const moved = Math.max(...steps[10]!.logits.map((v, k) => Math.abs(v - steps[0]!.logits[k]!)));
+    expect(moved).toBeGreaterThan(1e-2);
+  });
+});
+
+describe('batch invariance', () => {
+  it('gives each of 8 different images in one batch its results when run alone (1e-5)', async () => {
+    const cases = golden.cases.slice(0, 8);
+    const perImage = cases[0]!.input.length;
+    const batch = new Float32Array(perImage * cases.length);
+    cases.forEach((c, b) => batch.set(c.input, b * perImage));
+    const batched = await loop.run(batch, cases.length, golden.timesteps);
+    const classes = loop.classes;
+    const n = loop.pcoderCount;
+    cases.forEach((c, b) => {
+      alone.get(c.name)!.forEach((single, t) => {
+        for (let k = 0; k < classes; k++) {
+          expect(Math.abs(batched[t]!.logits[b * classes + k]! - single.logits[k]!)).toBeLessThanOrEqual(1e-5);
+        }
+        for (let i = 0; i < n; i++) {
+          expect(Math.abs(batched[t]!.errors[b * n + i]! - single.errors[i]!)).toBeLessThanOrEqual(1e-5);
+        }
+      });
+    });
+  });
+});
+
+describe('input checks', () => {
+  it('refuses an input of the wrong size', async () => {
+    await expect(loop.run(new Float32Array(10), 1, 1)).rejects.toMatchObject({ code: 'PREDIFY_ERR_INPUT_SHAPE' });
+  });
+
+  it('streams each timestep to onStep as it is computed', async () => {
+    const seen: number[] = [];
+    await loop.run(Float32Array.from(golden.cases[0]!.input), 1, 3, (s) => seen.push(s.t));
+    expect(seen).toEqual([0, 1, 2, 3]);
+  });
+});

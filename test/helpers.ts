@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { buildApp } from '../src/app.js';
+import { loadConfig, type Config } from '../src/config.js';
+import { Classifier } from '../src/engine/classifier.js';
+import { loadModel, type LoadedModel } from '../src/model/load-model.js';
+import type { ServiceState } from '../src/service-state.js';
+import { DEFAULT_MODEL } from './paths.js';
+
+export const silent = pino({ level: 'silent' });
+
+export function openModel(dir = DEFAULT_MODEL): Promise<LoadedModel> {
+  return loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, silent);
+}
+
+/** The app as the server builds it, on a loaded model unless `ready` is false. */
+export async function buildTestApp(
+  env: Record<string, string> = {},
+  { ready = true, modelDir = DEFAULT_MODEL, model }: { ready?: boolean; modelDir?: string; model?: LoadedModel } = {},
+): Promise<{ app: FastifyInstance; state: ServiceState; config: Config }> {
+  const config = loadConfig({ MODEL_DIR: modelDir, ...env });
+  const state: ServiceState = {};
+  if (model) state.classifier = new Classifier(model);
+  else if (ready) state.classifier = new Classifier(await openModel(config.MODEL_DIR));
+  const app = await buildApp({ config, state });
+  // A model passed in belongs to the caller, which releases it.
+  if (!model) app.addHook('onClose', async () => state.classifier?.close());
+  return { app, state, config };
+}

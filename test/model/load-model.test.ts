@@ -1,0 +1,114 @@
+/** A model directory is verified before it is served: manifest, files, checksums, signatures. */
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadModel } from '../../src/model/load-model.js';
+import { parseManifest } from '../../src/model/manifest.js';
+import { silent } from '../helpers.js';
+import { DEFAULT_MODEL } from '../paths.js';
+
+let dir: string;
+const settings = { providers: ['cpu'] as const, intraOpThreads: 1 };
+
+async function editManifest(edit: (m: Record<string, any>) => void): Promise<void> {
+  const file = path.join(dir, 'manifest.json');
+  const m = JSON.parse(await readFile(file, 'utf8'));
+  edit(m);
+  await writeFile(file, JSON.stringify(m));
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'predify-model-'));
+  await cp(DEFAULT_MODEL, dir, { recursive: true, filter: (src) => !src.endsWith('.pt') });
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+describe('loadModel', () => {
+  it('loads the shipped model with one session per graph', async () => {
+    const model = await loadModel(dir, settings, silent);
+    expect(model.encoders).toHaveLength(model.manifest.pcoders.length);
+    expect(model.feedback).toHaveLength(model.manifest.pcoders.length);
+    expect(model.head.provider).toBe('cpu');
+    await model.release();
+  });
+
+  it('names the manifest file when it is missing', async () => {
+    await rm(path.join(dir, 'manifest.json'));
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_MODEL_NOT_FOUND',
+      message: expect.stringContaining(path.join(dir, 'manifest.json')),
+    });
+  });
+
+  it('names the file and the field of an invalid manifest', async () => {
+    await editManifest((m) => (m.pcoders[1].hyperparameters.beta = 'high'));
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_MANIFEST_INVALID',
+      message: expect.stringMatching(/manifest\.json: pcoders\.1\.hyperparameters\.beta: /),
+    });
+  });
+
+  it('refuses feedback into the top PCoder', async () => {
+    await editManifest((m) => (m.pcoders.at(-1).hyperparameters.lambda = 0.1));
+    await expect(loadModel(dir, settings, silent)).rejects.toThrow(/pcoders\.2\.hyperparameters\.lambda: must be 0/);
+  });
+
+  it('refuses a graph file whose checksum does not match', async () => {
+    const file = path.join(dir, 'head.onnx');
+    const bytes = await readFile(file);
+    bytes[bytes.length - 1] ^= 0xff;
+    await writeFile(file, bytes);
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_CHECKSUM_MISMATCH',
+      message: expect.stringContaining('head.onnx'),
+    });
+  });
+
+  it('refuses a missing graph file', async () => {
+    await rm(path.join(dir, 'feedback2.onnx'));
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({ code: 'PREDIFY_ERR_MODEL_NOT_FOUND' });
+  });
+
+  it('refuses a graph whose inputs do not match its role', async () => {
+    // encoder2's file in encoder1's place, checksum updated: the signature check catches it.
+    await editManifest((m) => (m.graphs.encoder1 = m.graphs.encoder2));
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_GRAPH_MISMATCH',
+      message: expect.stringContaining('encoder2.onnx'),
+    });
+  });
+
+  it('refuses a corrupt ONNX file that has the right checksum', async () => {
+    const file = path.join(dir, 'encoder1.onnx');
+    await writeFile(file, 'not an onnx graph');
+    const { createHash } = await import('node:crypto');
+    const sum = createHash('sha256').update('not an onnx graph').digest('hex');
+    await editManifest((m) => (m.graphs.encoder1.sha256 = sum));
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({ code: 'PREDIFY_ERR_GRAPH_INVALID' });
+  });
+
+  it('falls back to the next execution provider when one is unavailable', async () => {
+    const warnings: string[] = [];
+    const log = { ...silent, info() {}, warn: (_o: object, msg: string) => void warnings.push(msg) };
+    const model = await loadModel(dir, { providers: ['cuda', 'cpu'], intraOpThreads: 1 }, log);
+    // This machine has no CUDA: every graph lands on the CPU, each fallback logged.
+    expect(model.head.provider).toBe('cpu');
+    expect(warnings.length).toBeGreaterThan(0);
+    await model.release();
+  });
+});
+
+describe('parseManifest', () => {
+  it('refuses a graph file outside the model directory', async () => {
+    const raw = JSON.parse(await readFile(path.join(DEFAULT_MODEL, 'manifest.json'), 'utf8'));
+    raw.graphs.head.file = '../../etc/passwd.onnx';
+    expect(() => parseManifest(raw, 'm.json')).toThrow(/m\.json: graphs\.head\.file: must be a file name/);
+  });
+
+  it('refuses a PCoder chain whose shapes do not connect', async () => {
+    const raw = JSON.parse(await readFile(path.join(DEFAULT_MODEL, 'manifest.json'), 'utf8'));
+    raw.pcoders[1].targetShape = [7, 7, 7];
+    expect(() => parseManifest(raw, 'm.json')).toThrow(/pcoders\.1\.targetShape: is \[7,7,7\]/);
+  });
+});

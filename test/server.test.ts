@@ -1,0 +1,92 @@
+/**
+ * The real server process (dist/server.js, built by `pretest`) over a real socket: start-up,
+ * readiness, a classification, start-up failures and SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PAPER_MODELS, ROOT, SAMPLES, TEST_MODELS } from './paths.js';
+
+const children: ChildProcess[] = [];
+afterEach(() => children.splice(0).forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as { port: number };
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+function start(env: Record<string, string>) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
+    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, output: () => output };
+}
+
+async function waitReady(base: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(`${base}/readyz`)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('server did not become ready');
+}
+
+describe('server process', () => {
+  it('serves the default model over a real socket and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const server = start({ PORT: String(port) });
+    const base = `http://127.0.0.1:${port}`;
+    await waitReady(base);
+    const image = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
+    const res = await fetch(`${base}/classify?timesteps=8`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: image });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body.steps).toHaveLength(9);
+    expect(body.prediction.label).toBe('Ankle boot');
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    // One JSON log line per request, with a request id.
+    const lines = server.output().split('\n').filter((l) => l.includes('"msg":"request"'));
+    expect(lines.some((l) => /"reqId":"[^"]+".*"url":"\/classify\?timesteps=8".*"statusCode":200/.test(l))).toBe(true);
+  });
+
+  it('serves a model exported from the paper architectures when MODEL_DIR points at it', async () => {
+    const port = await freePort();
+    const dir = path.join(TEST_MODELS, PAPER_MODELS[1].name);
+    const server = start({ PORT: String(port), MODEL_DIR: dir });
+    const base = `http://127.0.0.1:${port}`;
+    await waitReady(base);
+    const models = await (await fetch(`${base}/models`)).json();
+    expect(models.models[0].name).toBe('pefficientnet-b0');
+    expect(models.models[0].pcoders).toHaveLength(8);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+
+  it('exits non-zero with one clear line when the model cannot load', async () => {
+    const server = start({ PORT: String(await freePort()), MODEL_DIR: '/nonexistent/model' });
+    expect(await server.exited).not.toBe(0);
+    expect(server.output()).toMatch(/model failed to load: model file not found: \/nonexistent\/model\/manifest\.json/);
+  });
+
+  it('exits non-zero naming the variable when the configuration is invalid', async () => {
+    const server = start({ PORT: 'eighty' });
+    expect(await server.exited).not.toBe(0);
+    expect(server.output()).toMatch(/invalid configuration: PORT: PORT must be a whole number/);
+  });
+});
