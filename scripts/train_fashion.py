@@ -49,29 +49,37 @@ def evaluate(model: PredifyModel, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(x)
 
 
-def train_backbone(model: PredifyModel, x: torch.Tensor, y: torch.Tensor, epochs: int, gen: torch.Generator) -> None:
-    params = list(model.backbone.parameters())
-    opt = torch.optim.Adam(params, lr=2e-3)
-    steps = epochs * ((len(x) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+def fit(what: str, loss_of, opt, sched, n: int, epochs: int, gen: torch.Generator) -> None:
+    """Minibatch training: loss_of(indices) gives the loss of one batch of 128."""
     for epoch in range(epochs):
-        model.backbone.train()
         started, total = time.time(), 0.0
-        for idx in batches(len(x), 128, gen):
-            xb = x[idx]
-            flip = torch.rand(len(idx), generator=gen) < 0.5  # left-right flips keep the class
-            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-            loss = F.cross_entropy(model.backbone(xb), y[idx], label_smoothing=0.05)
+        for idx in batches(n, 128, gen):
+            loss = loss_of(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss) * len(idx)
-        print(f"backbone epoch {epoch + 1}/{epochs}: loss {total / len(x):.4f} ({time.time() - started:.0f}s)", flush=True)
+        print(f"{what} epoch {epoch + 1}/{epochs}: loss {total / n:.4f} ({time.time() - started:.0f}s)", flush=True)
+
+
+def train_backbone(model: PredifyModel, x: torch.Tensor, y: torch.Tensor, epochs: int, gen: torch.Generator) -> None:
+    opt = torch.optim.Adam(model.backbone.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * ((len(x) + 127) // 128))
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        xb = x[idx]
+        flip = torch.rand(len(idx), generator=gen) < 0.5  # left-right flips keep the class
+        xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+        return F.cross_entropy(model.backbone(xb), y[idx], label_smoothing=0.05)
+
+    model.backbone.train()
+    fit("backbone", loss_of, opt, sched, len(x), epochs, gen)
     model.backbone.eval()
 
 
 def feedback_loss(model: PredifyModel, xb: torch.Tensor) -> torch.Tensor:
+    """The spec's unsupervised objective: sum_i mean((p_i(0) - r_{i-1}(0))^2)."""
     with torch.no_grad():
         reps = [xb]
         for block in model.blocks:
@@ -85,16 +93,7 @@ def train_feedback(model: PredifyModel, x: torch.Tensor, epochs: int, gen: torch
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.feedback_parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * ((len(x) + 127) // 128))
-    for epoch in range(epochs):
-        started, total = time.time(), 0.0
-        for idx in batches(len(x), 128, gen):
-            loss = feedback_loss(model, x[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss) * len(idx)
-        print(f"feedback epoch {epoch + 1}/{epochs}: loss {total / len(x):.4f} ({time.time() - started:.0f}s)", flush=True)
+    fit("feedback", lambda idx: feedback_loss(model, x[idx]), opt, sched, len(x), epochs, gen)
 
 
 def write_samples(images: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> list[str]:

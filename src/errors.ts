@@ -17,13 +17,21 @@ export class ServiceError extends Error {
 
 type Factory<A extends unknown[]> = ((...args: A) => ServiceError) & { code: string; statusCode: number };
 
-function define<A extends unknown[]>(code: string, statusCode: number, message: (...args: A) => string): Factory<A> {
+function define<A extends unknown[]>(
+  code: string,
+  statusCode: number,
+  message: (...args: A) => string,
+): Factory<A> {
   const factory = (...args: A) => new ServiceError(code, statusCode, message(...args));
   return Object.assign(factory, { code, statusCode });
 }
 
 export const errors = {
-  configInvalid: define('PREDIFY_ERR_CONFIG_INVALID', 500, (detail: string) => `invalid configuration: ${detail}`),
+  configInvalid: define(
+    'PREDIFY_ERR_CONFIG_INVALID',
+    500,
+    (detail: string) => `invalid configuration: ${detail}`,
+  ),
   modelNotFound: define(
     'PREDIFY_ERR_MODEL_NOT_FOUND',
     500,
@@ -69,9 +77,14 @@ export const errors = {
   unsupportedMediaType: define(
     'PREDIFY_ERR_UNSUPPORTED_MEDIA_TYPE',
     415,
-    (type: string, served: readonly string[]) => `unsupported media type '${type}': send one of ${served.join(', ')}`,
+    (type: string, served: readonly string[]) =>
+      `unsupported media type '${type}': send one of ${served.join(', ')}`,
   ),
-  imageMissing: define('PREDIFY_ERR_IMAGE_MISSING', 400, () => 'request has no image: send the image bytes as the body'),
+  imageMissing: define(
+    'PREDIFY_ERR_IMAGE_MISSING',
+    400,
+    () => 'request has no image: send the image bytes as the body',
+  ),
   imageTooLarge: define(
     'PREDIFY_ERR_IMAGE_TOO_LARGE',
     413,

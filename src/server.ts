@@ -38,7 +38,10 @@ async function main(): Promise<void> {
     );
     state.classifier = new Classifier(model);
   } catch (err) {
-    logger.fatal({ code: (err as { code?: string }).code, dir: config.MODEL_DIR }, `model failed to load: ${(err as Error).message}`);
+    logger.fatal(
+      { code: (err as { code?: string }).code, dir: config.MODEL_DIR },
+      `model failed to load: ${(err as Error).message}`,
+    );
     await app.close();
     process.exit(1);
   }

@@ -14,7 +14,9 @@ const PYTHON = '/usr/bin/python3';
 function toolchainHash(config: string): string {
   const hash = createHash('sha256');
   const dir = path.join(ROOT, 'scripts', 'predify');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.py')).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.py'))
+    .sort()) {
     hash.update(readFileSync(path.join(dir, file)));
   }
   hash.update(readFileSync(path.join(ROOT, 'scripts', 'export_model.py')));
@@ -34,11 +36,28 @@ export default function setup(): void {
     try {
       execFileSync(
         PYTHON,
-        ['scripts/export_model.py', '--config', model.config, '--out', out, '--input-size', '32', '--num-classes', '10', '--golden', String(model.golden)],
+        [
+          'scripts/export_model.py',
+          '--config',
+          model.config,
+          '--out',
+          out,
+          '--input-size',
+          '32',
+          '--num-classes',
+          '10',
+          '--golden',
+          String(model.golden),
+        ],
         { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
       );
     } catch (err) {
-      throw new Error(`exporting ${model.name} failed (is the Python toolchain installed? scripts/setup-python.sh): ${(err as Error).message}`);
+      throw new Error(
+        `exporting ${model.name} failed (is the Python toolchain installed? scripts/setup-python.sh)`,
+        {
+          cause: err,
+        },
+      );
     }
     writeFileSync(stamp, want);
   }

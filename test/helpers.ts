@@ -16,7 +16,11 @@ export function openModel(dir = DEFAULT_MODEL): Promise<LoadedModel> {
 /** The app as the server builds it, on a loaded model unless `ready` is false. */
 export async function buildTestApp(
   env: Record<string, string> = {},
-  { ready = true, modelDir = DEFAULT_MODEL, model }: { ready?: boolean; modelDir?: string; model?: LoadedModel } = {},
+  {
+    ready = true,
+    modelDir = DEFAULT_MODEL,
+    model,
+  }: { ready?: boolean; modelDir?: string; model?: LoadedModel } = {},
 ): Promise<{ app: FastifyInstance; state: ServiceState; config: Config }> {
   const config = loadConfig({ MODEL_DIR: modelDir, ...env });
   const state: ServiceState = {};

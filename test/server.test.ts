@@ -53,7 +53,11 @@ describe('server process', () => {
     const base = `http://127.0.0.1:${port}`;
     await waitReady(base);
     const image = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
-    const res = await fetch(`${base}/classify?timesteps=8`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: image });
+    const res = await fetch(`${base}/classify?timesteps=8`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: image,
+    });
     expect(res.status).toBe(200);
     const body = await res.json();
     expect(body.steps).toHaveLength(9);
@@ -61,8 +65,13 @@ describe('server process', () => {
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     // One JSON log line per request, with a request id.
-    const lines = server.output().split('\n').filter((l) => l.includes('"msg":"request"'));
-    expect(lines.some((l) => /"reqId":"[^"]+".*"url":"\/classify\?timesteps=8".*"statusCode":200/.test(l))).toBe(true);
+    const lines = server
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"request"'));
+    expect(
+      lines.some((l) => /"reqId":"[^"]+".*"url":"\/classify\?timesteps=8".*"statusCode":200/.test(l)),
+    ).toBe(true);
   });
 
   it('serves a model exported from the paper architectures when MODEL_DIR points at it', async () => {
@@ -81,7 +90,9 @@ describe('server process', () => {
   it('exits non-zero with one clear line when the model cannot load', async () => {
     const server = start({ PORT: String(await freePort()), MODEL_DIR: '/nonexistent/model' });
     expect(await server.exited).not.toBe(0);
-    expect(server.output()).toMatch(/model failed to load: model file not found: \/nonexistent\/model\/manifest\.json/);
+    expect(server.output()).toMatch(
+      /model failed to load: model file not found: \/nonexistent\/model\/manifest\.json/,
+    );
   });
 
   it('exits non-zero naming the variable when the configuration is invalid', async () => {

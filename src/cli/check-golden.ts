@@ -13,7 +13,10 @@ import { parseCli } from './args.js';
 
 const usage = 'usage: check-golden <model-dir> [--tolerance 1e-4]';
 const { values, positionals } = parseCli(
-  { allowPositionals: true, options: { tolerance: { type: 'string', default: '1e-4' }, help: { type: 'boolean' } } },
+  {
+    allowPositionals: true,
+    options: { tolerance: { type: 'string', default: '1e-4' }, help: { type: 'boolean' } },
+  },
   usage,
 );
 const dir = positionals[0];
@@ -22,11 +25,18 @@ if (!dir) {
   process.exit(2);
 }
 const tolerance = Number(values.tolerance);
-const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 0 }, pino({ level: 'warn' }, pino.destination(2)));
+const model = await loadModel(
+  dir,
+  { providers: ['cpu'], intraOpThreads: 0 },
+  pino({ level: 'warn' }, pino.destination(2)),
+);
 const golden = await readGolden(dir, model.manifest);
 const report = await compareWithGolden(new PredictiveLoop(model), golden);
 console.log(JSON.stringify({ model: model.manifest.name, tolerance, ...report }));
 await model.release();
 // Logits are compared relative to their own scale: random test networks have logits of ~10.
-const pass = report.maxLogitScaledDiff <= tolerance && report.maxErrorRelDiff <= tolerance && report.maxBatchDiff <= 1e-5;
+const pass =
+  report.maxLogitScaledDiff <= tolerance &&
+  report.maxErrorRelDiff <= tolerance &&
+  report.maxBatchDiff <= 1e-5;
 process.exit(pass ? 0 : 1);

@@ -53,11 +53,22 @@ try {
       continue;
     }
     const { label, confidence } = result.prediction;
-    console.log(`${file}: ${label} (${(confidence * 100).toFixed(1)}%) after ${timesteps} timesteps, ${inferenceMs.toFixed(1)} ms`);
-    console.log(['   t', 'prediction'.padEnd(16), 'confidence', ...names.map((n) => n.padStart(10))].join('  '));
+    console.log(
+      `${file}: ${label} (${(confidence * 100).toFixed(1)}%) after ${timesteps} timesteps, ${inferenceMs.toFixed(1)} ms`,
+    );
+    console.log(
+      ['   t', 'prediction'.padEnd(16), 'confidence', ...names.map((n) => n.padStart(10))].join('  '),
+    );
     for (const step of result.steps) {
       const errs = names.map((n) => step.errors[n]!.toExponential(3).padStart(10));
-      console.log([String(step.t).padStart(4), step.label.padEnd(16), `${(step.confidence * 100).toFixed(2)}%`.padStart(10), ...errs].join('  '));
+      console.log(
+        [
+          String(step.t).padStart(4),
+          step.label.padEnd(16),
+          `${(step.confidence * 100).toFixed(2)}%`.padStart(10),
+          ...errs,
+        ].join('  '),
+      );
     }
   }
   await classifier.close();

@@ -155,6 +155,10 @@ export class PredictiveLoop {
   }
 }
 
-async function runOne(graph: Graph, feeds: Record<string, FloatTensor>, output: string): Promise<FloatTensor> {
+async function runOne(
+  graph: Graph,
+  feeds: Record<string, FloatTensor>,
+  output: string,
+): Promise<FloatTensor> {
   return (await graph.run(feeds))[output]!;
 }

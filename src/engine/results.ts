@@ -44,6 +44,13 @@ export function summarise(
     const best = ranked[0]!;
     const errors: Record<string, number> = {};
     pcoders.forEach((name, i) => (errors[name] = step.errors[b * pcoders.length + i]!));
-    return { t: step.t, label: best.label, index: best.index, confidence: best.probability, topk: ranked, errors };
+    return {
+      t: step.t,
+      label: best.label,
+      index: best.index,
+      confidence: best.probability,
+      topk: ranked,
+      errors,
+    };
   });
 }

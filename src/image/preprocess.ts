@@ -7,7 +7,13 @@ import { errors } from '../errors.js';
 import type { InputSpec } from '../model/manifest.js';
 
 /** Media types the service decodes; anything else is refused before decoding. */
-export const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff'] as const;
+export const IMAGE_MEDIA_TYPES = [
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/gif',
+  'image/tiff',
+] as const;
 
 const SERVED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff']);
 
@@ -30,9 +36,15 @@ export async function preprocess(bytes: Buffer, spec: InputSpec): Promise<Prepro
     throw errors.imageUndecodable(describe(err));
   }
   if (!meta.format || !SERVED_FORMATS.has(meta.format)) {
-    throw errors.imageUndecodable(`format '${meta.format ?? 'unknown'}' is not one of ${[...SERVED_FORMATS].join(', ')}`);
+    throw errors.imageUndecodable(
+      `format '${meta.format ?? 'unknown'}' is not one of ${[...SERVED_FORMATS].join(', ')}`,
+    );
   }
-  const background = { r: spec.background[0]!, g: spec.background[1] ?? spec.background[0]!, b: spec.background[2] ?? spec.background[0]! };
+  const background = {
+    r: spec.background[0]!,
+    g: spec.background[1] ?? spec.background[0]!,
+    b: spec.background[2] ?? spec.background[0]!,
+  };
   let pipeline = image
     .rotate() // EXIF orientation
     .flatten({ background })

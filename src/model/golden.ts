@@ -28,9 +28,17 @@ const goldenSchema = z.object({
 export type Golden = z.infer<typeof goldenSchema>;
 
 export async function readGolden(dir: string, manifest: Manifest): Promise<Golden> {
-  if (!manifest.golden) throw errors.manifestInvalid(path.join(dir, 'manifest.json'), 'golden: this model has no golden reference');
+  if (!manifest.golden)
+    throw errors.manifestInvalid(
+      path.join(dir, 'manifest.json'),
+      'golden: this model has no golden reference',
+    );
   const file = path.join(dir, manifest.golden.file);
   const parsed = goldenSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
-  if (!parsed.success) throw errors.manifestInvalid(file, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  if (!parsed.success)
+    throw errors.manifestInvalid(
+      file,
+      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+    );
   return parsed.data;
 }

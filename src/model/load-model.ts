@@ -3,7 +3,13 @@ import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
-import { createGraph, type Graph, type Logger, type SessionSettings, type TensorMetadata } from './onnx-backend.js';
+import {
+  createGraph,
+  type Graph,
+  type Logger,
+  type SessionSettings,
+  type TensorMetadata,
+} from './onnx-backend.js';
 import { readManifest, type GraphSpec, type Manifest } from './manifest.js';
 
 export interface LoadedModel {
@@ -28,14 +34,20 @@ function roleSignatures(m: Manifest) {
       outputs: { output: ['batch', ...pc.shape] as Dims },
     })),
     feedback: m.pcoders.map((pc) => ({
-      inputs: { representation: ['batch', ...pc.shape] as Dims, target: ['batch', ...pc.targetShape] as Dims },
+      inputs: {
+        representation: ['batch', ...pc.shape] as Dims,
+        target: ['batch', ...pc.targetShape] as Dims,
+      },
       outputs: {
         prediction: ['batch', ...pc.targetShape] as Dims,
         error: ['batch'] as Dims,
         gradient: ['batch', ...pc.shape] as Dims,
       },
     })),
-    head: { inputs: { input: ['batch', ...top.shape] as Dims }, outputs: { logits: ['batch', m.labels.length] as Dims } },
+    head: {
+      inputs: { input: ['batch', ...top.shape] as Dims },
+      outputs: { logits: ['batch', m.labels.length] as Dims },
+    },
   };
 }
 
@@ -47,19 +59,38 @@ interface Signature {
 const sameDims = (a: readonly (number | string)[], b: Dims) =>
   a.length === b.length && a.every((d, k) => (b[k] === 'batch' ? typeof d === 'string' : d === b[k]));
 
-function checkSide(file: string, side: string, declared: GraphSpec['inputs'], actual: readonly TensorMetadata[], want: Record<string, Dims>): void {
-  const names = (list: readonly { name: string }[]) => list.map((t) => t.name).sort().join(', ');
+function checkSide(
+  file: string,
+  side: string,
+  declared: GraphSpec['inputs'],
+  actual: readonly TensorMetadata[],
+  want: Record<string, Dims>,
+): void {
+  const names = (list: readonly { name: string }[]) =>
+    list
+      .map((t) => t.name)
+      .sort()
+      .join(', ');
   if (names(declared) !== Object.keys(want).sort().join(', ')) {
-    throw errors.graphMismatch(file, `manifest lists ${side} [${names(declared)}], expected [${Object.keys(want).sort().join(', ')}]`);
+    throw errors.graphMismatch(
+      file,
+      `manifest lists ${side} [${names(declared)}], expected [${Object.keys(want).sort().join(', ')}]`,
+    );
   }
   if (names(actual) !== names(declared)) {
-    throw errors.graphMismatch(file, `graph has ${side} [${names(actual)}], the manifest says [${names(declared)}]`);
+    throw errors.graphMismatch(
+      file,
+      `graph has ${side} [${names(actual)}], the manifest says [${names(declared)}]`,
+    );
   }
   for (const spec of declared) {
     const real = actual.find((t) => t.name === spec.name)!;
     const expected = want[spec.name]!;
     if (!sameDims(spec.shape, expected)) {
-      throw errors.graphMismatch(file, `manifest shape of ${side} '${spec.name}' is [${spec.shape}], expected [${expected}]`);
+      throw errors.graphMismatch(
+        file,
+        `manifest shape of ${side} '${spec.name}' is [${spec.shape}], expected [${expected}]`,
+      );
     }
     if (real.type !== 'float32' || !sameDims(real.shape, expected)) {
       throw errors.graphMismatch(
@@ -76,7 +107,13 @@ async function sha256(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function openGraph(dir: string, spec: GraphSpec, want: Signature, settings: SessionSettings, log: Logger): Promise<Graph> {
+async function openGraph(
+  dir: string,
+  spec: GraphSpec,
+  want: Signature,
+  settings: SessionSettings,
+  log: Logger,
+): Promise<Graph> {
   const file = path.join(dir, spec.file);
   try {
     await access(file);
@@ -118,7 +155,10 @@ export async function loadModel(dir: string, settings: SessionSettings, log: Log
     }
     const head = await open(manifest.head, roles.head);
     const providers = [...new Set(opened.map((g) => g.provider))];
-    log.info({ model: manifest.name, dir, graphs: opened.length, providers }, `model loaded on ${providers.join(', ')}`);
+    log.info(
+      { model: manifest.name, dir, graphs: opened.length, providers },
+      `model loaded on ${providers.join(', ')}`,
+    );
     return {
       dir,
       manifest,

@@ -6,7 +6,11 @@ import { errors } from '../errors.js';
 export const MANIFEST_FILE = 'manifest.json';
 
 const dim = z.union([z.literal('batch'), z.number().int().positive()]);
-const shape3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
+const shape3 = z.tuple([
+  z.number().int().positive(),
+  z.number().int().positive(),
+  z.number().int().positive(),
+]);
 
 const tensorSpec = z.object({
   name: z.string().min(1),
@@ -70,7 +74,8 @@ const manifestSchema = z
     golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
   })
   .superRefine((m, ctx) => {
-    const issue = (p: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path: p, message });
+    const issue = (p: (string | number)[], message: string) =>
+      ctx.addIssue({ code: 'custom', path: p, message });
     if (m.input.mean.length !== m.input.channels) issue(['input', 'mean'], 'needs one value per channel');
     if (m.input.std.length !== m.input.channels) issue(['input', 'std'], 'needs one value per channel');
     if ((m.input.colorspace === 'grey') !== (m.input.channels === 1)) {
@@ -80,7 +85,8 @@ const manifestSchema = z
     let below: readonly number[] = [m.input.channels, m.input.height, m.input.width];
     m.pcoders.forEach((pc, i) => {
       for (const key of ['encoder', 'feedback'] as const) {
-        if (!m.graphs[pc[key]]) issue(['pcoders', i, key], `names graph '${pc[key]}', which is not in graphs`);
+        if (!m.graphs[pc[key]])
+          issue(['pcoders', i, key], `names graph '${pc[key]}', which is not in graphs`);
       }
       if (pc.targetShape.join() !== below.join()) {
         issue(['pcoders', i, 'targetShape'], `is [${pc.targetShape}] but the level below is [${below}]`);

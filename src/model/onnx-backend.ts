@@ -37,7 +37,9 @@ export interface Logger {
 
 function metadata(values: readonly ort.InferenceSession.ValueMetadata[]): TensorMetadata[] {
   return values.map((v) =>
-    v.isTensor ? { name: v.name, type: v.type, shape: v.shape } : { name: v.name, type: 'non-tensor', shape: [] },
+    v.isTensor
+      ? { name: v.name, type: v.type, shape: v.shape }
+      : { name: v.name, type: 'non-tensor', shape: [] },
   );
 }
 

@@ -14,14 +14,21 @@ interface Options {
 
 const mediaTypes: readonly string[] = IMAGE_MEDIA_TYPES;
 
-export default async function classifyRoutes(app: FastifyInstance, { config, state }: Options): Promise<void> {
+export default async function classifyRoutes(
+  app: FastifyInstance,
+  { config, state }: Options,
+): Promise<void> {
   // Only images and multipart forms reach this route: any other media type is a 415 from
   // Fastify before the body is read.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser([...IMAGE_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
-    done(null, body),
+  app.addContentTypeParser(
+    [...IMAGE_MEDIA_TYPES],
+    { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES },
+    (_req, body, done) => done(null, body),
   );
-  await app.register(multipart, { limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 8, parts: 9 } });
+  await app.register(multipart, {
+    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 8, parts: 9 },
+  });
 
   app.post('/classify', async (request, reply) => {
     const classifier = state.classifier;

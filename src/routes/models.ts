@@ -3,7 +3,10 @@ import type { Config } from '../config.js';
 import { errors } from '../errors.js';
 import type { ServiceState } from '../service-state.js';
 
-export default async function modelRoutes(app: FastifyInstance, { config, state }: { config: Config; state: ServiceState }): Promise<void> {
+export default async function modelRoutes(
+  app: FastifyInstance,
+  { config, state }: { config: Config; state: ServiceState },
+): Promise<void> {
   app.get('/models', async () => {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();

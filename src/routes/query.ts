@@ -4,15 +4,14 @@ import { errors } from '../errors.js';
 /** A query parameter that must appear at most once and be a whole number in [min, max]. */
 export function integerParam(name: string, min: number, max: number) {
   return z
-    .string({ error: (issue) => (Array.isArray(issue.input) ? `${name} must be given once` : `${name} must be a string`) })
+    .string({
+      error: (issue) =>
+        Array.isArray(issue.input) ? `${name} must be given once` : `${name} must be a string`,
+    })
     .regex(/^\d+$/, `${name} must be a whole number between ${min} and ${max}`)
     .transform(Number)
     .pipe(
-      z
-        .number()
-        .int()
-        .min(min, `${name} must be at least ${min}`)
-        .max(max, `${name} must be at most ${max}`),
+      z.number().int().min(min, `${name} must be at least ${min}`).max(max, `${name} must be at most ${max}`),
     );
 }
 

@@ -36,10 +36,17 @@ describe.each(PAPER_MODELS)('$name', ({ name, pcoders }) => {
     const { app, config } = await buildTestApp({}, { modelDir: dir, model });
     expect(config.MODEL_DIR).toBe(dir);
     try {
-      const png = await sharp({ create: { width: 50, height: 40, channels: 3, background: { r: 200, g: 30, b: 90 } } })
+      const png = await sharp({
+        create: { width: 50, height: 40, channels: 3, background: { r: 200, g: 30, b: 90 } },
+      })
         .png()
         .toBuffer();
-      const res = await app.inject({ method: 'POST', url: '/classify?timesteps=2', headers: { 'content-type': 'image/png' }, payload: png });
+      const res = await app.inject({
+        method: 'POST',
+        url: '/classify?timesteps=2',
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      });
       expect(res.statusCode).toBe(200);
       const body = res.json();
       expect(body.model).toBe(name);

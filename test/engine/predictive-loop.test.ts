@@ -18,7 +18,8 @@ beforeAll(async () => {
   model = await openModel();
   loop = new PredictiveLoop(model);
   golden = await readGolden(DEFAULT_MODEL, model.manifest);
-  for (const c of golden.cases) alone.set(c.name, await loop.run(Float32Array.from(c.input), 1, golden.timesteps));
+  for (const c of golden.cases)
+    alone.set(c.name, await loop.run(Float32Array.from(c.input), 1, golden.timesteps));
 });
 afterAll(() => model.release());
 
@@ -35,7 +36,9 @@ describe('default model against the PyTorch reference', () => {
       expect(steps).toHaveLength(golden.timesteps + 1);
       steps.forEach((step, t) => {
         expect(step.t).toBe(t);
-        step.logits.forEach((v, k) => expect(Math.abs(v - c.logits[t]![k]!), `${c.name} t=${t} class ${k}`).toBeLessThanOrEqual(1e-4));
+        step.logits.forEach((v, k) =>
+          expect(Math.abs(v - c.logits[t]![k]!), `${c.name} t=${t} class ${k}`).toBeLessThanOrEqual(1e-4),
+        );
       });
     }
   });
@@ -78,7 +81,9 @@ describe('batch invariance', () => {
     cases.forEach((c, b) => {
       alone.get(c.name)!.forEach((single, t) => {
         for (let k = 0; k < classes; k++) {
-          expect(Math.abs(batched[t]!.logits[b * classes + k]! - single.logits[k]!)).toBeLessThanOrEqual(1e-5);
+          expect(Math.abs(batched[t]!.logits[b * classes + k]! - single.logits[k]!)).toBeLessThanOrEqual(
+            1e-5,
+          );
         }
         for (let i = 0; i < n; i++) {
           expect(Math.abs(batched[t]!.errors[b * n + i]! - single.errors[i]!)).toBeLessThanOrEqual(1e-5);
@@ -90,7 +95,9 @@ describe('batch invariance', () => {
 
 describe('input checks', () => {
   it('refuses an input of the wrong size', async () => {
-    await expect(loop.run(new Float32Array(10), 1, 1)).rejects.toMatchObject({ code: 'PREDIFY_ERR_INPUT_SHAPE' });
+    await expect(loop.run(new Float32Array(10), 1, 1)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_INPUT_SHAPE',
+    });
   });
 
   it('streams each timestep to onStep as it is computed', async () => {

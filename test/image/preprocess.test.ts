@@ -41,7 +41,9 @@ describe('preprocess', () => {
   });
 
   it('decodes JPEG, WebP, GIF and TIFF to the model input size', async () => {
-    const base = sharp({ create: { width: 60, height: 30, channels: 3, background: { r: 255, g: 255, b: 255 } } });
+    const base = sharp({
+      create: { width: 60, height: 30, channels: 3, background: { r: 255, g: 255, b: 255 } },
+    });
     for (const format of ['jpeg', 'webp', 'gif', 'tiff'] as const) {
       const bytes = await base.clone().toFormat(format).toBuffer();
       const { tensor, source } = await preprocess(bytes, spec);
@@ -52,7 +54,9 @@ describe('preprocess', () => {
 
   it('letterboxes a wide image on the background ("contain")', async () => {
     // White 56x28 image -> 28x14 centred on black: rows 0-6 and 21-27 are background.
-    const bytes = await sharp({ create: { width: 56, height: 28, channels: 3, background: '#ffffff' } }).png().toBuffer();
+    const bytes = await sharp({ create: { width: 56, height: 28, channels: 3, background: '#ffffff' } })
+      .png()
+      .toBuffer();
     const { tensor } = await preprocess(bytes, spec);
     const pixel = (y: number) => tensor[y * 28 + 14]! * spec.std[0]! + spec.mean[0]!;
     expect(pixel(2)).toBeCloseTo(0, 5);
@@ -61,7 +65,11 @@ describe('preprocess', () => {
   });
 
   it('lays out RGB channel-major and normalises with mean and std', async () => {
-    const bytes = await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 255, g: 0, b: 51 } } }).png().toBuffer();
+    const bytes = await sharp({
+      create: { width: 4, height: 4, channels: 3, background: { r: 255, g: 0, b: 51 } },
+    })
+      .png()
+      .toBuffer();
     const s = { ...rgbSpec(), mean: [0.5, 0, 0], std: [0.5, 1, 0.5] };
     const { tensor } = await preprocess(bytes, s);
     expect(tensor.slice(0, 16).every((v) => Math.abs(v - 1) < 1e-6)).toBe(true); // (1 - 0.5) / 0.5
@@ -73,7 +81,7 @@ describe('preprocess', () => {
     // A 16x8 image, left half red / right half blue, tagged "rotate 90° clockwise"
     // (orientation 6): displayed as 8x16, red on top.
     const raw = Buffer.alloc(16 * 8 * 3);
-    for (let k = 0; k < 16 * 8; k++) raw[k * 3 + ((k % 16) < 8 ? 0 : 2)] = 255;
+    for (let k = 0; k < 16 * 8; k++) raw[k * 3 + (k % 16 < 8 ? 0 : 2)] = 255;
     const bytes = await sharp(raw, { raw: { width: 16, height: 8, channels: 3 } })
       .jpeg({ quality: 100, chromaSubsampling: '4:4:4' })
       .withMetadata({ orientation: 6 })
@@ -92,11 +100,18 @@ describe('preprocess', () => {
 
   it('refuses a truncated PNG', async () => {
     const bytes = await readFile(path.join(SAMPLES, golden.cases[0]!.name));
-    await expect(preprocess(bytes.subarray(0, bytes.length / 2), spec)).rejects.toMatchObject({ statusCode: 422 });
+    await expect(preprocess(bytes.subarray(0, bytes.length / 2), spec)).rejects.toMatchObject({
+      statusCode: 422,
+    });
   });
 
   it('refuses formats the service does not serve, such as SVG', async () => {
-    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>');
-    await expect(preprocess(svg, spec)).rejects.toMatchObject({ statusCode: 422, message: expect.stringContaining("'svg'") });
+    const svg = Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>',
+    );
+    await expect(preprocess(svg, spec)).rejects.toMatchObject({
+      statusCode: 422,
+      message: expect.stringContaining("'svg'"),
+    });
   });
 });

@@ -11,7 +11,8 @@ import { DEFAULT_MODEL } from '../paths.js';
 let dir: string;
 const settings = { providers: ['cpu'] as const, intraOpThreads: 1 };
 
-async function editManifest(edit: (m: Record<string, any>) => void): Promise<void> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests poke at arbitrary fields
+async function editManifest(edit: (m: any) => void): Promise<void> {
   const file = path.join(dir, 'manifest.json');
   const m = JSON.parse(await readFile(file, 'utf8'));
   edit(m);
@@ -51,13 +52,15 @@ describe('loadModel', () => {
 
   it('refuses feedback into the top PCoder', async () => {
     await editManifest((m) => (m.pcoders.at(-1).hyperparameters.lambda = 0.1));
-    await expect(loadModel(dir, settings, silent)).rejects.toThrow(/pcoders\.2\.hyperparameters\.lambda: must be 0/);
+    await expect(loadModel(dir, settings, silent)).rejects.toThrow(
+      /pcoders\.2\.hyperparameters\.lambda: must be 0/,
+    );
   });
 
   it('refuses a graph file whose checksum does not match', async () => {
     const file = path.join(dir, 'head.onnx');
     const bytes = await readFile(file);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     await writeFile(file, bytes);
     await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
       code: 'PREDIFY_ERR_CHECKSUM_MISMATCH',
@@ -67,7 +70,9 @@ describe('loadModel', () => {
 
   it('refuses a missing graph file', async () => {
     await rm(path.join(dir, 'feedback2.onnx'));
-    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({ code: 'PREDIFY_ERR_MODEL_NOT_FOUND' });
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_MODEL_NOT_FOUND',
+    });
   });
 
   it('refuses a graph whose inputs do not match its role', async () => {
@@ -85,7 +90,9 @@ describe('loadModel', () => {
     const { createHash } = await import('node:crypto');
     const sum = createHash('sha256').update('not an onnx graph').digest('hex');
     await editManifest((m) => (m.graphs.encoder1.sha256 = sum));
-    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({ code: 'PREDIFY_ERR_GRAPH_INVALID' });
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_GRAPH_INVALID',
+    });
   });
 
   it('falls back to the next execution provider when one is unavailable', async () => {

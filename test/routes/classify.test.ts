@@ -31,7 +31,11 @@ function multipart(parts: { name: string; filename?: string; type?: string; data
   const chunks: Buffer[] = [];
   for (const p of parts) {
     const disposition = `form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}`;
-    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.type ? `Content-Type: ${p.type}\r\n` : ''}\r\n`));
+    chunks.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.type ? `Content-Type: ${p.type}\r\n` : ''}\r\n`,
+      ),
+    );
     chunks.push(Buffer.isBuffer(p.data) ? p.data : Buffer.from(p.data));
     chunks.push(Buffer.from('\r\n'));
   }
@@ -67,8 +71,16 @@ describe('POST /classify', () => {
       expect(Object.values(step.errors)).toHaveLength(3);
       Object.values(step.errors).forEach((e, i) => expect(e).toBeCloseTo(sampleCase.errors[step.t]![i]!, 5));
     });
-    expect(body.prediction).toEqual({ label: body.steps[10].label, index: body.steps[10].index, confidence: body.steps[10].confidence });
-    expect(body.timings).toEqual({ decodeMs: expect.any(Number), queueMs: expect.any(Number), inferenceMs: expect.any(Number) });
+    expect(body.prediction).toEqual({
+      label: body.steps[10].label,
+      index: body.steps[10].index,
+      confidence: body.steps[10].confidence,
+    });
+    expect(body.timings).toEqual({
+      decodeMs: expect.any(Number),
+      queueMs: expect.any(Number),
+      inferenceMs: expect.any(Number),
+    });
   });
 
   it('uses the configured default of 8 timesteps and top-5', async () => {
@@ -91,7 +103,9 @@ describe('POST /classify', () => {
     const res = await post('/classify?timesteps=2', form.payload, form.contentType);
     expect(res.statusCode).toBe(200);
     expect(res.json().steps).toHaveLength(3);
-    expect(res.json().prediction.label).toBe(golden.cases[0]!.name.includes('ankle-boot') ? 'Ankle boot' : expect.any(String));
+    expect(res.json().prediction.label).toBe(
+      golden.cases[0]!.name.includes('ankle-boot') ? 'Ankle boot' : expect.any(String),
+    );
   });
 
   it('accepts JPEG, WebP, GIF and TIFF bodies', async () => {
@@ -104,10 +118,14 @@ describe('POST /classify', () => {
 });
 
 describe('POST /classify errors', () => {
-  const expectError = (res: { statusCode: number; json(): any }, status: number, message: RegExp) => {
+  const expectError = (res: { statusCode: number; json(): unknown }, status: number, message: RegExp) => {
     expect(res.statusCode).toBe(status);
     const body = res.json();
-    expect(body).toMatchObject({ statusCode: status, error: expect.any(String), message: expect.stringMatching(message) });
+    expect(body).toMatchObject({
+      statusCode: status,
+      error: expect.any(String),
+      message: expect.stringMatching(message),
+    });
   };
 
   it.each([
@@ -126,7 +144,11 @@ describe('POST /classify errors', () => {
   });
 
   it('415 for a media type that is not an image', async () => {
-    expectError(await post('/classify', '{"image": 1}', 'application/json'), 415, /unsupported media type 'application\/json'/);
+    expectError(
+      await post('/classify', '{"image": 1}', 'application/json'),
+      415,
+      /unsupported media type 'application\/json'/,
+    );
     expectError(await post('/classify', sample, 'image/svg+xml'), 415, /unsupported media type/);
   });
 
@@ -137,8 +159,14 @@ describe('POST /classify errors', () => {
 
   it('413 for a body over the configured limit', async () => {
     expectError(await post('/classify', Buffer.alloc(70_000, 1)), 413, /too large/i);
-    const form = multipart([{ name: 'image', filename: 'big.png', type: 'image/png', data: Buffer.alloc(70_000, 1) }]);
-    expectError(await post('/classify', form.payload, form.contentType), 413, /larger than the limit of 65536 bytes/);
+    const form = multipart([
+      { name: 'image', filename: 'big.png', type: 'image/png', data: Buffer.alloc(70_000, 1) },
+    ]);
+    expectError(
+      await post('/classify', form.payload, form.contentType),
+      413,
+      /larger than the limit of 65536 bytes/,
+    );
   });
 
   it('422 for bytes that do not decode as an image', async () => {

@@ -8,7 +8,12 @@ describe('before the model has loaded', () => {
     expect((await app.inject('/healthz')).statusCode).toBe(200);
     const ready = await app.inject('/readyz');
     expect(ready.statusCode).toBe(503);
-    const classify = await app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: Buffer.from([1]) });
+    const classify = await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'content-type': 'image/png' },
+      payload: Buffer.from([1]),
+    });
     expect(classify.statusCode).toBe(503);
     expect(classify.json()).toMatchObject({ code: 'PREDIFY_ERR_NOT_READY' });
     expect((await app.inject('/models')).statusCode).toBe(503);
@@ -27,7 +32,10 @@ describe('when ready', () => {
     expect(m.input).toMatchObject({ channels: 1, height: 28, width: 28, colorspace: 'grey' });
     expect(m.labels).toHaveLength(10);
     expect(m.pcoders).toHaveLength(3);
-    expect(m.pcoders[0]).toMatchObject({ name: 'pcoder1', hyperparameters: { beta: 0.8, lambda: 0.1, alpha: 0.01 } });
+    expect(m.pcoders[0]).toMatchObject({
+      name: 'pcoder1',
+      hyperparameters: { beta: 0.8, lambda: 0.1, alpha: 0.01 },
+    });
     expect(m.pcoders[2].hyperparameters.lambda).toBe(0);
     expect(m.timesteps).toEqual({ default: 4, max: 32 });
     expect(m.executionProviders).toEqual(['cpu']);
