@@ -56,10 +56,10 @@ export async function buildApp({ config, state, logger = false }: AppOptions): P
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    // Our own errors are written for clients; anything else at 5xx is an internal failure.
+    if (status >= 500) request.log.error({ err, cause: err.cause }, 'request failed');
+    // Our own errors are written for clients; anything else at 5xx is an internal failure
+    // whose details (stack, paths) go to the log only.
     if (status >= 500 && !(err instanceof ServiceError)) {
-      // Internals (stack, paths) go to the log, never to the client.
-      request.log.error({ err }, 'request failed');
       return reply.status(status).send(errorBody(status, 'internal error while handling the request'));
     }
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
@@ -67,6 +67,7 @@ export async function buildApp({ config, state, logger = false }: AppOptions): P
       const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);
       return reply.status(e.statusCode).send(errorBody(e.statusCode, e.message, e.code));
     }
+    if (err.code === errors.overloaded.code) reply.header('retry-after', '1');
     return reply.status(status).send(errorBody(status, err.message, err.code));
   });
 

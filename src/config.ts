@@ -30,6 +30,17 @@ const schema = z
     DEFAULT_TIMESTEPS: integer('DEFAULT_TIMESTEPS', 0, 1024, 8),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
+    BATCH_MAX_SIZE: integer('BATCH_MAX_SIZE', 1, 1024, 32),
+    BATCH_MAX_DELAY_MS: integer('BATCH_MAX_DELAY_MS', 0, 10_000, 2),
+    CONTINUOUS_BATCHING: z
+      .enum(['true', 'false'])
+      .default('true')
+      .transform((v) => v === 'true'),
+    MAX_QUEUE: integer('MAX_QUEUE', 0, 1_000_000, 256),
+    ENGINE_WORKER: z
+      .enum(['true', 'false'])
+      .default('true')
+      .transform((v) => v === 'true'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
@@ -38,6 +49,19 @@ const schema = z
   });
 
 export type Config = z.infer<typeof schema>;
+
+/** The engine's part of the configuration. */
+export function engineSettings(config: Config) {
+  return {
+    modelDir: config.MODEL_DIR,
+    providers: config.EXECUTION_PROVIDERS,
+    intraOpThreads: config.ORT_INTRA_OP_THREADS,
+    maxBatch: config.BATCH_MAX_SIZE,
+    maxDelayMs: config.BATCH_MAX_DELAY_MS,
+    continuous: config.CONTINUOUS_BATCHING,
+    maxQueue: config.MAX_QUEUE,
+  };
+}
 
 /** Parses the environment once; an invalid value names the variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

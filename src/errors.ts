@@ -95,5 +95,16 @@ export const errors = {
     422,
     (detail: string) => `body is not a decodable image: ${detail}`,
   ),
+  overloaded: define(
+    'PREDIFY_ERR_OVERLOADED',
+    503,
+    (queued: number) => `server is at capacity (${queued} requests queued): retry later`,
+  ),
+  cancelled: define('PREDIFY_ERR_CANCELLED', 499, () => 'request was cancelled by the client'),
+  engineFailed: define(
+    'PREDIFY_ERR_ENGINE_FAILED',
+    500,
+    () => 'inference failed for the batch this request was in; the cause is in the server log',
+  ),
   notReady: define('PREDIFY_ERR_NOT_READY', 503, () => 'model is still loading'),
 } as const;

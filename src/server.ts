@@ -2,9 +2,11 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { loadConfig, type Config } from './config.js';
+import { engineSettings, loadConfig, type Config } from './config.js';
 import { Classifier } from './engine/classifier.js';
-import { loadModel } from './model/load-model.js';
+import type { InferenceEngine } from './engine/inference-engine.js';
+import { LocalEngine } from './engine/local-engine.js';
+import { WorkerEngine } from './engine/worker-engine.js';
 import type { ServiceState } from './service-state.js';
 
 const DRAIN_MS = 10_000;
@@ -31,12 +33,12 @@ async function main(): Promise<void> {
   // Listen first so that /healthz answers and /readyz says 503 while the model loads.
   await app.listen({ port: config.PORT, host: config.HOST });
   try {
-    const model = await loadModel(
-      config.MODEL_DIR,
-      { providers: config.EXECUTION_PROVIDERS, intraOpThreads: config.ORT_INTRA_OP_THREADS },
-      logger,
-    );
-    state.classifier = new Classifier(model);
+    const settings = engineSettings(config);
+    // In a worker thread, onnxruntime's synchronous runs never block the HTTP thread.
+    const engine: InferenceEngine = config.ENGINE_WORKER
+      ? await WorkerEngine.start(settings, config.LOG_LEVEL)
+      : await LocalEngine.open(settings, logger);
+    state.classifier = new Classifier(engine);
   } catch (err) {
     logger.fatal(
       { code: (err as { code?: string }).code, dir: config.MODEL_DIR },
@@ -45,7 +47,16 @@ async function main(): Promise<void> {
     await app.close();
     process.exit(1);
   }
-  logger.info({ model: state.classifier.name }, 'ready');
+  const { engine } = state.classifier;
+  logger.info(
+    {
+      model: state.classifier.name,
+      providers: engine.providers,
+      worker: config.ENGINE_WORKER,
+      batch: engineSettings(config),
+    },
+    `ready: ${state.classifier.name} on ${engine.providers.join(', ')}`,
+  );
 }
 
 await main();

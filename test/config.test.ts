@@ -13,6 +13,11 @@ describe('loadConfig', () => {
       DEFAULT_TIMESTEPS: 8,
       MAX_TIMESTEPS: 64,
       DEFAULT_TOPK: 5,
+      BATCH_MAX_SIZE: 32,
+      BATCH_MAX_DELAY_MS: 2,
+      CONTINUOUS_BATCHING: true,
+      MAX_QUEUE: 256,
+      ENGINE_WORKER: true,
       LOG_LEVEL: 'info',
     });
   });

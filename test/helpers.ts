@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
-import { loadConfig, type Config } from '../src/config.js';
+import { engineSettings, loadConfig, type Config } from '../src/config.js';
 import { Classifier } from '../src/engine/classifier.js';
+import { LocalEngine } from '../src/engine/local-engine.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
 import type { ServiceState } from '../src/service-state.js';
 import { DEFAULT_MODEL } from './paths.js';
@@ -24,8 +25,10 @@ export async function buildTestApp(
 ): Promise<{ app: FastifyInstance; state: ServiceState; config: Config }> {
   const config = loadConfig({ MODEL_DIR: modelDir, ...env });
   const state: ServiceState = {};
-  if (model) state.classifier = new Classifier(model);
-  else if (ready) state.classifier = new Classifier(await openModel(config.MODEL_DIR));
+  const settings = engineSettings(config);
+  if (model) state.classifier = new Classifier(new LocalEngine(model, settings));
+  else if (ready)
+    state.classifier = new Classifier(new LocalEngine(await openModel(config.MODEL_DIR), settings));
   const app = await buildApp({ config, state });
   // A model passed in belongs to the caller, which releases it.
   if (!model) app.addHook('onClose', async () => state.classifier?.close());

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config.js';
 import { Classifier } from '../engine/classifier.js';
+import { LocalEngine } from '../engine/local-engine.js';
 import { preprocess } from '../image/preprocess.js';
-import { loadModel } from '../model/load-model.js';
 import type { ExecutionProvider } from '../model/onnx-backend.js';
 import { parseCli, wholeNumber } from './args.js';
 
@@ -42,12 +42,24 @@ const providers = values.providers.split(',') as ExecutionProvider[];
 const logger = pino({ level: 'warn' }, pino.destination(2));
 
 try {
-  const classifier = new Classifier(await loadModel(values.model, { providers, intraOpThreads: 0 }, logger));
-  const names = classifier.model.manifest.pcoders.map((pc) => pc.name);
+  const engine = await LocalEngine.open(
+    {
+      modelDir: values.model,
+      providers,
+      intraOpThreads: 0,
+      maxBatch: 1,
+      maxDelayMs: 0,
+      continuous: false,
+      maxQueue: 0,
+    },
+    logger,
+  );
+  const classifier = new Classifier(engine);
+  const names = classifier.manifest.pcoders.map((pc) => pc.name);
   for (const file of positionals) {
-    const image = await preprocess(await readFile(file), classifier.model.manifest.input);
-    const { results, inferenceMs } = await classifier.classify([image.tensor], { timesteps, topk });
-    const result = results[0]!;
+    const image = await preprocess(await readFile(file), classifier.manifest.input);
+    const result = await classifier.classify(image.tensor, { timesteps, topk });
+    const { inferenceMs } = result;
     if (values.json) {
       console.log(JSON.stringify({ file, model: classifier.name, timesteps, ...result, inferenceMs }));
       continue;

@@ -1,65 +1,59 @@
-/** The engine's public face: images in, per-timestep classifications out. No HTTP here. */
-import type { LoadedModel } from '../model/load-model.js';
-import { PredictiveLoop, type StepOutput } from './predictive-loop.js';
+/** The engine's public face: an image in, per-timestep classifications out. No HTTP here. */
+import type { EngineJob } from './batch-scheduler.js';
+import type { InferenceEngine } from './inference-engine.js';
 import { summarise, type StepSummary } from './results.js';
-import { SerialQueue } from './serial-queue.js';
 
 export interface ClassifyOptions {
   timesteps: number;
   topk: number;
+  signal?: AbortSignal;
+  /** sees each timestep's summary as soon as it is computed */
+  onStep?: (step: StepSummary) => void;
 }
 
 export interface Classification {
   steps: StepSummary[];
   prediction: { label: string; index: number; confidence: number };
-}
-
-export interface ClassifyResult {
-  results: Classification[];
   queueMs: number;
   inferenceMs: number;
 }
 
 export class Classifier {
-  readonly model: LoadedModel;
-  readonly #loop: PredictiveLoop;
-  readonly #queue = new SerialQueue();
+  readonly engine: InferenceEngine;
+  readonly #pcoderNames: string[];
 
-  constructor(model: LoadedModel) {
-    this.model = model;
-    this.#loop = new PredictiveLoop(model);
+  constructor(engine: InferenceEngine) {
+    this.engine = engine;
+    this.#pcoderNames = engine.manifest.pcoders.map((pc) => pc.name);
   }
 
   get name(): string {
-    return this.model.manifest.name;
+    return this.engine.manifest.name;
   }
 
-  /** Raw per-timestep outputs of one batch, queued behind any run in progress. */
-  async runBatch(images: Float32Array, batch: number, timesteps: number): Promise<StepOutput[]> {
-    return (await this.#queue.run(() => this.#loop.run(images, batch, timesteps))).value;
+  get manifest() {
+    return this.engine.manifest;
   }
 
-  /** Classifies images (each preprocessed to the model's input) in one batch. */
-  async classify(images: readonly Float32Array[], options: ClassifyOptions): Promise<ClassifyResult> {
-    const perImage = images[0]?.length ?? 0;
-    const batch = new Float32Array(perImage * images.length);
-    images.forEach((img, b) => batch.set(img, b * perImage));
-    const { value, waitedMs } = await this.#queue.run(async () => {
-      const started = performance.now();
-      const steps = await this.#loop.run(batch, images.length, options.timesteps);
-      return { steps, inferenceMs: performance.now() - started };
-    });
-    const { labels, pcoders } = this.model.manifest;
-    const names = pcoders.map((pc) => pc.name);
-    const results = images.map((_, b) => {
-      const steps = summarise(value.steps, b, labels, names, options.topk);
-      const last = steps[steps.length - 1]!;
-      return { steps, prediction: { label: last.label, index: last.index, confidence: last.confidence } };
-    });
-    return { results, queueMs: waitedMs, inferenceMs: value.inferenceMs };
+  /** Classifies one image, preprocessed to the model's input. */
+  async classify(image: Float32Array, options: ClassifyOptions): Promise<Classification> {
+    const { labels } = this.engine.manifest;
+    const job: EngineJob = { image, timesteps: options.timesteps };
+    if (options.signal) job.signal = options.signal;
+    const onStep = options.onStep;
+    if (onStep) job.onStep = (step) => onStep(summarise(step, labels, this.#pcoderNames, options.topk));
+    const result = await this.engine.submit(job);
+    const steps = result.steps.map((s) => summarise(s, labels, this.#pcoderNames, options.topk));
+    const last = steps[steps.length - 1]!;
+    return {
+      steps,
+      prediction: { label: last.label, index: last.index, confidence: last.confidence },
+      queueMs: result.queueMs,
+      inferenceMs: result.inferenceMs,
+    };
   }
 
   close(): Promise<void> {
-    return this.model.release();
+    return this.engine.close();
   }
 }

@@ -1,4 +1,4 @@
-import type { StepOutput } from './predictive-loop.js';
+import type { SampleStep } from './predictive-step.js';
 
 export interface ClassScore {
   label: string;
@@ -26,31 +26,26 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
   return out;
 }
 
-/** Per-timestep summaries of sample `b` of a batch. */
+/** A readable summary of one sample's timestep. */
 export function summarise(
-  steps: readonly StepOutput[],
-  b: number,
+  step: SampleStep,
   labels: readonly string[],
   pcoders: readonly string[],
   topk: number,
-): StepSummary[] {
-  const classes = labels.length;
-  const k = Math.min(topk, classes);
-  return steps.map((step) => {
-    const probs = softmax(step.logits.subarray(b * classes, (b + 1) * classes));
-    const ranked = Array.from(probs, (probability, index) => ({ label: labels[index]!, index, probability }))
-      .sort((x, y) => y.probability - x.probability || x.index - y.index)
-      .slice(0, k);
-    const best = ranked[0]!;
-    const errors: Record<string, number> = {};
-    pcoders.forEach((name, i) => (errors[name] = step.errors[b * pcoders.length + i]!));
-    return {
-      t: step.t,
-      label: best.label,
-      index: best.index,
-      confidence: best.probability,
-      topk: ranked,
-      errors,
-    };
-  });
+): StepSummary {
+  const probs = softmax(step.logits);
+  const ranked = Array.from(probs, (probability, index) => ({ label: labels[index]!, index, probability }))
+    .sort((x, y) => y.probability - x.probability || x.index - y.index)
+    .slice(0, Math.min(topk, labels.length));
+  const best = ranked[0]!;
+  const errors: Record<string, number> = {};
+  pcoders.forEach((name, i) => (errors[name] = step.errors[i]!));
+  return {
+    t: step.t,
+    label: best.label,
+    index: best.index,
+    confidence: best.probability,
+    topk: ranked,
+    errors,
+  };
 }

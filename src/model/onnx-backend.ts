@@ -35,6 +35,10 @@ export interface Logger {
   warn(obj: object, msg: string): void;
 }
 
+// onnxruntime's environment logger prints every failed provider load to stderr in colour; we
+// catch those failures and log them ourselves, with context. Session logs stay at warning.
+ort.env.logLevel = 'fatal';
+
 function metadata(values: readonly ort.InferenceSession.ValueMetadata[]): TensorMetadata[] {
   return values.map((v) =>
     v.isTensor
@@ -52,6 +56,7 @@ export async function createGraph(file: string, settings: SessionSettings, log: 
         executionProviders: [provider],
         intraOpNumThreads: settings.intraOpThreads,
         graphOptimizationLevel: 'all',
+        logSeverityLevel: 2,
       });
     } catch (err) {
       const reason = (err as Error).message.split('\n')[0] ?? 'unknown error';

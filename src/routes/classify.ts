@@ -33,7 +33,7 @@ export default async function classifyRoutes(
   app.post('/classify', async (request, reply) => {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();
-    const labels = classifier.model.manifest.labels.length;
+    const labels = classifier.manifest.labels.length;
     const query = parseQuery(
       z
         .object({
@@ -46,11 +46,16 @@ export default async function classifyRoutes(
 
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();
-    const image = await preprocess(bytes, classifier.model.manifest.input);
+    const image = await preprocess(bytes, classifier.manifest.input);
     const decodeMs = performance.now() - decodeStart;
 
-    const { results, queueMs, inferenceMs } = await classifier.classify([image.tensor], query);
-    const result = results[0]!;
+    // A client that disconnects leaves the batch at the next timestep boundary.
+    const abort = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
+    const result = await classifier.classify(image.tensor, { ...query, signal: abort.signal });
+    const { queueMs, inferenceMs } = result;
     return reply.send({
       model: classifier.name,
       timesteps: query.timesteps,

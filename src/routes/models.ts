@@ -10,8 +10,7 @@ export default async function modelRoutes(
   app.get('/models', async () => {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();
-    const { manifest, encoders, feedback, head } = classifier.model;
-    const providers = [...new Set([...encoders, ...feedback, head].map((g) => g.provider))];
+    const { manifest, providers } = classifier.engine;
     return {
       models: [
         {
@@ -28,7 +27,7 @@ export default async function modelRoutes(
             gradientScale: pc.gradientScale.scale,
           })),
           timesteps: { default: config.DEFAULT_TIMESTEPS, max: config.MAX_TIMESTEPS },
-          executionProviders: providers,
+          executionProviders: [...providers],
         },
       ],
     };

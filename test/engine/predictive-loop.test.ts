@@ -99,10 +99,4 @@ describe('input checks', () => {
       code: 'PREDIFY_ERR_INPUT_SHAPE',
     });
   });
-
-  it('streams each timestep to onStep as it is computed', async () => {
-    const seen: number[] = [];
-    await loop.run(Float32Array.from(golden.cases[0]!.input), 1, 3, (s) => seen.push(s.t));
-    expect(seen).toEqual([0, 1, 2, 3]);
-  });
 });

@@ -1,0 +1,189 @@
+/**
+ * Who runs in which batch at which timestep. Requests queue; the scheduler steps all active
+ * samples together, one timestep per step. With continuous batching a queued request joins
+ * at the next timestep boundary and each request leaves as soon as its own T is reached;
+ * without it, a batch is formed only when the previous one has finished.
+ */
+import { errors } from '../errors.js';
+import { newSample, type PredictiveStepper, type SampleState, type SampleStep } from './predictive-step.js';
+
+export interface SchedulerOptions {
+  /** most samples stepped together */
+  maxBatch: number;
+  /** how long an idle engine waits for more requests before starting a batch */
+  maxDelayMs: number;
+  /** admit queued requests into a running batch at timestep boundaries */
+  continuous: boolean;
+  /** most requests waiting for admission; more are refused (0: no bound) */
+  maxQueue: number;
+}
+
+export interface EngineJob {
+  image: Float32Array;
+  timesteps: number;
+  /** sees each timestep as soon as it is computed */
+  onStep?: (step: SampleStep) => void;
+  /** aborting removes the request from the queue or the batch */
+  signal?: AbortSignal;
+}
+
+export interface EngineResult {
+  steps: SampleStep[];
+  queueMs: number;
+  inferenceMs: number;
+}
+
+export interface StepStats {
+  batchSize: number;
+  admitted: number;
+  ms: number;
+}
+
+interface Entry {
+  job: EngineJob;
+  state: SampleState;
+  steps: SampleStep[];
+  queuedAt: number;
+  queueMs: number;
+  inferenceMs: number;
+  resolve(result: EngineResult): void;
+  reject(err: Error): void;
+}
+
+/** The part of PredictiveStepper the scheduler uses (tests substitute their own). */
+export type Stepper = Pick<PredictiveStepper, 'step' | 'inputSize'>;
+
+export class BatchScheduler {
+  readonly #stepper: Stepper;
+  readonly #options: SchedulerOptions;
+  readonly #queue: Entry[] = [];
+  #active: Entry[] = [];
+  #running = false;
+  #wake: (() => void) | undefined;
+  /** called after every step, for metrics */
+  onStep: ((stats: StepStats) => void) | undefined;
+
+  constructor(stepper: Stepper, options: SchedulerOptions) {
+    this.#stepper = stepper;
+    this.#options = options;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  get active(): number {
+    return this.#active.length;
+  }
+
+  submit(job: EngineJob): Promise<EngineResult> {
+    if (job.image.length !== this.#stepper.inputSize) {
+      return Promise.reject(
+        errors.inputShape(`${job.image.length} values, the model takes ${this.#stepper.inputSize}`),
+      );
+    }
+    if (!Number.isInteger(job.timesteps) || job.timesteps < 0) {
+      return Promise.reject(
+        errors.inputShape(`timesteps must be a non-negative integer, got ${job.timesteps}`),
+      );
+    }
+    if (this.#options.maxQueue > 0 && this.#queue.length >= this.#options.maxQueue) {
+      return Promise.reject(errors.overloaded(this.#queue.length));
+    }
+    return new Promise<EngineResult>((resolve, reject) => {
+      const entry: Entry = {
+        job,
+        state: newSample(job.image),
+        steps: [],
+        queuedAt: performance.now(),
+        queueMs: 0,
+        inferenceMs: 0,
+        resolve,
+        reject,
+      };
+      if (job.signal?.aborted) return reject(errors.cancelled());
+      job.signal?.addEventListener('abort', () => this.#cancel(entry), { once: true });
+      this.#queue.push(entry);
+      if (this.#queue.length >= this.#options.maxBatch) this.#wake?.();
+      if (!this.#running) void this.#loop();
+    });
+  }
+
+  #cancel(entry: Entry): void {
+    const q = this.#queue.indexOf(entry);
+    if (q >= 0) this.#queue.splice(q, 1);
+    // An active entry is dropped at the next step boundary (#loop filters aborted entries).
+    entry.reject(errors.cancelled());
+  }
+
+  async #loop(): Promise<void> {
+    this.#running = true;
+    try {
+      while (this.#queue.length > 0 || this.#active.length > 0) {
+        if (this.#active.length === 0) await this.#gather();
+        const admitted = this.#admit();
+        if (this.#active.length === 0) continue;
+        await this.#step(admitted);
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /** An idle engine waits up to maxDelayMs from the oldest request for a fuller batch. */
+  async #gather(): Promise<void> {
+    const oldest = this.#queue[0];
+    if (!oldest || this.#options.maxDelayMs <= 0 || this.#queue.length >= this.#options.maxBatch) return;
+    const wait = oldest.queuedAt + this.#options.maxDelayMs - performance.now();
+    if (wait <= 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, wait);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  #admit(): number {
+    this.#active = this.#active.filter((e) => !e.job.signal?.aborted);
+    if (!this.#options.continuous && this.#active.length > 0) return 0;
+    const room = this.#options.maxBatch - this.#active.length;
+    const incoming = this.#queue.splice(0, Math.max(0, room));
+    const now = performance.now();
+    for (const e of incoming) e.queueMs = now - e.queuedAt;
+    this.#active.push(...incoming);
+    return incoming.length;
+  }
+
+  async #step(admitted: number): Promise<void> {
+    const batch = this.#active;
+    const started = performance.now();
+    let outputs: SampleStep[];
+    try {
+      outputs = await this.#stepper.step(batch.map((e) => e.state));
+    } catch (err) {
+      // One failed run fails only the requests in this batch; the engine keeps serving.
+      this.#active = [];
+      const failure = errors.engineFailed();
+      failure.cause = err;
+      for (const e of batch) e.reject(failure);
+      return;
+    }
+    const ms = performance.now() - started;
+    this.onStep?.({ batchSize: batch.length, admitted, ms });
+    const still: Entry[] = [];
+    batch.forEach((e, b) => {
+      const out = outputs[b]!;
+      e.inferenceMs += ms;
+      if (e.job.signal?.aborted) return;
+      e.steps.push(out);
+      e.job.onStep?.(out);
+      if (out.t >= e.job.timesteps)
+        e.resolve({ steps: e.steps, queueMs: e.queueMs, inferenceMs: e.inferenceMs });
+      else still.push(e);
+    });
+    this.#active = still;
+  }
+}

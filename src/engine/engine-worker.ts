@@ -1,0 +1,58 @@
+/**
+ * Worker-thread entry: owns the onnxruntime sessions and the batch scheduler, so that the
+ * synchronous session.run never blocks the HTTP thread. Protocol in worker-engine.ts.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import type { EngineSettings } from './inference-engine.js';
+import { LocalEngine } from './local-engine.js';
+import type { ToWorker, FromWorker } from './worker-protocol.js';
+
+const port = parentPort!;
+const { settings, logLevel } = workerData as { settings: EngineSettings; logLevel: string };
+const log = pino({ level: logLevel, base: { thread: 'engine' } });
+const post = (msg: FromWorker) => port.postMessage(msg);
+
+let engine: LocalEngine;
+try {
+  engine = await LocalEngine.open(settings, log);
+} catch (err) {
+  const e = err as Error & { code?: string };
+  post({ type: 'start-failed', code: e.code ?? 'PREDIFY_ERR_ENGINE_FAILED', message: e.message });
+  process.exit(0);
+}
+engine.onStep = (stats) => post({ type: 'stats', stats });
+
+const controllers = new Map<number, AbortController>();
+port.on('message', (msg: ToWorker) => {
+  if (msg.type === 'submit') {
+    const controller = new AbortController();
+    controllers.set(msg.id, controller);
+    engine
+      .submit({
+        image: msg.image,
+        timesteps: msg.timesteps,
+        signal: controller.signal,
+        onStep: (step) => post({ type: 'step', id: msg.id, step }),
+      })
+      .then(
+        ({ queueMs, inferenceMs }) => post({ type: 'done', id: msg.id, queueMs, inferenceMs }),
+        (err: Error & { code?: string; statusCode?: number }) => {
+          if (err.cause) log.error({ err: err.cause, request: msg.id }, 'engine step failed');
+          post({
+            type: 'failed',
+            id: msg.id,
+            code: err.code ?? 'PREDIFY_ERR_ENGINE_FAILED',
+            statusCode: err.statusCode ?? 500,
+            message: err.message,
+          });
+        },
+      )
+      .finally(() => controllers.delete(msg.id));
+  } else if (msg.type === 'cancel') {
+    controllers.get(msg.id)?.abort();
+  } else if (msg.type === 'close') {
+    void engine.close().then(() => port.close());
+  }
+});
+post({ type: 'ready', manifest: engine.manifest, providers: [...engine.providers] });

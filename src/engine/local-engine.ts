@@ -1,0 +1,51 @@
+/** The engine on the calling thread: for the CLI, tests and benchmarks. */
+import type { Logger } from '../model/onnx-backend.js';
+import { loadModel, type LoadedModel } from '../model/load-model.js';
+import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
+import type { EngineSettings, InferenceEngine } from './inference-engine.js';
+import { PredictiveStepper } from './predictive-step.js';
+
+export class LocalEngine implements InferenceEngine {
+  readonly model: LoadedModel;
+  readonly stepper: PredictiveStepper;
+  readonly #scheduler: BatchScheduler;
+
+  constructor(
+    model: LoadedModel,
+    settings: Omit<EngineSettings, 'modelDir' | 'providers' | 'intraOpThreads'>,
+  ) {
+    this.model = model;
+    this.stepper = new PredictiveStepper(model);
+    this.#scheduler = new BatchScheduler(this.stepper, settings);
+  }
+
+  static async open(settings: EngineSettings, log: Logger): Promise<LocalEngine> {
+    const model = await loadModel(settings.modelDir, settings, log);
+    return new LocalEngine(model, settings);
+  }
+
+  get manifest() {
+    return this.model.manifest;
+  }
+
+  get providers(): string[] {
+    const { encoders, feedback, head } = this.model;
+    return [...new Set([...encoders, ...feedback, head].map((g) => g.provider))];
+  }
+
+  get onStep(): ((stats: StepStats) => void) | undefined {
+    return this.#scheduler.onStep;
+  }
+
+  set onStep(fn: ((stats: StepStats) => void) | undefined) {
+    this.#scheduler.onStep = fn;
+  }
+
+  submit(job: EngineJob) {
+    return this.#scheduler.submit(job);
+  }
+
+  close(): Promise<void> {
+    return this.model.release();
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * One timestep of the Predify dynamics (shared/predify-dynamics.md) for a batch of samples
+ * that may each be at a different timestep. The loop state lives per sample, so samples can
+ * join or leave a batch between timesteps, and no sample's numbers depend on the others.
+ *
+ * A sample at t = 0 takes the feedforward pass: r_i(0) = E_i(r_{i-1}(0)), which is the
+ * update below with beta = 1 and nothing else, so new and running samples share every graph
+ * call of a step.
+ */
+import type { LoadedModel } from '../model/load-model.js';
+import type { Graph } from '../model/onnx-backend.js';
+import { elementCount, type FloatTensor } from '../tensor.js';
+
+export interface SampleState {
+  readonly image: Float32Array;
+  /** the timestep the next step computes */
+  t: number;
+  /** r_i, p_i, g_i of the last computed timestep (empty before t = 0) */
+  r: Float32Array[];
+  p: Float32Array[];
+  g: Float32Array[];
+}
+
+export interface SampleStep {
+  t: number;
+  logits: Float32Array;
+  /** e_i(t), one per PCoder */
+  errors: Float32Array;
+}
+
+/** Update coefficients of r_i(t); computed once per model, not per timestep. */
+interface Coefficients {
+  feedforward: number;
+  feedback: number;
+  memory: number;
+  errorCorrection: number;
+}
+
+export function newSample(image: Float32Array): SampleState {
+  return { image, t: 0, r: [], p: [], g: [] };
+}
+
+export class PredictiveStepper {
+  readonly model: LoadedModel;
+  readonly inputSize: number;
+  readonly #coefficients: Coefficients[];
+  readonly #sizes: number[];
+  readonly #targetSizes: number[];
+  /** Seconds spent inside onnxruntime, for the loop-overhead benchmark. */
+  sessionSeconds = 0;
+
+  constructor(model: LoadedModel) {
+    this.model = model;
+    const { input, pcoders } = model.manifest;
+    this.inputSize = input.channels * input.height * input.width;
+    this.#sizes = pcoders.map((pc) => elementCount(pc.shape));
+    this.#targetSizes = pcoders.map((pc) => elementCount(pc.targetShape));
+    this.#coefficients = pcoders.map((pc, i) => {
+      const { beta, lambda, alpha } = pc.hyperparameters;
+      const lam = i === pcoders.length - 1 ? 0 : lambda; // the top PCoder has no feedback
+      return {
+        feedforward: beta,
+        feedback: lam,
+        memory: 1 - beta - lam,
+        errorCorrection: alpha * pc.gradientScale.scale,
+      };
+    });
+  }
+
+  get classes(): number {
+    return this.model.manifest.labels.length;
+  }
+
+  get pcoderCount(): number {
+    return this.#sizes.length;
+  }
+
+  /** Computes the next timestep of every sample, in one batch, and advances their t. */
+  async step(samples: readonly SampleState[]): Promise<SampleStep[]> {
+    const batch = samples.length;
+    const x = new Float32Array(batch * this.inputSize);
+    samples.forEach((s, b) => x.set(s.image, b * this.inputSize));
+    let below: FloatTensor = { data: x, dims: this.#dims(-1, batch) };
+    const errors = samples.map(() => new Float32Array(this.pcoderCount));
+
+    for (let i = 0; i < this.pcoderCount; i++) {
+      const size = this.#sizes[i]!;
+      const drive = (await this.#run(this.model.encoders[i]!, { input: below })).output!.data;
+      const r = new Float32Array(batch * size);
+      samples.forEach((s, b) => this.#update(i, s, drive, r, b * size));
+      const rTensor: FloatTensor = { data: r, dims: this.#dims(i, batch) };
+      const out = await this.#run(this.model.feedback[i]!, { representation: rTensor, target: below });
+      const prediction = out.prediction!.data;
+      const gradient = out.gradient!.data;
+      const error = out.error!.data;
+      const targetSize = this.#targetSizes[i]!;
+      samples.forEach((s, b) => {
+        s.r[i] = r.subarray(b * size, (b + 1) * size);
+        s.g[i] = gradient.subarray(b * size, (b + 1) * size);
+        s.p[i] = prediction.subarray(b * targetSize, (b + 1) * targetSize);
+        errors[b]![i] = error[b]!;
+      });
+      below = rTensor;
+    }
+
+    const logits = (await this.#run(this.model.head, { input: below })).logits!.data;
+    const classes = this.classes;
+    return samples.map((s, b) => ({
+      t: s.t++,
+      logits: logits.slice(b * classes, (b + 1) * classes),
+      errors: errors[b]!,
+    }));
+  }
+
+  /** r_i(t) of sample `s` into out[offset..], from the drive E_i(r_{i-1}(t)) of the batch. */
+  #update(i: number, s: SampleState, drive: Float32Array, out: Float32Array, offset: number): void {
+    const size = this.#sizes[i]!;
+    if (s.t === 0) {
+      out.set(drive.subarray(offset, offset + size), offset);
+      return;
+    }
+    const c = this.#coefficients[i]!;
+    const prev = s.r[i]!;
+    const g = s.g[i]!;
+    // p_{i+1}(t-1): PCoder i+1 of this sample has not been stepped yet in this timestep.
+    const fromAbove = i + 1 < this.pcoderCount ? s.p[i + 1]! : undefined;
+    if (fromAbove) {
+      for (let k = 0; k < size; k++) {
+        out[offset + k] =
+          c.feedforward * drive[offset + k]! +
+          c.feedback * fromAbove[k]! +
+          c.memory * prev[k]! -
+          c.errorCorrection * g[k]!;
+      }
+    } else {
+      for (let k = 0; k < size; k++) {
+        out[offset + k] =
+          c.feedforward * drive[offset + k]! + c.memory * prev[k]! - c.errorCorrection * g[k]!;
+      }
+    }
+  }
+
+  #dims(i: number, batch: number): number[] {
+    const { input, pcoders } = this.model.manifest;
+    return i < 0 ? [batch, input.channels, input.height, input.width] : [batch, ...pcoders[i]!.shape];
+  }
+
+  async #run(graph: Graph, feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>> {
+    const started = performance.now();
+    try {
+      return await graph.run(feeds);
+    } finally {
+      this.sessionSeconds += (performance.now() - started) / 1000;
+    }
+  }
+}

@@ -1,0 +1,122 @@
+/** The engine in a worker thread, seen from the HTTP thread. */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { errors, ServiceError } from '../errors.js';
+import type { Manifest } from '../model/manifest.js';
+import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
+import type { EngineSettings, InferenceEngine } from './inference-engine.js';
+import type { SampleStep } from './predictive-step.js';
+import type { FromWorker, ToWorker } from './worker-protocol.js';
+
+interface Pending {
+  job: EngineJob;
+  steps: SampleStep[];
+  resolve(result: EngineResult): void;
+  reject(err: Error): void;
+}
+
+/** The compiled worker; tests run from src/ but workers need JavaScript, so they use dist/. */
+function workerFile(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return path.join(path.dirname(here), 'engine-worker.js');
+  return path.resolve(path.dirname(here), '..', '..', 'dist', 'engine', 'engine-worker.js');
+}
+
+export class WorkerEngine implements InferenceEngine {
+  readonly manifest: Manifest;
+  readonly providers: readonly string[];
+  onStep: ((stats: StepStats) => void) | undefined;
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #dead: Error | undefined;
+
+  private constructor(worker: Worker, manifest: Manifest, providers: readonly string[]) {
+    this.#worker = worker;
+    this.manifest = manifest;
+    this.providers = providers;
+    worker.on('message', (msg: FromWorker) => this.#receive(msg));
+    const die = (err: Error) => {
+      this.#dead = err;
+      for (const p of this.#pending.values()) p.reject(Object.assign(errors.engineFailed(), { cause: err }));
+      this.#pending.clear();
+    };
+    worker.on('error', die);
+    worker.on('exit', (code) => die(new Error(`engine worker exited with code ${code}`)));
+  }
+
+  /** Starts the worker and resolves once the model is loaded and verified. */
+  static start(settings: EngineSettings, logLevel: string): Promise<WorkerEngine> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(workerFile(), { workerData: { settings, logLevel } });
+      const onExit = (code: number) =>
+        reject(new Error(`engine worker exited with code ${code} while starting`));
+      worker.once('error', reject);
+      worker.once('exit', onExit);
+      worker.once('message', (msg: FromWorker) => {
+        worker.off('error', reject);
+        worker.off('exit', onExit);
+        if (msg.type === 'ready') resolve(new WorkerEngine(worker, msg.manifest, msg.providers));
+        else if (msg.type === 'start-failed') {
+          reject(new ServiceError(msg.code, 500, msg.message));
+          void worker.terminate();
+        } else reject(new Error(`engine worker sent ${msg.type} before ready`));
+      });
+    });
+  }
+
+  submit(job: EngineJob): Promise<EngineResult> {
+    if (this.#dead) return Promise.reject(Object.assign(errors.engineFailed(), { cause: this.#dead }));
+    if (job.signal?.aborted) return Promise.reject(errors.cancelled());
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { job, steps: [], resolve, reject });
+      job.signal?.addEventListener(
+        'abort',
+        () => {
+          if (!this.#pending.delete(id)) return;
+          this.#post({ type: 'cancel', id });
+          reject(errors.cancelled());
+        },
+        { once: true },
+      );
+      // A copy owns its buffer outright, so it can be transferred instead of cloned.
+      const image = job.image.slice();
+      this.#worker.postMessage({ type: 'submit', id, image, timesteps: job.timesteps } satisfies ToWorker, [
+        image.buffer,
+      ]);
+    });
+  }
+
+  #post(msg: ToWorker): void {
+    if (!this.#dead) this.#worker.postMessage(msg);
+  }
+
+  #receive(msg: FromWorker): void {
+    if (msg.type === 'stats') {
+      this.onStep?.(msg.stats);
+      return;
+    }
+    if (msg.type === 'ready' || msg.type === 'start-failed') return;
+    const pending = this.#pending.get(msg.id);
+    if (!pending) return; // cancelled meanwhile
+    if (msg.type === 'step') {
+      pending.steps.push(msg.step);
+      pending.job.onStep?.(msg.step);
+    } else if (msg.type === 'done') {
+      this.#pending.delete(msg.id);
+      pending.resolve({ steps: pending.steps, queueMs: msg.queueMs, inferenceMs: msg.inferenceMs });
+    } else {
+      this.#pending.delete(msg.id);
+      pending.reject(new ServiceError(msg.code, msg.statusCode, msg.message));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#dead) return;
+    const exited = new Promise((resolve) => this.#worker.once('exit', resolve));
+    this.#worker.postMessage({ type: 'close' } satisfies ToWorker);
+    await exited;
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The engine in a worker thread (dist/engine/engine-worker.js, built by `pretest`): same
+ * numbers as the reference, and the HTTP thread stays responsive while a batch computes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { engineSettings, loadConfig } from '../../src/config.js';
+import { Classifier } from '../../src/engine/classifier.js';
+import { WorkerEngine } from '../../src/engine/worker-engine.js';
+import { readGolden, type Golden } from '../../src/model/golden.js';
+import { readManifest } from '../../src/model/manifest.js';
+import { DEFAULT_MODEL } from '../paths.js';
+
+let engine: WorkerEngine;
+let golden: Golden;
+
+beforeAll(async () => {
+  engine = await WorkerEngine.start(engineSettings(loadConfig({ MODEL_DIR: DEFAULT_MODEL })), 'silent');
+  golden = await readGolden(DEFAULT_MODEL, await readManifest(DEFAULT_MODEL));
+});
+afterAll(() => engine.close());
+
+describe('WorkerEngine', () => {
+  it('reports the model and providers it loaded', () => {
+    expect(engine.manifest.name).toBe('fashion-pc');
+    expect(engine.providers).toEqual(['cpu']);
+  });
+
+  it('reproduces the PyTorch reference for concurrent requests', async () => {
+    const results = await Promise.all(
+      golden.cases.map((c) =>
+        engine.submit({ image: Float32Array.from(c.input), timesteps: golden.timesteps }),
+      ),
+    );
+    results.forEach((r, k) => {
+      expect(r.steps).toHaveLength(11);
+      r.steps.forEach((step, t) =>
+        step.logits.forEach((v, j) =>
+          expect(Math.abs(v - golden.cases[k]!.logits[t]![j]!)).toBeLessThanOrEqual(1e-4),
+        ),
+      );
+    });
+  });
+
+  it('answers /healthz while a long batch is computing', async () => {
+    const config = loadConfig({ MODEL_DIR: DEFAULT_MODEL });
+    const app = await buildApp({ config, state: { classifier: new Classifier(engine) } });
+    let finished = false;
+    const image = Float32Array.from(golden.cases[0]!.input);
+    const long = Promise.all(Array.from({ length: 32 }, () => engine.submit({ image, timesteps: 16 }))).then(
+      () => {
+        finished = true;
+      },
+    );
+    // Wait until the worker reports the first step of the long batch.
+    await new Promise<void>((resolve) => (engine.onStep = () => resolve()));
+    engine.onStep = undefined;
+    const health = await app.inject('/healthz');
+    expect(health.statusCode).toBe(200);
+    expect(finished).toBe(false); // answered while the batch was still running
+    await long;
+    await app.close();
+  });
+
+  it('fails to start with the model error when the model is broken', async () => {
+    await expect(
+      WorkerEngine.start(engineSettings(loadConfig({ MODEL_DIR: '/nonexistent' })), 'silent'),
+    ).rejects.toMatchObject({ code: 'PREDIFY_ERR_MODEL_NOT_FOUND' });
+  });
+});
