@@ -10,8 +10,10 @@ import Fastify, {
 import { errors, ServiceError } from './errors.js';
 import { IMAGE_MEDIA_TYPES } from './image/preprocess.js';
 import type { Config } from './config.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import classifyRoutes from './routes/classify.js';
 import healthRoutes from './routes/health.js';
+import metricsRoutes from './routes/metrics.js';
 import modelRoutes from './routes/models.js';
 import type { ServiceState } from './service-state.js';
 
@@ -19,6 +21,7 @@ export interface AppOptions {
   config: Config;
   state: ServiceState;
   logger?: FastifyBaseLogger | false;
+  metrics?: Metrics;
 }
 
 export function errorBody(statusCode: number, message: string, code?: string) {
@@ -45,13 +48,24 @@ class OneLinePerRequest extends LogController {
   }
 }
 
-export async function buildApp({ config, state, logger = false }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({
+  config,
+  state,
+  logger = false,
+  metrics = createMetrics(),
+}: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger || undefined,
     logger: logger ? undefined : false,
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     logController: new OneLinePerRequest(),
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route }, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -77,6 +91,7 @@ export async function buildApp({ config, state, logger = false }: AppOptions): P
 
   await app.register(healthRoutes, { state });
   await app.register(modelRoutes, { config, state });
-  await app.register(classifyRoutes, { config, state });
+  await app.register(metricsRoutes, { metrics });
+  await app.register(classifyRoutes, { config, state, metrics });
   return app;
 }

@@ -7,6 +7,7 @@ import { Classifier } from './engine/classifier.js';
 import type { InferenceEngine } from './engine/inference-engine.js';
 import { LocalEngine } from './engine/local-engine.js';
 import { WorkerEngine } from './engine/worker-engine.js';
+import { createMetrics } from './metrics.js';
 import type { ServiceState } from './service-state.js';
 
 const DRAIN_MS = 10_000;
@@ -21,7 +22,8 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.LOG_LEVEL });
   const state: ServiceState = {};
-  const app = await buildApp({ config, state, logger });
+  const metrics = createMetrics();
+  const app = await buildApp({ config, state, logger, metrics });
 
   closeWithGrace({ delay: DRAIN_MS }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'closing after an uncaught error');
@@ -38,6 +40,7 @@ async function main(): Promise<void> {
     const engine: InferenceEngine = config.ENGINE_WORKER
       ? await WorkerEngine.start(settings, config.LOG_LEVEL)
       : await LocalEngine.open(settings, logger);
+    engine.onStep = metrics.recordStep;
     state.classifier = new Classifier(engine);
   } catch (err) {
     logger.fatal(

@@ -4,6 +4,7 @@ import { buildApp } from '../src/app.js';
 import { engineSettings, loadConfig, type Config } from '../src/config.js';
 import { Classifier } from '../src/engine/classifier.js';
 import { LocalEngine } from '../src/engine/local-engine.js';
+import { createMetrics } from '../src/metrics.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
 import type { ServiceState } from '../src/service-state.js';
 import { DEFAULT_MODEL } from './paths.js';
@@ -29,7 +30,9 @@ export async function buildTestApp(
   if (model) state.classifier = new Classifier(new LocalEngine(model, settings));
   else if (ready)
     state.classifier = new Classifier(new LocalEngine(await openModel(config.MODEL_DIR), settings));
-  const app = await buildApp({ config, state });
+  const metrics = createMetrics();
+  if (state.classifier) state.classifier.engine.onStep = metrics.recordStep;
+  const app = await buildApp({ config, state, metrics });
   // A model passed in belongs to the caller, which releases it.
   if (!model) app.addHook('onClose', async () => state.classifier?.close());
   return { app, state, config };

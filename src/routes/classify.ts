@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { errors } from '../errors.js';
+import type { Metrics } from '../metrics.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
 import { integerParam, parseQuery } from './query.js';
@@ -10,13 +11,14 @@ import { integerParam, parseQuery } from './query.js';
 interface Options {
   config: Config;
   state: ServiceState;
+  metrics: Metrics;
 }
 
 const mediaTypes: readonly string[] = IMAGE_MEDIA_TYPES;
 
 export default async function classifyRoutes(
   app: FastifyInstance,
-  { config, state }: Options,
+  { config, state, metrics }: Options,
 ): Promise<void> {
   // Only images and multipart forms reach this route: any other media type is a 415 from
   // Fastify before the body is read.
@@ -56,6 +58,9 @@ export default async function classifyRoutes(
     });
     const result = await classifier.classify(image.tensor, { ...query, signal: abort.signal });
     const { queueMs, inferenceMs } = result;
+    metrics.queueWait.observe(queueMs / 1000);
+    metrics.inference.observe(inferenceMs / 1000);
+    metrics.requestedTimesteps.observe(query.timesteps);
     return reply.send({
       model: classifier.name,
       timesteps: query.timesteps,

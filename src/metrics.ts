@@ -1,0 +1,72 @@
+/** Prometheus metrics of the service and its engine, on their own registry. */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { StepStats } from './engine/batch-scheduler.js';
+
+const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'predify_' });
+  const m = {
+    registry,
+    httpRequests: new Counter({
+      name: 'predify_http_requests_total',
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'predify_http_request_duration_seconds',
+      help: 'Time from request to response, by route',
+      labelNames: ['route'] as const,
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    queueWait: new Histogram({
+      name: 'predify_queue_wait_seconds',
+      help: 'Time a classification waited before joining an engine batch',
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    inference: new Histogram({
+      name: 'predify_inference_seconds',
+      help: 'Engine time of a classification, from joining a batch to its last timestep',
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    stepDuration: new Histogram({
+      name: 'predify_engine_step_seconds',
+      help: 'Duration of one engine step (one timestep of every sample in the batch)',
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'predify_batch_size',
+      help: 'Samples stepped together in one engine step',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [registry],
+    }),
+    timesteps: new Counter({
+      name: 'predify_timesteps_total',
+      help: 'Sample-timesteps computed (t = 0 included)',
+      registers: [registry],
+    }),
+    requestedTimesteps: new Histogram({
+      name: 'predify_requested_timesteps',
+      help: 'Timesteps T asked for per classification',
+      buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128],
+      registers: [registry],
+    }),
+  };
+  return {
+    ...m,
+    /** Wire to InferenceEngine.onStep. */
+    recordStep(stats: StepStats): void {
+      m.stepDuration.observe(stats.ms / 1000);
+      m.batchSize.observe(stats.batchSize);
+      m.timesteps.inc(stats.batchSize);
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
