@@ -26,6 +26,8 @@ const schema = z
       .pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1))
       .default(['cpu']),
     ORT_INTRA_OP_THREADS: integer('ORT_INTRA_OP_THREADS', 0, 256, 0),
+    ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+    ORT_CPU_MEM_ARENA: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
     BODY_LIMIT_BYTES: integer('BODY_LIMIT_BYTES', 1024, 1 << 30, 10 * 1024 * 1024),
     DEFAULT_TIMESTEPS: integer('DEFAULT_TIMESTEPS', 0, 1024, 8),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
@@ -56,6 +58,8 @@ export function engineSettings(config: Config) {
     modelDir: config.MODEL_DIR,
     providers: config.EXECUTION_PROVIDERS,
     intraOpThreads: config.ORT_INTRA_OP_THREADS,
+    graphOptimization: config.ORT_GRAPH_OPTIMIZATION,
+    cpuMemArena: config.ORT_CPU_MEM_ARENA,
     maxBatch: config.BATCH_MAX_SIZE,
     maxDelayMs: config.BATCH_MAX_DELAY_MS,
     continuous: config.CONTINUOUS_BATCHING,

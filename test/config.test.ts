@@ -9,6 +9,8 @@ describe('loadConfig', () => {
       MODEL_DIR: DEFAULT_MODEL_DIR,
       EXECUTION_PROVIDERS: ['cpu'],
       ORT_INTRA_OP_THREADS: 0,
+      ORT_GRAPH_OPTIMIZATION: 'all',
+      ORT_CPU_MEM_ARENA: true,
       BODY_LIMIT_BYTES: 10 * 1024 * 1024,
       DEFAULT_TIMESTEPS: 8,
       MAX_TIMESTEPS: 64,

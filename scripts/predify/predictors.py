@@ -117,6 +117,9 @@ class FeedbackGraph(nn.Module):
         if names is not None:
             ah, aw = getattr(self, names[0]), getattr(self, names[1])
             return torch.matmul(torch.matmul(ah, x), aw.t())
+        if isinstance(layer, nn.ConvTranspose2d) and _plain_stride1(layer):
+            y = _transposed_as_conv(x, layer.weight, layer.padding)
+            return y if layer.bias is None else y + layer.bias.view(1, -1, 1, 1)
         return layer(x)
 
     def _adjoint_layer(self, k: int, g: torch.Tensor, x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
@@ -127,6 +130,8 @@ class FeedbackGraph(nn.Module):
             return torch.matmul(torch.matmul(ah.t(), g), aw)
         if isinstance(layer, nn.ReLU):
             return g * (x_out > 0).to(g.dtype)
+        if isinstance(layer, nn.Conv2d) and _plain_stride1(layer):
+            return _transposed_as_conv(g, layer.weight, layer.padding)
         if isinstance(layer, nn.Conv2d):
             # The transposed conv with the same weight; output_padding recovers sizes that the
             # strided forward pass rounded away.
@@ -153,6 +158,27 @@ class FeedbackGraph(nn.Module):
         for k in reversed(range(len(self.layers))):
             g = self._adjoint_layer(k, g, activations[k], activations[k + 1])
         return prediction, error, g
+
+
+def _plain_stride1(layer: nn.Conv2d | nn.ConvTranspose2d) -> bool:
+    return (
+        layer.stride == (1, 1)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+        and getattr(layer, "output_padding", (0, 0)) == (0, 0)
+        and all(p <= k - 1 for p, k in zip(layer.padding, layer.kernel_size))
+    )
+
+
+def _transposed_as_conv(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """conv_transpose2d(x, weight, stride 1) as a plain conv2d with the flipped kernel.
+
+    The same numbers, but onnxruntime's Conv is several times faster than its ConvTranspose
+    on CPU, and this runs in every feedback graph at every timestep.
+    """
+    kh, kw = weight.shape[2], weight.shape[3]
+    flipped = weight.flip(2, 3).transpose(0, 1)
+    return F.conv2d(x, flipped, None, 1, (kh - 1 - padding[0], kw - 1 - padding[1]))
 
 
 def influence_count(predictor: nn.Module, in_shape: Shape) -> int:

@@ -1,5 +1,6 @@
 /** What the service needs from an engine, whether it runs on this thread or in a worker. */
 import type { Manifest } from '../model/manifest.js';
+import type { SessionSettings } from '../model/onnx-backend.js';
 import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
 
 export interface InferenceEngine {
@@ -12,10 +13,8 @@ export interface InferenceEngine {
   close(): Promise<void>;
 }
 
-export interface EngineSettings {
+export interface EngineSettings extends SessionSettings {
   modelDir: string;
-  providers: readonly ('cuda' | 'cpu')[];
-  intraOpThreads: number;
   maxBatch: number;
   maxDelayMs: number;
   continuous: boolean;

@@ -12,7 +12,7 @@ export class LocalEngine implements InferenceEngine {
 
   constructor(
     model: LoadedModel,
-    settings: Omit<EngineSettings, 'modelDir' | 'providers' | 'intraOpThreads'>,
+    settings: Pick<EngineSettings, 'maxBatch' | 'maxDelayMs' | 'continuous' | 'maxQueue'>,
   ) {
     this.model = model;
     this.stepper = new PredictiveStepper(model);

@@ -15,6 +15,8 @@ export interface SampleState {
   readonly image: Float32Array;
   /** the timestep the next step computes */
   t: number;
+  /** E_1(x): the image never changes, so neither does the first PCoder's drive */
+  drive1?: Float32Array;
   /** r_i, p_i, g_i of the last computed timestep (empty before t = 0) */
   r: Float32Array[];
   p: Float32Array[];
@@ -85,7 +87,10 @@ export class PredictiveStepper {
 
     for (let i = 0; i < this.pcoderCount; i++) {
       const size = this.#sizes[i]!;
-      const drive = (await this.#run(this.model.encoders[i]!, { input: below })).output!.data;
+      const drive =
+        i === 0
+          ? await this.#firstDrive(samples)
+          : (await this.#run(this.model.encoders[i]!, { input: below })).output!.data;
       const r = new Float32Array(batch * size);
       samples.forEach((s, b) => this.#update(i, s, drive, r, b * size));
       const rTensor: FloatTensor = { data: r, dims: this.#dims(i, batch) };
@@ -112,6 +117,26 @@ export class PredictiveStepper {
     }));
   }
 
+  /**
+   * E_1(x) for the batch: computed once per sample, at its t = 0, for the samples that are new
+   * in this step; the others reuse theirs.
+   */
+  async #firstDrive(samples: readonly SampleState[]): Promise<Float32Array> {
+    const size = this.#sizes[0]!;
+    const fresh = samples.filter((s) => !s.drive1);
+    if (fresh.length > 0) {
+      const x = new Float32Array(fresh.length * this.inputSize);
+      fresh.forEach((s, b) => x.set(s.image, b * this.inputSize));
+      const out = (
+        await this.#run(this.model.encoders[0]!, { input: { data: x, dims: this.#dims(-1, fresh.length) } })
+      ).output!.data;
+      fresh.forEach((s, b) => (s.drive1 = out.slice(b * size, (b + 1) * size)));
+    }
+    const drive = new Float32Array(samples.length * size);
+    samples.forEach((s, b) => drive.set(s.drive1!, b * size));
+    return drive;
+  }
+
   /** r_i(t) of sample `s` into out[offset..], from the drive E_i(r_{i-1}(t)) of the batch. */
   #update(i: number, s: SampleState, drive: Float32Array, out: Float32Array, offset: number): void {
     const size = this.#sizes[i]!;
@@ -119,24 +144,16 @@ export class PredictiveStepper {
       out.set(drive.subarray(offset, offset + size), offset);
       return;
     }
-    const c = this.#coefficients[i]!;
+    const { feedforward: a, feedback: l, memory: m, errorCorrection: e } = this.#coefficients[i]!;
     const prev = s.r[i]!;
     const g = s.g[i]!;
     // p_{i+1}(t-1): PCoder i+1 of this sample has not been stepped yet in this timestep.
-    const fromAbove = i + 1 < this.pcoderCount ? s.p[i + 1]! : undefined;
-    if (fromAbove) {
-      for (let k = 0; k < size; k++) {
-        out[offset + k] =
-          c.feedforward * drive[offset + k]! +
-          c.feedback * fromAbove[k]! +
-          c.memory * prev[k]! -
-          c.errorCorrection * g[k]!;
-      }
+    const above = i + 1 < this.pcoderCount ? s.p[i + 1]! : undefined;
+    if (above) {
+      for (let k = 0; k < size; k++)
+        out[offset + k] = a * drive[offset + k]! + l * above[k]! + m * prev[k]! - e * g[k]!;
     } else {
-      for (let k = 0; k < size; k++) {
-        out[offset + k] =
-          c.feedforward * drive[offset + k]! + c.memory * prev[k]! - c.errorCorrection * g[k]!;
-      }
+      for (let k = 0; k < size; k++) out[offset + k] = a * drive[offset + k]! + m * prev[k]! - e * g[k]!;
     }
   }
 

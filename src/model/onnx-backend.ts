@@ -13,6 +13,12 @@ export interface SessionSettings {
   providers: readonly ExecutionProvider[];
   /** 0 lets onnxruntime choose (one thread per physical core). */
   intraOpThreads: number;
+  /** default 'all' */
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** onnxruntime's CPU memory arena; default on */
+  cpuMemArena?: boolean;
+  /** let idle intra-op threads spin; default off */
+  spinning?: boolean;
 }
 
 export interface TensorMetadata {
@@ -55,7 +61,11 @@ export async function createGraph(file: string, settings: SessionSettings, log: 
       session = await ort.InferenceSession.create(file, {
         executionProviders: [provider],
         intraOpNumThreads: settings.intraOpThreads,
-        graphOptimizationLevel: 'all',
+        graphOptimizationLevel: settings.graphOptimization ?? 'all',
+        enableCpuMemArena: settings.cpuMemArena ?? true,
+        // Every session has its own intra-op pool; spinning pools of idle sessions would steal
+        // the cores from the one that is running.
+        extra: { session: { intra_op: { allow_spinning: settings.spinning ? '1' : '0' } } },
         logSeverityLevel: 2,
       });
     } catch (err) {

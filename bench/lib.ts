@@ -1,0 +1,85 @@
+/** Shared pieces of the benchmarks: paths, model loading, timing, tables. */
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { loadModel, type LoadedModel } from '../src/model/load-model.js';
+import type { SessionSettings } from '../src/model/onnx-backend.js';
+import { PredictiveLoop } from '../src/engine/predictive-loop.js';
+
+/** Repository root (benchmarks run compiled from build/bench/bench/). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const DEFAULT_MODEL = path.join(ROOT, 'models', 'fashion-pc');
+export const quiet = pino({ level: 'warn' });
+
+export function machine(): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+}
+
+export function openModel(dir: string, settings: Partial<SessionSettings> = {}): Promise<LoadedModel> {
+  return loadModel(dir, { providers: ['cpu'], intraOpThreads: 2, ...settings }, quiet);
+}
+
+export function randomImages(loop: PredictiveLoop, batch: number, seed = 1): Float32Array {
+  const size = loop.stepper.inputSize;
+  const out = new Float32Array(batch * size);
+  let s = seed;
+  for (let k = 0; k < out.length; k++) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    out[k] = (s / 2 ** 31) * 2 - 1;
+  }
+  return out;
+}
+
+export interface Throughput {
+  sampleStepsPerSecond: number;
+  seconds: number;
+  sessionShare: number;
+}
+
+/** batch x (T + 1) sample-timesteps per second of the engine, measured for at least `seconds`. */
+export async function engineThroughput(loop: PredictiveLoop, batch: number, timesteps: number, seconds = 3): Promise<Throughput> {
+  const images = randomImages(loop, batch);
+  await loop.run(images, batch, 1); // warm-up
+  loop.stepper.sessionSeconds = 0;
+  let runs = 0;
+  const started = performance.now();
+  let elapsed = 0;
+  do {
+    await loop.run(images, batch, timesteps);
+    runs++;
+    elapsed = (performance.now() - started) / 1000;
+  } while (elapsed < seconds || runs < 2);
+  return {
+    sampleStepsPerSecond: (runs * batch * (timesteps + 1)) / elapsed,
+    seconds: elapsed,
+    sessionShare: loop.stepper.sessionSeconds / elapsed,
+  };
+}
+
+export interface ReferenceResult {
+  batch: number;
+  sampleStepsPerSecond: number;
+}
+
+export function pytorchReference(args: string[]): { results: ReferenceResult[]; torch: string } {
+  const out = execFileSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'bench_reference.py'), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return JSON.parse(out) as { results: ReferenceResult[]; torch: string };
+}
+
+export function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map((c) => (typeof c === 'number' ? format(c) : c)))];
+  const widths = headers.map((_, j) => Math.max(...cells.map((r) => String(r[j]).length)));
+  const line = (r: (string | number)[]) => `| ${r.map((c, j) => String(c).padEnd(widths[j]!)).join(' | ')} |`;
+  return [line(cells[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
+}
+
+function format(n: number): string {
+  if (Number.isInteger(n)) return String(n);
+  return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
+}

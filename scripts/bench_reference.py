@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Throughput of the PyTorch reference dynamics (autograd), for the engine benchmark.
+
+    /usr/bin/python3 scripts/bench_reference.py --model models/fashion-pc --batches 1 8 32 --timesteps 8 --threads 2
+
+Prints JSON: for each batch size, sample-timesteps per second (batch x (T + 1) / seconds).
+Batches above one use the per-sample error of the spec: the gradient of sum_b e_b with
+respect to the batch's representations is each sample's own g_i.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from predify.model import PredifyModel  # noqa: E402
+from predify.config import parse_config  # noqa: E402
+
+
+def dynamics(model: PredifyModel, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    n = len(model.info)
+
+    def feedback(i, r, below):
+        r = r.detach().requires_grad_(True)
+        with torch.enable_grad():
+            p = model.predictors[i](r)
+            e = ((p - below) ** 2).flatten(1).mean(1)
+            (g,) = torch.autograd.grad(e.sum(), r)
+        return p.detach(), g
+
+    with torch.no_grad():
+        reps, h = [], x
+        for block in model.blocks:
+            h = block(h)
+            reps.append(h)
+        preds, grads = zip(*(feedback(i, reps[i], x if i == 0 else reps[i - 1]) for i in range(n)))
+        preds, grads = list(preds), list(grads)
+        logits = model.head(reps[-1])
+        for _ in range(timesteps):
+            for i, pc in enumerate(model.info):
+                below = x if i == 0 else reps[i - 1]
+                r = pc.beta * model.blocks[i](below) + (1 - pc.beta - pc.lam) * reps[i] - pc.alpha * pc.scale * grads[i]
+                if i < n - 1:
+                    r = r + pc.lam * preds[i + 1]
+                reps[i] = r
+                preds[i], grads[i] = feedback(i, r, below)
+            logits = model.head(reps[-1])
+    return logits
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, help="model directory with checkpoint.pt, or a config .json (random weights)")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--timesteps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0, help="minimum measuring time per batch size")
+    ap.add_argument("--input-size", type=int)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    path = Path(args.model)
+    if path.suffix == ".json":
+        raw = json.loads(path.read_text())
+        if args.input_size:
+            raw["input"]["height"] = raw["input"]["width"] = args.input_size
+        model = PredifyModel(parse_config(raw))
+    else:
+        model = PredifyModel.from_checkpoint(path / "checkpoint.pt")
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    out = {"threads": args.threads, "timesteps": args.timesteps, "torch": torch.__version__, "results": []}
+    for batch in args.batches:
+        x = torch.randn(batch, *model.input_shape, generator=gen)
+        dynamics(model, x, 1)  # warm-up
+        runs, started = 0, time.perf_counter()
+        while True:
+            dynamics(model, x, args.timesteps)
+            runs += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= args.seconds and runs >= 2:
+                break
+        rate = runs * batch * (args.timesteps + 1) / elapsed
+        out["results"].append({"batch": batch, "runs": runs, "seconds": elapsed, "sampleStepsPerSecond": rate})
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
