@@ -40,7 +40,12 @@ export interface Throughput {
 }
 
 /** batch x (T + 1) sample-timesteps per second of the engine, measured for at least `seconds`. */
-export async function engineThroughput(loop: PredictiveLoop, batch: number, timesteps: number, seconds = 3): Promise<Throughput> {
+export async function engineThroughput(
+  loop: PredictiveLoop,
+  batch: number,
+  timesteps: number,
+  seconds = 3,
+): Promise<Throughput> {
   const images = randomImages(loop, batch);
   await loop.run(images, batch, 1); // warm-up
   loop.stepper.sessionSeconds = 0;
@@ -76,10 +81,64 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map((c) => (typeof c === 'number' ? format(c) : c)))];
   const widths = headers.map((_, j) => Math.max(...cells.map((r) => String(r[j]).length)));
   const line = (r: (string | number)[]) => `| ${r.map((c, j) => String(c).padEnd(widths[j]!)).join(' | ')} |`;
-  return [line(cells[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
+  return [
+    line(cells[0]!),
+    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...cells.slice(1).map(line),
+  ].join('\n');
 }
 
 function format(n: number): string {
   if (Number.isInteger(n)) return String(n);
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
+
+export interface Server {
+  base: string;
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Starts dist/server.js on a free loopback port with `env` and waits until it is ready. */
+export async function startServer(env: Record<string, string>): Promise<Server> {
+  const { spawn } = await import('node:child_process');
+  const { createServer } = await import('node:net');
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((resolve) => probe.close(resolve));
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error('server did not become ready');
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    base,
+    metrics: async () => (await fetch(`${base}/metrics`)).text(),
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** A value of a Prometheus series in text format. */
+export function metric(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.slice(series.length + 1)) : NaN;
+}
+
+export function meanBatchSize(metricsText: string): number {
+  return metric(metricsText, 'predify_batch_size_sum') / metric(metricsText, 'predify_batch_size_count');
 }

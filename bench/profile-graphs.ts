@@ -4,10 +4,18 @@ import { elementCount } from '../src/tensor.js';
 import { DEFAULT_MODEL, openModel, table } from './lib.js';
 
 const { values } = parseArgs({
-  options: { model: { type: 'string', default: DEFAULT_MODEL }, batch: { type: 'string', default: '1' }, threads: { type: 'string', default: '2' }, opt: { type: 'string', default: 'all' } },
+  options: {
+    model: { type: 'string', default: DEFAULT_MODEL },
+    batch: { type: 'string', default: '1' },
+    threads: { type: 'string', default: '2' },
+    opt: { type: 'string', default: 'all' },
+  },
 });
 const batch = Number(values.batch);
-const model = await openModel(values.model, { intraOpThreads: Number(values.threads), graphOptimization: values.opt as 'all' });
+const model = await openModel(values.model, {
+  intraOpThreads: Number(values.threads),
+  graphOptimization: values.opt as 'all',
+});
 const graphs = [...model.encoders, ...model.feedback, model.head];
 const rows = [];
 for (const g of graphs) {

@@ -1,0 +1,86 @@
+/**
+ * Benchmark 3: HTTP under load. 32 autocannon connections post a sample image to
+ * /classify?timesteps=8 on a server this script starts on loopback, once with batching off
+ * (BATCH_MAX_SIZE=1) and once on (the defaults), for a bounded time each. Reports requests/s,
+ * p50/p99 latency and the mean engine batch size, and compares the server with the engine
+ * alone at that batch size.
+ *
+ *   npm run loadtest [-- --duration 15 --connections 32]
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { PredictiveLoop } from '../src/engine/predictive-loop.js';
+import {
+  DEFAULT_MODEL,
+  engineThroughput,
+  machine,
+  meanBatchSize,
+  openModel,
+  startServer,
+  table,
+} from './lib.js';
+
+const { values } = parseArgs({
+  options: { duration: { type: 'string', default: '15' }, connections: { type: 'string', default: '32' } },
+});
+const duration = Number(values.duration);
+const connections = Number(values.connections);
+const T = 8;
+const body = await readFile(path.join(DEFAULT_MODEL, 'samples', '0000-ankle-boot.png'));
+
+console.log(
+  `# HTTP load: ${connections} connections, POST /classify?timesteps=${T}, ${duration} s per configuration\n# ${machine()}\n`,
+);
+
+const configurations: [string, Record<string, string>][] = [
+  ['batching off', { BATCH_MAX_SIZE: '1' }],
+  ['batching on', {}],
+];
+const results = [];
+for (const [name, env] of configurations) {
+  const server = await startServer(env);
+  const r = await autocannon({
+    url: `${server.base}/classify?timesteps=${T}`,
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body,
+    connections,
+    duration,
+  });
+  const batch = meanBatchSize(await server.metrics());
+  await server.stop();
+  const ok = r.requests.total > 0 && r.non2xx === 0 && r.errors === 0;
+  results.push({
+    name,
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    batch,
+    ok,
+    non2xx: r.non2xx,
+    errors: r.errors,
+  });
+}
+
+// The engine alone, at the mean batch size the server reached with batching on.
+const on = results[1]!;
+const model = await openModel(DEFAULT_MODEL, { intraOpThreads: 0 });
+const engineBatch = Math.max(1, Math.round(on.batch));
+const engine = await engineThroughput(new PredictiveLoop(model), engineBatch, T, 5);
+await model.release();
+const engineImages = engine.sampleStepsPerSecond / (T + 1);
+
+console.log(
+  table(
+    ['configuration', 'requests/s', 'p50 (ms)', 'p99 (ms)', 'mean batch', 'non-2xx', 'errors'],
+    results.map((r) => [r.name, r.rps, r.p50, r.p99, r.batch, r.non2xx, r.errors]),
+  ),
+);
+console.log(`\nbatching on / off: ${(on.rps / results[0]!.rps).toFixed(2)}× requests/s (target ≥ 3×)`);
+console.log(
+  `server with batching on: ${on.rps.toFixed(1)} images/s; engine alone at batch ${engineBatch}: ${engineImages.toFixed(1)} images/s; ` +
+    `server / engine ${((on.rps / engineImages) * 100).toFixed(0)}% (target ≥ 70%)`,
+);
+if (results.some((r) => !r.ok)) process.exitCode = 1;
