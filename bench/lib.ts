@@ -51,7 +51,7 @@ export async function engineThroughput(
   loop.stepper.sessionSeconds = 0;
   let runs = 0;
   const started = performance.now();
-  let elapsed = 0;
+  let elapsed: number;
   do {
     await loop.run(images, batch, timesteps);
     runs++;

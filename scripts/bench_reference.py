@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from predify.model import PredifyModel  # noqa: E402
+from predify.model import PredifyModel, calibrate_batchnorm  # noqa: E402
 from predify.config import parse_config  # noqa: E402
 
 
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum measuring time per batch size")
     ap.add_argument("--input-size", type=int)
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up runs (T = 1) before measuring")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -72,6 +73,7 @@ def main() -> None:
         if args.input_size:
             raw["input"]["height"] = raw["input"]["width"] = args.input_size
         model = PredifyModel(parse_config(raw))
+        calibrate_batchnorm(model, int(raw["backbone"].get("seed", 0)))
     else:
         model = PredifyModel.from_checkpoint(path / "checkpoint.pt")
     model.eval()
@@ -79,13 +81,14 @@ def main() -> None:
     out = {"threads": args.threads, "timesteps": args.timesteps, "torch": torch.__version__, "results": []}
     for batch in args.batches:
         x = torch.randn(batch, *model.input_shape, generator=gen)
-        dynamics(model, x, 1)  # warm-up
+        for _ in range(args.warmup):
+            dynamics(model, x, 1)
         runs, started = 0, time.perf_counter()
         while True:
             dynamics(model, x, args.timesteps)
             runs += 1
             elapsed = time.perf_counter() - started
-            if elapsed >= args.seconds and runs >= 2:
+            if elapsed >= args.seconds and (runs >= 2 or args.seconds == 0):
                 break
         rate = runs * batch * (args.timesteps + 1) / elapsed
         out["results"].append({"batch": batch, "runs": runs, "seconds": elapsed, "sampleStepsPerSecond": rate})

@@ -22,28 +22,7 @@ import torch  # noqa: E402
 
 from predify.config import load_config, parse_config  # noqa: E402
 from predify.export import export_model  # noqa: E402
-from predify.model import PredifyModel  # noqa: E402
-
-
-def calibrate_batchnorm(model: PredifyModel, seed: int) -> None:
-    """Give a random network's BatchNorm layers the statistics of its own activations.
-
-    Fresh BatchNorm running statistics (mean 0, var 1) make a random EfficientNet's
-    activations vanish layer by layer (logits ~1e-14), which would make golden comparisons
-    meaningless. A few seeded batches in training mode set statistics that keep them O(1).
-    """
-    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    gen = torch.Generator().manual_seed(seed + 7)
-    model.backbone.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model.backbone(torch.randn(8, *model.input_shape, generator=gen))
-    model.backbone.eval()
+from predify.model import PredifyModel, calibrate_batchnorm  # noqa: E402
 
 
 def main() -> None:

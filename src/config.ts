@@ -27,7 +27,10 @@ const schema = z
       .default(['cpu']),
     ORT_INTRA_OP_THREADS: integer('ORT_INTRA_OP_THREADS', 0, 256, 0),
     ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
-    ORT_CPU_MEM_ARENA: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+    ORT_CPU_MEM_ARENA: z
+      .enum(['true', 'false'])
+      .default('true')
+      .transform((v) => v === 'true'),
     BODY_LIMIT_BYTES: integer('BODY_LIMIT_BYTES', 1024, 1 << 30, 10 * 1024 * 1024),
     DEFAULT_TIMESTEPS: integer('DEFAULT_TIMESTEPS', 0, 1024, 8),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),

@@ -86,6 +86,27 @@ class PredifyModel(nn.Module):
         return model.eval()
 
 
+def calibrate_batchnorm(model: PredifyModel, seed: int) -> None:
+    """Give a random network's BatchNorm layers the statistics of its own activations.
+
+    Fresh BatchNorm running statistics (mean 0, var 1) make a random EfficientNet's
+    activations vanish layer by layer (logits ~1e-14), which would make golden comparisons
+    meaningless. A few seeded batches in training mode set statistics that keep them O(1).
+    """
+    bns = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    gen = torch.Generator().manual_seed(seed + 7)
+    model.backbone.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model.backbone(torch.randn(8, *model.input_shape, generator=gen))
+    model.backbone.eval()
+
+
 def reference_dynamics(model: PredifyModel, x: torch.Tensor, timesteps: int) -> dict[str, list]:
     """The dynamics of the spec for ONE image, with autograd gradients: the golden reference.
 

@@ -106,6 +106,9 @@ class FeedbackGraph(nn.Module):
                     self.interp.append((f"interp_h{k}", f"interp_w{k}"))
                 else:
                     self.interp.append(None)
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) and _plain_stride1(layer):
+                    # Flipped once here, so the exported graph holds the kernel as a constant.
+                    self.register_buffer(f"flipped{k}", layer.weight.detach().flip(2, 3).transpose(0, 1).contiguous())
                 x = y
         if tuple(x.shape[1:]) != tuple(target_shape):
             raise ValueError(f"predictor output {tuple(x.shape[1:])} does not match the level below {target_shape}")
@@ -118,7 +121,7 @@ class FeedbackGraph(nn.Module):
             ah, aw = getattr(self, names[0]), getattr(self, names[1])
             return torch.matmul(torch.matmul(ah, x), aw.t())
         if isinstance(layer, nn.ConvTranspose2d) and _plain_stride1(layer):
-            y = _transposed_as_conv(x, layer.weight, layer.padding)
+            y = _transposed_as_conv(x, getattr(self, f"flipped{k}"), layer.padding)
             return y if layer.bias is None else y + layer.bias.view(1, -1, 1, 1)
         return layer(x)
 
@@ -131,7 +134,7 @@ class FeedbackGraph(nn.Module):
         if isinstance(layer, nn.ReLU):
             return g * (x_out > 0).to(g.dtype)
         if isinstance(layer, nn.Conv2d) and _plain_stride1(layer):
-            return _transposed_as_conv(g, layer.weight, layer.padding)
+            return _transposed_as_conv(g, getattr(self, f"flipped{k}"), layer.padding)
         if isinstance(layer, nn.Conv2d):
             # The transposed conv with the same weight; output_padding recovers sizes that the
             # strided forward pass rounded away.
@@ -170,14 +173,14 @@ def _plain_stride1(layer: nn.Conv2d | nn.ConvTranspose2d) -> bool:
     )
 
 
-def _transposed_as_conv(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """conv_transpose2d(x, weight, stride 1) as a plain conv2d with the flipped kernel.
+def _transposed_as_conv(x: torch.Tensor, flipped: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """conv_transpose2d(x, weight, stride 1) as a plain conv2d with the flipped kernel
+    (`flipped` = weight.flip(2, 3).transpose(0, 1)).
 
     The same numbers, but onnxruntime's Conv is several times faster than its ConvTranspose
     on CPU, and this runs in every feedback graph at every timestep.
     """
-    kh, kw = weight.shape[2], weight.shape[3]
-    flipped = weight.flip(2, 3).transpose(0, 1)
+    kh, kw = flipped.shape[2], flipped.shape[3]
     return F.conv2d(x, flipped, None, 1, (kh - 1 - padding[0], kw - 1 - padding[1]))
 
 
