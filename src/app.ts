@@ -1,4 +1,3 @@
-import { STATUS_CODES } from 'node:http';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -7,7 +6,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { errors, ServiceError } from './errors.js';
+import { errorBody, errors, ServiceError } from './errors.js';
 import { IMAGE_MEDIA_TYPES } from './image/preprocess.js';
 import type { Config } from './config.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -22,10 +21,6 @@ export interface AppOptions {
   state: ServiceState;
   logger?: FastifyBaseLogger | false;
   metrics?: Metrics;
-}
-
-export function errorBody(statusCode: number, message: string, code?: string) {
-  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', ...(code ? { code } : {}), message };
 }
 
 /** One log line per request, when it completes, instead of Fastify's two. */

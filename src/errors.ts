@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+
 /**
  * Every error the service raises on purpose, declared once: a stable code, an HTTP status and
  * a message. Start-up errors (model, config) carry a status too, so that the same type can be
@@ -108,3 +110,8 @@ export const errors = {
   ),
   notReady: define('PREDIFY_ERR_NOT_READY', 503, () => 'model is still loading'),
 } as const;
+
+/** The JSON body of every error answer. */
+export function errorBody(statusCode: number, message: string, code?: string) {
+  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', ...(code ? { code } : {}), message };
+}

@@ -66,7 +66,7 @@ try {
     }
     const { label, confidence } = result.prediction;
     console.log(
-      `${file}: ${label} (${(confidence * 100).toFixed(1)}%) after ${timesteps} timesteps, ${inferenceMs.toFixed(1)} ms`,
+      `${file}: ${label} (${(confidence * 100).toFixed(1)}%) after ${timesteps} timestep${timesteps === 1 ? '' : 's'}, ${inferenceMs.toFixed(1)} ms`,
     );
     console.log(
       ['   t', 'prediction'.padEnd(16), 'confidence', ...names.map((n) => n.padStart(10))].join('  '),

@@ -1,8 +1,10 @@
+import { PassThrough } from 'node:stream';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { errors } from '../errors.js';
+import type { Classification } from '../engine/classifier.js';
+import { errorBody, errors } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
@@ -56,19 +58,62 @@ export default async function classifyRoutes(
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
-    const result = await classifier.classify(image.tensor, { ...query, signal: abort.signal });
-    const { queueMs, inferenceMs } = result;
-    metrics.queueWait.observe(queueMs / 1000);
-    metrics.inference.observe(inferenceMs / 1000);
-    metrics.requestedTimesteps.observe(query.timesteps);
-    return reply.send({
-      model: classifier.name,
-      timesteps: query.timesteps,
-      prediction: result.prediction,
-      steps: result.steps,
-      timings: { decodeMs: round(decodeMs), queueMs: round(queueMs), inferenceMs: round(inferenceMs) },
-    });
+    const summary = (result: Classification) => {
+      metrics.queueWait.observe(result.queueMs / 1000);
+      metrics.inference.observe(result.inferenceMs / 1000);
+      metrics.requestedTimesteps.observe(query.timesteps);
+      const timings = {
+        decodeMs: round(decodeMs),
+        queueMs: round(result.queueMs),
+        inferenceMs: round(result.inferenceMs),
+      };
+      return { model: classifier.name, timesteps: query.timesteps, prediction: result.prediction, timings };
+    };
+
+    const format = streamFormat(request.headers.accept);
+    if (!format) {
+      const result = await classifier.classify(image.tensor, { ...query, signal: abort.signal });
+      const { timings, ...head } = summary(result);
+      return reply.send({ ...head, steps: result.steps, timings });
+    }
+
+    // Streaming: one event per timestep as soon as the engine has computed it, then the result.
+    const stream = new PassThrough();
+    const write = (event: string, data: object) =>
+      stream.write(
+        format === 'sse'
+          ? `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+          : `${JSON.stringify({ type: event, ...data })}\n`,
+      );
+    classifier
+      .classify(image.tensor, { ...query, signal: abort.signal, onStep: (step) => write('step', step) })
+      .then(
+        (result) => write('result', summary(result)),
+        (err: Error & { statusCode?: number; code?: string }) => {
+          if (abort.signal.aborted) return;
+          request.log.error({ err, cause: err.cause }, 'streamed classification failed');
+          const status = err.statusCode ?? 500;
+          write(
+            'error',
+            errorBody(status, status >= 500 && !err.code ? 'internal error' : err.message, err.code),
+          );
+        },
+      )
+      .finally(() => stream.end());
+    return reply
+      .header('cache-control', 'no-cache')
+      .type(format === 'sse' ? 'text/event-stream' : 'application/x-ndjson')
+      .send(stream);
   });
+}
+
+/** 'sse' or 'ndjson' when the client asks for a stream of timesteps, else undefined (JSON). */
+function streamFormat(accept: string | undefined): 'sse' | 'ndjson' | undefined {
+  if (!accept) return undefined;
+  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
+  if (types.includes('text/event-stream')) return 'sse';
+  if (types.includes('application/x-ndjson')) return 'ndjson';
+  return undefined;
 }
 
 async function readImage(request: FastifyRequest, limit: number): Promise<Buffer> {
