@@ -71,6 +71,11 @@ export const errors = {
     (detail: string) => `input does not fit the model: ${detail}`,
   ),
   queryInvalid: define('PREDIFY_ERR_QUERY_INVALID', 400, (detail: string) => `invalid query: ${detail}`),
+  multipartInvalid: define(
+    'PREDIFY_ERR_MULTIPART_INVALID',
+    400,
+    (detail: string) => `malformed multipart body: ${detail}`,
+  ),
   noImageInForm: define(
     'PREDIFY_ERR_NO_IMAGE_IN_FORM',
     400,

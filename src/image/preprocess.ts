@@ -28,7 +28,8 @@ export interface Preprocessed {
 /** Decodes `bytes` and returns the model input, channel-major (C, H, W), normalised. */
 export async function preprocess(bytes: Buffer, spec: InputSpec): Promise<Preprocessed> {
   // Only the first frame of animated or multi-page images is read.
-  const image = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, pages: 1, failOn: 'error' });
+  // failOn 'truncated': a cut-off image is refused rather than decoded with a grey remainder.
+  const image = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, pages: 1, failOn: 'truncated' });
   let meta: Metadata;
   try {
     meta = await image.metadata();

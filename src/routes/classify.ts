@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Classification } from '../engine/classifier.js';
-import { errorBody, errors } from '../errors.js';
+import { errorBody, errors, ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
@@ -121,15 +121,24 @@ async function readImage(request: FastifyRequest, limit: number): Promise<Buffer
     if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw errors.imageMissing();
     return request.body;
   }
-  const part = await request.file();
+  // The multipart parser's own errors carry no status when the body is malformed: they are
+  // the client's fault, so they become 400s (413 for a file over the limit).
+  const clientFault = (err: Error & { statusCode?: number; code?: string }) => {
+    if (err.code === 'FST_REQ_FILE_TOO_LARGE') return errors.imageTooLarge(limit);
+    if (err instanceof ServiceError || (err.statusCode && err.statusCode < 500)) return err;
+    return errors.multipartInvalid(err.message.split('\n')[0]!);
+  };
+  const part = await request.file().catch((err: Error) => {
+    throw clientFault(err);
+  });
   if (!part) throw errors.noImageInForm();
   const type = part.mimetype.toLowerCase();
   if (!mediaTypes.includes(type)) {
     part.file.resume();
     throw errors.unsupportedMediaType(part.mimetype, mediaTypes);
   }
-  const bytes = await part.toBuffer().catch((err: { code?: string }) => {
-    throw err.code === 'FST_REQ_FILE_TOO_LARGE' ? errors.imageTooLarge(limit) : err;
+  const bytes = await part.toBuffer().catch((err: Error) => {
+    throw clientFault(err);
   });
   if (bytes.length === 0) throw errors.imageMissing();
   return bytes;
