@@ -57,6 +57,12 @@ export async function buildApp({
     logController: new OneLinePerRequest(),
   });
 
+  // While draining, keep-alive connections must not hold the server open after their
+  // in-flight request has been answered.
+  app.addHook('onSend', async (_request, reply) => {
+    if (state.closing) reply.header('connection', 'close');
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });

@@ -10,8 +10,6 @@ import { WorkerEngine } from './engine/worker-engine.js';
 import { createMetrics } from './metrics.js';
 import type { ServiceState } from './service-state.js';
 
-const DRAIN_MS = 10_000;
-
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -25,9 +23,10 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const app = await buildApp({ config, state, logger, metrics });
 
-  closeWithGrace({ delay: DRAIN_MS }, async ({ signal, err }) => {
+  closeWithGrace({ delay: config.SHUTDOWN_DRAIN_MS }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'closing after an uncaught error');
     else logger.info({ signal }, 'closing: draining in-flight requests');
+    state.closing = true;
     await app.close();
     await state.classifier?.close();
   });

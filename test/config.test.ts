@@ -20,6 +20,7 @@ describe('loadConfig', () => {
       CONTINUOUS_BATCHING: true,
       MAX_QUEUE: 256,
       ENGINE_WORKER: true,
+      SHUTDOWN_DRAIN_MS: 10_000,
       LOG_LEVEL: 'info',
     });
   });

@@ -74,6 +74,32 @@ describe('server process', () => {
     ).toBe(true);
   });
 
+  it('finishes every in-flight request with 200 after SIGTERM, then exits 0', async () => {
+    const port = await freePort();
+    const server = start({ PORT: String(port) });
+    const base = `http://127.0.0.1:${port}`;
+    await waitReady(base);
+    const image = await readFile(path.join(SAMPLES, '0002-trouser.png'));
+    const inflight = Array.from({ length: 8 }, () =>
+      fetch(`${base}/classify?timesteps=64`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: image,
+      }),
+    );
+    // Wait until the engine has started on them, then ask the server to stop.
+    for (let k = 0; k < 100; k++) {
+      const m = await (await fetch(`${base}/metrics`)).text();
+      if (/^predify_timesteps_total [1-9]/m.test(m)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    server.child.kill('SIGTERM');
+    const answers = await Promise.all(inflight);
+    expect(answers.map((r) => r.status)).toEqual(Array(8).fill(200));
+    for (const r of answers) expect((await r.json()).steps).toHaveLength(65);
+    expect(await server.exited).toBe(0);
+  });
+
   it('serves a model exported from the paper architectures when MODEL_DIR points at it', async () => {
     const port = await freePort();
     const dir = path.join(TEST_MODELS, PAPER_MODELS[1].name);
