@@ -46,18 +46,23 @@ async function waitReady(base: string, timeoutMs = 60_000): Promise<void> {
   throw new Error('server did not become ready');
 }
 
+/** Starts the server on a free port and waits until /readyz says ready. */
+async function startReady(env: Record<string, string> = {}) {
+  const port = await freePort();
+  const server = start({ PORT: String(port), ...env });
+  const base = `http://127.0.0.1:${port}`;
+  await waitReady(base);
+  return { ...server, base };
+}
+
+const postImage = (base: string, url: string, image: Buffer<ArrayBuffer>) =>
+  fetch(`${base}${url}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: image });
+
 describe('server process', () => {
   it('serves the default model over a real socket and exits 0 on SIGTERM', async () => {
-    const port = await freePort();
-    const server = start({ PORT: String(port) });
-    const base = `http://127.0.0.1:${port}`;
-    await waitReady(base);
+    const server = await startReady();
     const image = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
-    const res = await fetch(`${base}/classify?timesteps=8`, {
-      method: 'POST',
-      headers: { 'content-type': 'image/png' },
-      body: image,
-    });
+    const res = await postImage(server.base, '/classify?timesteps=8', image);
     expect(res.status).toBe(200);
     const body = await res.json();
     expect(body.steps).toHaveLength(9);
@@ -75,21 +80,12 @@ describe('server process', () => {
   });
 
   it('finishes every in-flight request with 200 after SIGTERM, then exits 0', async () => {
-    const port = await freePort();
-    const server = start({ PORT: String(port) });
-    const base = `http://127.0.0.1:${port}`;
-    await waitReady(base);
+    const server = await startReady();
     const image = await readFile(path.join(SAMPLES, '0002-trouser.png'));
-    const inflight = Array.from({ length: 8 }, () =>
-      fetch(`${base}/classify?timesteps=64`, {
-        method: 'POST',
-        headers: { 'content-type': 'image/png' },
-        body: image,
-      }),
-    );
+    const inflight = Array.from({ length: 8 }, () => postImage(server.base, '/classify?timesteps=64', image));
     // Wait until the engine has started on them, then ask the server to stop.
     for (let k = 0; k < 100; k++) {
-      const m = await (await fetch(`${base}/metrics`)).text();
+      const m = await (await fetch(`${server.base}/metrics`)).text();
       if (/^predify_timesteps_total [1-9]/m.test(m)) break;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -101,12 +97,8 @@ describe('server process', () => {
   });
 
   it('serves a model exported from the paper architectures when MODEL_DIR points at it', async () => {
-    const port = await freePort();
-    const dir = path.join(TEST_MODELS, PAPER_MODELS[1].name);
-    const server = start({ PORT: String(port), MODEL_DIR: dir });
-    const base = `http://127.0.0.1:${port}`;
-    await waitReady(base);
-    const models = await (await fetch(`${base}/models`)).json();
+    const server = await startReady({ MODEL_DIR: path.join(TEST_MODELS, PAPER_MODELS[1].name) });
+    const models = await (await fetch(`${server.base}/models`)).json();
     expect(models.models[0].name).toBe('pefficientnet-b0');
     expect(models.models[0].pcoders).toHaveLength(8);
     server.child.kill('SIGTERM');
