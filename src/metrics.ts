@@ -1,5 +1,5 @@
 /** Prometheus metrics of the service and its engine, on their own registry. */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StepStats } from './engine/batch-scheduler.js';
 
 const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -20,6 +20,11 @@ export function createMetrics() {
       help: 'Time from request to response, by route',
       labelNames: ['route'] as const,
       buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    classifyInFlight: new Gauge({
+      name: 'predify_classify_in_flight',
+      help: 'Classification requests received and not yet answered',
       registers: [registry],
     }),
     queueWait: new Histogram({

@@ -83,10 +83,10 @@ describe('server process', () => {
     const server = await startReady();
     const image = await readFile(path.join(SAMPLES, '0002-trouser.png'));
     const inflight = Array.from({ length: 8 }, () => postImage(server.base, '/classify?timesteps=64', image));
-    // Wait until the engine has started on them, then ask the server to stop.
-    for (let k = 0; k < 100; k++) {
+    // Wait until the server has received all of them, then ask it to stop.
+    for (let k = 0; k < 200; k++) {
       const m = await (await fetch(`${server.base}/metrics`)).text();
-      if (/^predify_timesteps_total [1-9]/m.test(m)) break;
+      if (/^predify_classify_in_flight 8$/m.test(m)) break;
       await new Promise((r) => setTimeout(r, 20));
     }
     server.child.kill('SIGTERM');

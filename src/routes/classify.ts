@@ -34,6 +34,11 @@ export default async function classifyRoutes(
     limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 8, parts: 9 },
   });
 
+  app.addHook('onRequest', async (_request, reply) => {
+    metrics.classifyInFlight.inc();
+    reply.raw.once('close', () => metrics.classifyInFlight.dec());
+  });
+
   app.post('/classify', async (request, reply) => {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();

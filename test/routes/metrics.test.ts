@@ -37,6 +37,7 @@ describe('GET /metrics', () => {
     expect(value(text, 'predify_queue_wait_seconds_count')).toBe(2);
     expect(value(text, 'predify_inference_seconds_count')).toBe(2);
     expect(value(text, 'predify_requested_timesteps_sum')).toBe(7);
+    expect(value(text, 'predify_classify_in_flight')).toBe(0);
     expect(text).toContain('predify_process_resident_memory_bytes');
     await app.close();
   });
