@@ -95,6 +95,7 @@ function format(n: number): string {
 
 export interface Server {
   base: string;
+  pid: number;
   metrics(): Promise<string>;
   stop(): Promise<void>;
 }
@@ -124,6 +125,7 @@ export async function startServer(env: Record<string, string>): Promise<Server> 
   }
   return {
     base,
+    pid: child.pid!,
     metrics: async () => (await fetch(`${base}/metrics`)).text(),
     stop: () =>
       new Promise((resolve) => {
@@ -141,4 +143,21 @@ export function metric(text: string, series: string): number {
 
 export function meanBatchSize(metricsText: string): number {
   return metric(metricsText, 'predify_batch_size_sum') / metric(metricsText, 'predify_batch_size_count');
+}
+
+/** Resident set size of a process, in MiB (Linux). */
+export async function rssMiB(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
+  return kb / 1024;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The q-quantile (0..1) of unsorted numbers. */
+export function quantile(values: number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }

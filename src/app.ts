@@ -6,7 +6,13 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import underPressure from '@fastify/under-pressure';
 import { errorBody, errors, ServiceError } from './errors.js';
+import { installApiKeyAuth } from './http/api-key.js';
+import { installDeadline } from './http/deadline.js';
+import './http/route-config.js';
 import { IMAGE_MEDIA_TYPES } from './image/preprocess.js';
 import type { Config } from './config.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -52,7 +58,8 @@ export async function buildApp({
   const app = Fastify({
     loggerInstance: logger || undefined,
     logger: logger ? undefined : false,
-    bodyLimit: config.BODY_LIMIT_BYTES,
+    // Image routes set their own, larger limit.
+    bodyLimit: config.JSON_BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     logController: new OneLinePerRequest(),
   });
@@ -63,6 +70,31 @@ export async function buildApp({
     if (state.closing) reply.header('connection', 'close');
   });
 
+  // Headers for browsers: no sniffing, no framing, no referrer, scripts only from here.
+  // HSTS belongs to whatever terminates TLS in front of us.
+  await app.register(helmet, { hsts: false });
+  if (config.CORS_ORIGINS.length > 0) {
+    await app.register(cors, {
+      origin: config.CORS_ORIGINS.includes('*') ? '*' : config.CORS_ORIGINS,
+      methods: ['GET', 'POST'],
+      exposedHeaders: ['retry-after', 'x-request-id'],
+    });
+  }
+  // Liveness and metrics answer however loaded the process is; everything else, /readyz
+  // included, is refused with a 503 while the event loop lags.
+  if (config.EVENT_LOOP_MAX_DELAY_MS > 0) {
+    await app.register(underPressure, {
+      maxEventLoopDelay: config.EVENT_LOOP_MAX_DELAY_MS,
+      pressureHandler: async (request, _reply, type, value) => {
+        if (request.routeOptions.config.alwaysAnswer) return;
+        const what = value !== undefined && Number.isFinite(value) ? `${type} ${Math.round(value)}` : type;
+        throw errors.underPressure(what);
+      },
+    });
+  }
+  installApiKeyAuth(app, config.API_KEYS);
+  installDeadline(app, config.REQUEST_TIMEOUT_MS);
+
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
@@ -71,7 +103,10 @@ export async function buildApp({
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) request.log.error({ err, cause: err.cause }, 'request failed');
+    if (status >= 500) {
+      const context = err instanceof ServiceError ? err.context : undefined;
+      request.log.error({ err, ...context }, 'request failed');
+    }
     // Our own errors are written for clients; anything else at 5xx is an internal failure
     // whose details (stack, paths) go to the log only.
     if (status >= 500 && !(err instanceof ServiceError)) {
@@ -82,7 +117,11 @@ export async function buildApp({
       const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);
       return reply.status(e.statusCode).send(errorBody(e.statusCode, e.message, e.code));
     }
-    if (err.code === errors.overloaded.code) reply.header('retry-after', '1');
+    if (err.code === errors.overloaded.code) state.overloadedAt = Date.now();
+    if (err.code === errors.overloaded.code || err.code === errors.underPressure.code)
+      reply.header('retry-after', '1');
+    if (err.code === errors.unauthorized.code)
+      reply.header('www-authenticate', 'Bearer realm="predify-serve"');
     return reply.status(status).send(errorBody(status, err.message, err.code));
   });
 

@@ -15,14 +15,22 @@ const integer = (name: string, min: number, max: number, fallback: number) =>
     .pipe(z.number().int().min(min).max(max))
     .default(fallback);
 
+/** A comma-separated list; blanks around and between items are dropped. */
+const commaList = () =>
+  z.string().transform((s) =>
+    s
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== ''),
+  );
+
 const schema = z
   .object({
     PORT: integer('PORT', 0, 65535, 8080),
     HOST: z.string().min(1).default('0.0.0.0'),
     MODEL_DIR: z.string().min(1).default(DEFAULT_MODEL_DIR),
-    EXECUTION_PROVIDERS: z
-      .string()
-      .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()))
+    EXECUTION_PROVIDERS: commaList()
+      .transform((list) => list.map((p) => p.toLowerCase()))
       .pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1))
       .default(['cpu']),
     ORT_INTRA_OP_THREADS: integer('ORT_INTRA_OP_THREADS', 0, 256, 0),
@@ -32,6 +40,25 @@ const schema = z
       .default('true')
       .transform((v) => v === 'true'),
     BODY_LIMIT_BYTES: integer('BODY_LIMIT_BYTES', 1024, 1 << 30, 10 * 1024 * 1024),
+    JSON_BODY_LIMIT_BYTES: integer('JSON_BODY_LIMIT_BYTES', 1024, 1 << 30, 1024 * 1024),
+    REQUEST_TIMEOUT_MS: integer('REQUEST_TIMEOUT_MS', 0, 3_600_000, 30_000),
+    EVENT_LOOP_MAX_DELAY_MS: integer('EVENT_LOOP_MAX_DELAY_MS', 0, 60_000, 1000),
+    // Keys are never echoed back in errors: only their length is checked.
+    API_KEYS: commaList()
+      .pipe(z.array(z.string().min(16, 'each API key must be at least 16 characters')))
+      .default([]),
+    CORS_ORIGINS: commaList()
+      .pipe(
+        z.array(
+          z
+            .string()
+            .regex(
+              /^(\*|https?:\/\/[^/\s]+)$/,
+              'CORS_ORIGINS lists origins such as https://example.com, or *',
+            ),
+        ),
+      )
+      .default([]),
     DEFAULT_TIMESTEPS: integer('DEFAULT_TIMESTEPS', 0, 1024, 8),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),

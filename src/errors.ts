@@ -8,6 +8,8 @@ import { STATUS_CODES } from 'node:http';
 export class ServiceError extends Error {
   readonly code: string;
   readonly statusCode: number;
+  /** for the server log only, never sent to the client (e.g. which requests shared a failed batch) */
+  context?: Record<string, unknown>;
 
   constructor(code: string, statusCode: number, message: string, options?: ErrorOptions) {
     super(message, options);
@@ -76,6 +78,11 @@ export const errors = {
     400,
     (detail: string) => `malformed multipart body: ${detail}`,
   ),
+  multipartLimit: define(
+    'PREDIFY_ERR_MULTIPART_LIMIT',
+    413,
+    (what: string) => `multipart body has too many ${what}: send one file and at most 8 small fields`,
+  ),
   noImageInForm: define(
     'PREDIFY_ERR_NO_IMAGE_IN_FORM',
     400,
@@ -106,6 +113,26 @@ export const errors = {
     'PREDIFY_ERR_OVERLOADED',
     503,
     (queued: number) => `server is at capacity (${queued} requests queued): retry later`,
+  ),
+  underPressure: define(
+    'PREDIFY_ERR_UNDER_PRESSURE',
+    503,
+    (what: string) => `server is under pressure (${what}): retry later`,
+  ),
+  unauthorized: define(
+    'PREDIFY_ERR_UNAUTHORIZED',
+    401,
+    () => 'missing or invalid API key: send it as "Authorization: Bearer <key>" or "X-API-Key: <key>"',
+  ),
+  requestTimeout: define(
+    'PREDIFY_ERR_REQUEST_TIMEOUT',
+    408,
+    (ms: number) => `the request body did not arrive within ${ms} ms`,
+  ),
+  answerTimeout: define(
+    'PREDIFY_ERR_TIMEOUT',
+    504,
+    (ms: number) => `the request could not be answered within ${ms} ms and was withdrawn from the engine`,
   ),
   cancelled: define('PREDIFY_ERR_CANCELLED', 499, () => 'request was cancelled by the client'),
   engineFailed: define(

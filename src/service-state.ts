@@ -5,4 +5,6 @@ export interface ServiceState {
   classifier?: Classifier;
   /** set when shutdown has begun: connections close after their current response */
   closing?: boolean;
+  /** when a request was last refused because the engine queue was full (ms since epoch) */
+  overloadedAt?: number;
 }

@@ -12,6 +12,11 @@ describe('loadConfig', () => {
       ORT_GRAPH_OPTIMIZATION: 'all',
       ORT_CPU_MEM_ARENA: true,
       BODY_LIMIT_BYTES: 10 * 1024 * 1024,
+      JSON_BODY_LIMIT_BYTES: 1024 * 1024,
+      REQUEST_TIMEOUT_MS: 30_000,
+      EVENT_LOOP_MAX_DELAY_MS: 1000,
+      API_KEYS: [],
+      CORS_ORIGINS: [],
       DEFAULT_TIMESTEPS: 8,
       MAX_TIMESTEPS: 64,
       DEFAULT_TOPK: 5,
@@ -27,6 +32,15 @@ describe('loadConfig', () => {
 
   it('parses execution providers in order of preference', () => {
     expect(loadConfig({ EXECUTION_PROVIDERS: 'CUDA, cpu' }).EXECUTION_PROVIDERS).toEqual(['cuda', 'cpu']);
+  });
+
+  it('splits lists of API keys and CORS origins', () => {
+    const config = loadConfig({
+      API_KEYS: ' first-key-0123456789 ,second-key-0123456789,',
+      CORS_ORIGINS: 'https://a.example, http://localhost:3000',
+    });
+    expect(config.API_KEYS).toEqual(['first-key-0123456789', 'second-key-0123456789']);
+    expect(config.CORS_ORIGINS).toEqual(['https://a.example', 'http://localhost:3000']);
   });
 
   it.each([

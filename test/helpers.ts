@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
 import { engineSettings, loadConfig, type Config } from '../src/config.js';
@@ -22,7 +22,8 @@ export async function buildTestApp(
     ready = true,
     modelDir = DEFAULT_MODEL,
     model,
-  }: { ready?: boolean; modelDir?: string; model?: LoadedModel } = {},
+    logger,
+  }: { ready?: boolean; modelDir?: string; model?: LoadedModel; logger?: FastifyBaseLogger } = {},
 ): Promise<{ app: FastifyInstance; state: ServiceState; config: Config }> {
   const config = loadConfig({ MODEL_DIR: modelDir, ...env });
   const state: ServiceState = {};
@@ -32,7 +33,7 @@ export async function buildTestApp(
     state.classifier = new Classifier(new LocalEngine(await openModel(config.MODEL_DIR), settings));
   const metrics = createMetrics();
   if (state.classifier) state.classifier.engine.onStep = metrics.recordStep;
-  const app = await buildApp({ config, state, metrics });
+  const app = await buildApp({ config, state, metrics, ...(logger ? { logger } : {}) });
   // A model passed in belongs to the caller, which releases it.
   if (!model) app.addHook('onClose', async () => state.classifier?.close());
   return { app, state, config };

@@ -10,3 +10,5 @@ export const PAPER_MODELS = [
   { name: 'pvgg16', config: 'scripts/configs/pvgg16.json', pcoders: 5, golden: 2 },
   { name: 'pefficientnet-b0', config: 'scripts/configs/pefficientnet_b0.json', pcoders: 8, golden: 3 },
 ] as const;
+/** Figures written by tests for the docs (build/ is not committed). */
+export const REPORTS = path.join(ROOT, 'build', 'reports');

@@ -25,6 +25,8 @@ export interface EngineJob {
   onStep?: (step: SampleStep) => void;
   /** aborting removes the request from the queue or the batch */
   signal?: AbortSignal;
+  /** the HTTP request id, so that a failed batch can name the requests it failed */
+  requestId?: string;
 }
 
 export interface EngineResult {
@@ -168,6 +170,7 @@ export class BatchScheduler {
       this.#active = [];
       const failure = errors.engineFailed();
       failure.cause = err;
+      failure.context = { batch: batch.map((e) => e.job.requestId ?? 'unknown') };
       for (const e of batch) e.reject(failure);
       return;
     }

@@ -7,6 +7,8 @@ export interface ClassifyOptions {
   timesteps: number;
   topk: number;
   signal?: AbortSignal;
+  /** the HTTP request id, named in the log if the engine fails */
+  requestId?: string;
   /** sees each timestep's summary as soon as it is computed */
   onStep?: (step: StepSummary) => void;
 }
@@ -40,6 +42,7 @@ export class Classifier {
     const { labels } = this.engine.manifest;
     const job: EngineJob = { image, timesteps: options.timesteps };
     if (options.signal) job.signal = options.signal;
+    if (options.requestId) job.requestId = options.requestId;
     const onStep = options.onStep;
     if (onStep) job.onStep = (step) => onStep(summarise(step, labels, this.#pcoderNames, options.topk));
     const result = await this.engine.submit(job);

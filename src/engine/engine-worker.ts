@@ -32,19 +32,22 @@ port.on('message', (msg: ToWorker) => {
       .submit({
         image: msg.image,
         timesteps: msg.timesteps,
+        ...(msg.requestId ? { requestId: msg.requestId } : {}),
         signal: controller.signal,
         onStep: (step) => post({ type: 'step', id: msg.id, step }),
       })
       .then(
         ({ queueMs, inferenceMs }) => post({ type: 'done', id: msg.id, queueMs, inferenceMs }),
-        (err: Error & { code?: string; statusCode?: number }) => {
-          if (err.cause) log.error({ err: err.cause, request: msg.id }, 'engine step failed');
+        (err: Error & { code?: string; statusCode?: number; context?: Record<string, unknown> }) => {
+          if (err.cause)
+            log.error({ err: err.cause, reqId: msg.requestId, ...err.context }, 'engine step failed');
           post({
             type: 'failed',
             id: msg.id,
             code: err.code ?? 'PREDIFY_ERR_ENGINE_FAILED',
             statusCode: err.statusCode ?? 500,
             message: err.message,
+            ...(err.context ? { context: err.context } : {}),
           });
         },
       )

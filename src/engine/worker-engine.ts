@@ -83,9 +83,9 @@ export class WorkerEngine implements InferenceEngine {
       );
       // A copy owns its buffer outright, so it can be transferred instead of cloned.
       const image = job.image.slice();
-      this.#worker.postMessage({ type: 'submit', id, image, timesteps: job.timesteps } satisfies ToWorker, [
-        image.buffer,
-      ]);
+      const msg: ToWorker = { type: 'submit', id, image, timesteps: job.timesteps };
+      if (job.requestId) msg.requestId = job.requestId;
+      this.#worker.postMessage(msg, [image.buffer]);
     });
   }
 
@@ -109,7 +109,9 @@ export class WorkerEngine implements InferenceEngine {
       pending.resolve({ steps: pending.steps, queueMs: msg.queueMs, inferenceMs: msg.inferenceMs });
     } else {
       this.#pending.delete(msg.id);
-      pending.reject(new ServiceError(msg.code, msg.statusCode, msg.message));
+      const err = new ServiceError(msg.code, msg.statusCode, msg.message);
+      if (msg.context) err.context = msg.context;
+      pending.reject(err);
     }
   }
 

@@ -1,11 +1,12 @@
 import { PassThrough } from 'node:stream';
 import multipart from '@fastify/multipart';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Classification } from '../engine/classifier.js';
 import { errorBody, errors, ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { pastDeadline } from '../http/deadline.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
 import { integerParam, parseQuery } from './query.js';
@@ -31,7 +32,16 @@ export default async function classifyRoutes(
     (_req, body, done) => done(null, body),
   );
   await app.register(multipart, {
-    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 8, parts: 9 },
+    // One image and a few small fields: anything bigger is refused while parsing, not buffered.
+    limits: {
+      fileSize: config.BODY_LIMIT_BYTES,
+      files: 1,
+      fields: 8,
+      parts: 9,
+      fieldNameSize: 100,
+      fieldSize: 1024,
+      headerPairs: 32,
+    },
   });
 
   app.addHook('onRequest', async (_request, reply) => {
@@ -40,6 +50,16 @@ export default async function classifyRoutes(
   });
 
   app.post('/classify', async (request, reply) => {
+    try {
+      return await classify(request, reply);
+    } catch (err) {
+      // Answered already for its deadline: what the handler was still doing no longer matters.
+      if (pastDeadline(request)) return;
+      throw err;
+    }
+  });
+
+  async function classify(request: FastifyRequest, reply: FastifyReply) {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();
     const labels = classifier.manifest.labels.length;
@@ -58,11 +78,14 @@ export default async function classifyRoutes(
     const image = await preprocess(bytes, classifier.manifest.input);
     const decodeMs = performance.now() - decodeStart;
 
-    // A client that disconnects leaves the batch at the next timestep boundary.
+    // A client that disconnects, or a request past its deadline, leaves the batch at the
+    // next timestep boundary.
     const abort = new AbortController();
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
+    request.deadline?.addEventListener('abort', () => abort.abort(), { once: true });
+    const job = { ...query, signal: abort.signal, requestId: request.id };
     const summary = (result: Classification) => {
       metrics.queueWait.observe(result.queueMs / 1000);
       metrics.inference.observe(result.inferenceMs / 1000);
@@ -77,7 +100,7 @@ export default async function classifyRoutes(
 
     const format = streamFormat(request.headers.accept);
     if (!format) {
-      const result = await classifier.classify(image.tensor, { ...query, signal: abort.signal });
+      const result = await classifier.classify(image.tensor, job);
       const { timings, ...head } = summary(result);
       return reply.send({ ...head, steps: result.steps, timings });
     }
@@ -91,12 +114,12 @@ export default async function classifyRoutes(
           : `${JSON.stringify({ type: event, ...data })}\n`,
       );
     classifier
-      .classify(image.tensor, { ...query, signal: abort.signal, onStep: (step) => write('step', step) })
+      .classify(image.tensor, { ...job, onStep: (step) => write('step', step) })
       .then(
         (result) => write('result', summary(result)),
-        (err: Error & { statusCode?: number; code?: string }) => {
+        (err: Error & { statusCode?: number; code?: string; context?: object }) => {
           if (abort.signal.aborted) return;
-          request.log.error({ err, cause: err.cause }, 'streamed classification failed');
+          request.log.error({ err, ...err.context }, 'streamed classification failed');
           const status = err.statusCode ?? 500;
           write(
             'error',
@@ -109,7 +132,7 @@ export default async function classifyRoutes(
       .header('cache-control', 'no-cache')
       .type(format === 'sse' ? 'text/event-stream' : 'application/x-ndjson')
       .send(stream);
-  });
+  }
 }
 
 /** 'sse' or 'ndjson' when the client asks for a stream of timesteps, else undefined (JSON). */
@@ -130,6 +153,8 @@ async function readImage(request: FastifyRequest, limit: number): Promise<Buffer
   // the client's fault, so they become 400s (413 for a file over the limit).
   const clientFault = (err: Error & { statusCode?: number; code?: string }) => {
     if (err.code === 'FST_REQ_FILE_TOO_LARGE') return errors.imageTooLarge(limit);
+    const tooMany = err.code && MULTIPART_LIMITS[err.code];
+    if (tooMany) return errors.multipartLimit(tooMany);
     if (err instanceof ServiceError || (err.statusCode && err.statusCode < 500)) return err;
     return errors.multipartInvalid(err.message.split('\n')[0]!);
   };
@@ -148,5 +173,12 @@ async function readImage(request: FastifyRequest, limit: number): Promise<Buffer
   if (bytes.length === 0) throw errors.imageMissing();
   return bytes;
 }
+
+/** @fastify/multipart's limit errors, by what there was too much of */
+const MULTIPART_LIMITS: Record<string, string> = {
+  FST_PARTS_LIMIT: 'parts',
+  FST_FILES_LIMIT: 'files',
+  FST_FIELDS_LIMIT: 'fields',
+};
 
 const round = (ms: number) => Math.round(ms * 100) / 100;

@@ -1,13 +1,20 @@
 import type { FastifyInstance } from 'fastify';
+import '../http/route-config.js';
 import type { ServiceState } from '../service-state.js';
+
+/** A refusal for a full queue this recent makes /readyz say so: the balancer should look elsewhere. */
+const OVERLOAD_WINDOW_MS = 1000;
 
 export default async function healthRoutes(
   app: FastifyInstance,
   { state }: { state: ServiceState },
 ): Promise<void> {
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/healthz', { config: { public: true, alwaysAnswer: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { public: true } }, async (_request, reply) => {
     if (!state.classifier) return reply.status(503).send({ status: 'loading' });
+    if (state.closing) return reply.status(503).send({ status: 'closing' });
+    if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
+      return reply.header('retry-after', '1').status(503).send({ status: 'overloaded' });
     return { status: 'ready', model: state.classifier.name };
   });
 }

@@ -5,7 +5,7 @@ export default async function metricsRoutes(
   app: FastifyInstance,
   { metrics }: { metrics: Metrics },
 ): Promise<void> {
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { public: true, alwaysAnswer: true } }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });

@@ -169,6 +169,17 @@ describe('POST /classify errors', () => {
     );
   });
 
+  it('413 for a form with too many fields before its file', async () => {
+    const fields = Array.from({ length: 9 }, (_, i) => ({ name: `f${i}`, data: 'x' }));
+    const form = multipart([
+      ...fields,
+      { name: 'image', filename: 's.png', type: 'image/png', data: sample },
+    ]);
+    const res = await post('/classify', form.payload, form.contentType);
+    expectError(res, 413, /too many fields/);
+    expect(res.json().code).toBe('PREDIFY_ERR_MULTIPART_LIMIT');
+  });
+
   it('422 for bytes that do not decode as an image', async () => {
     expectError(await post('/classify', Buffer.from('definitely not a png')), 422, /not a decodable image/);
     expectError(await post('/classify', sample.subarray(0, 100)), 422, /not a decodable image/);

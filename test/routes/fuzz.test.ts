@@ -5,7 +5,7 @@
  * or a 200 only where the damage left a decodable image. Never a 5xx, never a crash; a good image is
  * still classified correctly afterwards.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp } from '../helpers.js';
-import { SAMPLES } from '../paths.js';
+import { REPORTS, SAMPLES } from '../paths.js';
 
 interface Case {
   name: string;
@@ -303,11 +303,22 @@ describe('fuzzing /classify over a real socket', () => {
     const all = await cases();
     expect(all.length).toBeGreaterThanOrEqual(300);
     const decoded: string[] = [];
+    const outcomes: Record<string, Record<string, number>> = {};
     for (const c of all) {
       const { status, body } = await send(c).catch((err: Error) => {
         throw new Error(`${c.name}: ${err.message}`);
       });
       expect(status, c.name).toBeLessThan(500);
+      // Nothing about the server's insides reaches a client.
+      expect(body, c.name).not.toMatch(/\n\s+at |node_modules|\/dist\/|\/src\//);
+      expect(body, c.name).not.toContain(process.cwd());
+      const family = c.name
+        .replace(/ #\d+$/, '')
+        .replace(/ \d+x\d+$/, '')
+        .replace(/^wrong type .*/, 'image bytes, wrong media type')
+        .replace(/^random bytes as .*/, 'random bytes, other media type')
+        .replace(/ \(.*\)$/, '');
+      (outcomes[family] ??= {})[status] = (outcomes[family][status] ?? 0) + 1;
       const parsed = JSON.parse(body) as { message?: string; steps?: unknown[] };
       if (status === 200) {
         expect(parsed.steps, c.name).toHaveLength(1);
@@ -322,6 +333,12 @@ describe('fuzzing /classify over a real socket', () => {
     // TIFF strips; a GIF cut after its last frame). Everything else must be refused.
     const mayDecode = /bit-flipped|tiff truncated|gif truncated|many headers|multipart two files/;
     expect(decoded.filter((name) => !mayDecode.test(name)).join(', ')).toBe('');
+    // The tally by family of case and status, for docs/reliability.md.
+    await mkdir(REPORTS, { recursive: true });
+    await writeFile(
+      path.join(REPORTS, 'fuzz.json'),
+      JSON.stringify({ cases: all.length, outcomes }, null, 2),
+    );
   }, 120_000);
 
   it('still classifies a good image correctly afterwards', async () => {

@@ -1,6 +1,9 @@
 /** Health, readiness and model description, before and after the model has loaded. */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildTestApp } from '../helpers.js';
+import { SAMPLES } from '../paths.js';
 
 describe('before the model has loaded', () => {
   it('is alive but not ready, and /classify and /models answer 503', async () => {
@@ -39,6 +42,36 @@ describe('when ready', () => {
     expect(m.pcoders[2].hyperparameters.lambda).toBe(0);
     expect(m.timesteps).toEqual({ default: 4, max: 32 });
     expect(m.executionProviders).toEqual(['cpu']);
+    await app.close();
+  });
+});
+
+describe('when the queue is full', () => {
+  it('refuses with 503 + Retry-After and reports not ready until the refusals stop', async () => {
+    const { app } = await buildTestApp({ MAX_QUEUE: '1', BATCH_MAX_SIZE: '1', BATCH_MAX_DELAY_MS: '0' });
+    const sample = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        app.inject({
+          method: 'POST',
+          url: '/classify?timesteps=20',
+          headers: { 'content-type': 'image/png' },
+          payload: sample,
+        }),
+      ),
+    );
+    const refused = answers.filter((r) => r.statusCode === 503);
+    expect(answers.filter((r) => r.statusCode === 200).length).toBeGreaterThanOrEqual(2);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
+      expect(r.headers['retry-after']).toBe('1');
+      expect(r.json()).toMatchObject({ code: 'PREDIFY_ERR_OVERLOADED' });
+    }
+    const ready = await app.inject('/readyz');
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toEqual({ status: 'overloaded' });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect((await app.inject('/readyz')).statusCode).toBe(200);
     await app.close();
   });
 });
