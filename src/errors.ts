@@ -112,7 +112,7 @@ export const errors = {
   overloaded: define(
     'PREDIFY_ERR_OVERLOADED',
     503,
-    (queued: number) => `server is at capacity (${queued} requests queued): retry later`,
+    (pending: number) => `server is at capacity (${pending} requests waiting or running): retry later`,
   ),
   underPressure: define(
     'PREDIFY_ERR_UNDER_PRESSURE',

@@ -3,11 +3,13 @@
  * readiness, a classification, start-up failures and SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { appendFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PAPER_MODELS, ROOT, SAMPLES, TEST_MODELS } from './paths.js';
+import { DEFAULT_MODEL, PAPER_MODELS, ROOT, SAMPLES, TEST_MODELS } from './paths.js';
 
 const children: ChildProcess[] = [];
 afterEach(() => children.splice(0).forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
@@ -112,6 +114,63 @@ describe('server process', () => {
       /model failed to load: model file not found: \/nonexistent\/model\/manifest\.json/,
     );
   });
+
+  // Each a copy of the default model with one thing broken.
+  it.each([
+    [
+      'a graph file that is not ONNX (checksum updated to match)',
+      async (dir: string) => {
+        await writeFile(path.join(dir, 'head.onnx'), 'not a protobuf');
+        const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
+        manifest.graphs.head.sha256 = createHash('sha256').update('not a protobuf').digest('hex');
+        await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+      },
+      /PREDIFY_ERR_GRAPH_INVALID.*model failed to load: \S+\/head\.onnx: onnxruntime cannot load it/,
+    ],
+    [
+      'a graph whose checksum does not match',
+      async (dir: string) => appendFile(path.join(dir, 'encoder2.onnx'), Buffer.from([0])),
+      /PREDIFY_ERR_CHECKSUM_MISMATCH.*model failed to load: \S+\/encoder2\.onnx: sha256 is/,
+    ],
+    [
+      'an invalid manifest',
+      async (dir: string) => {
+        const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
+        manifest.name = 3;
+        await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+      },
+      /PREDIFY_ERR_MANIFEST_INVALID.*model failed to load: \S+\/manifest\.json: name: Invalid input: expected string/,
+    ],
+  ])(
+    'exits non-zero with one log line naming the cause, never ready, for %s',
+    async (_name, damage, line) => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'predify-broken-'));
+      await cp(DEFAULT_MODEL, dir, { recursive: true });
+      await damage(dir);
+      const port = await freePort();
+      const server = start({ PORT: String(port), MODEL_DIR: dir });
+      let everReady = false;
+      const watch = (async () => {
+        while (server.child.exitCode === null) {
+          everReady ||= await fetch(`http://127.0.0.1:${port}/readyz`).then(
+            (r) => r.ok,
+            () => false,
+          );
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      expect(await server.exited).not.toBe(0);
+      await watch;
+      expect(everReady).toBe(false);
+      const fatal = server
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"level":60'));
+      expect(fatal).toHaveLength(1);
+      expect(fatal[0]).toMatch(line);
+      await rm(dir, { recursive: true, force: true });
+    },
+  );
 
   it('exits non-zero naming the variable when the configuration is invalid', async () => {
     const server = start({ PORT: 'eighty' });

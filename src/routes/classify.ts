@@ -44,9 +44,19 @@ export default async function classifyRoutes(
     },
   });
 
+  // Admission control before the body is read: when the engine's queue and batch are already
+  // full, a request is refused at once instead of being read and decoded only to be refused
+  // by the engine. Under a flood this keeps the cores for the requests already admitted.
+  const capacity = config.MAX_QUEUE > 0 ? config.MAX_QUEUE + config.BATCH_MAX_SIZE : Infinity;
+  let inFlight = 0;
   app.addHook('onRequest', async (_request, reply) => {
+    if (inFlight >= capacity) throw errors.overloaded(inFlight);
+    inFlight++;
     metrics.classifyInFlight.inc();
-    reply.raw.once('close', () => metrics.classifyInFlight.dec());
+    reply.raw.once('close', () => {
+      inFlight--;
+      metrics.classifyInFlight.dec();
+    });
   });
 
   app.post('/classify', async (request, reply) => {
