@@ -7,6 +7,7 @@ import { preprocess } from '../../src/image/preprocess.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { readManifest, type InputSpec } from '../../src/model/manifest.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
+import { gifBomb, pngBomb } from './bombs.js';
 
 let spec: InputSpec;
 let golden: Golden;
@@ -114,4 +115,23 @@ describe('preprocess', () => {
       message: expect.stringContaining("'svg'"),
     });
   });
+});
+
+describe('decompression bombs', () => {
+  it.each([
+    ['PNG', pngBomb(50_000, 50_000)],
+    ['GIF', gifBomb(50_000, 50_000)],
+  ])(
+    'refuses a tiny %s that claims 50k x 50k pixels from its header, without allocating it',
+    async (_f, bomb) => {
+      expect(bomb.length).toBeLessThan(200);
+      const before = process.memoryUsage().rss;
+      await expect(preprocess(bomb, spec)).rejects.toMatchObject({
+        code: 'PREDIFY_ERR_IMAGE_UNDECODABLE',
+        message: expect.stringMatching(/pixel limit/),
+      });
+      // Decoding it would take 2.5 GB for one grey channel.
+      expect(process.memoryUsage().rss - before).toBeLessThan(64 * 2 ** 20);
+    },
+  );
 });
