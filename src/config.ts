@@ -7,13 +7,15 @@ export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/fashion-pc', i
 
 export const EXECUTION_PROVIDERS = ['cuda', 'cpu'] as const;
 
-const integer = (name: string, min: number, max: number, fallback: number) =>
+const wholeNumber = (name: string, min: number, max: number) =>
   z
     .string()
     .regex(/^\d+$/, `${name} must be a whole number`)
     .transform(Number)
-    .pipe(z.number().int().min(min).max(max))
-    .default(fallback);
+    .pipe(z.number().int().min(min).max(max));
+
+const integer = (name: string, min: number, max: number, fallback: number) =>
+  wholeNumber(name, min, max).default(fallback);
 
 /** A comma-separated list; blanks around and between items are dropped. */
 const commaList = () =>
@@ -59,7 +61,8 @@ const schema = z
         ),
       )
       .default([]),
-    DEFAULT_TIMESTEPS: integer('DEFAULT_TIMESTEPS', 0, 1024, 8),
+    // Unset: the model's recommendation for the profile in use (FALLBACK_TIMESTEPS without one).
+    DEFAULT_TIMESTEPS: wholeNumber('DEFAULT_TIMESTEPS', 0, 1024).optional(),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
     BATCH_MAX_SIZE: integer('BATCH_MAX_SIZE', 1, 1024, 32),
@@ -76,12 +79,20 @@ const schema = z
     SHUTDOWN_DRAIN_MS: integer('SHUTDOWN_DRAIN_MS', 0, 600_000, 10_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
-  .refine((c) => c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
+  .refine((c) => c.DEFAULT_TIMESTEPS === undefined || c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
     message: 'DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS',
     path: ['DEFAULT_TIMESTEPS'],
   });
 
 export type Config = z.infer<typeof schema>;
+
+/** Timesteps of a request that names none, when neither config nor model recommends any. */
+export const FALLBACK_TIMESTEPS = 8;
+
+/** What a request that names no timesteps gets: config, else the profile's recommendation. */
+export function defaultTimesteps(config: Config, recommended: number | undefined): number {
+  return Math.min(config.DEFAULT_TIMESTEPS ?? recommended ?? FALLBACK_TIMESTEPS, config.MAX_TIMESTEPS);
+}
 
 /** The engine's part of the configuration. */
 export function engineSettings(config: Config) {

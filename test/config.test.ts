@@ -17,7 +17,6 @@ describe('loadConfig', () => {
       EVENT_LOOP_MAX_DELAY_MS: 1000,
       API_KEYS: [],
       CORS_ORIGINS: [],
-      DEFAULT_TIMESTEPS: 8,
       MAX_TIMESTEPS: 64,
       DEFAULT_TOPK: 5,
       BATCH_MAX_SIZE: 32,

@@ -186,5 +186,18 @@ def export_model(
         golden_path.write_text(json.dumps({"timesteps": GOLDEN_TIMESTEPS, "cases": cases}))
         manifest["golden"] = {"file": golden_path.name, "sha256": sha256(golden_path)}
 
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    # Calibrated hyperparameter profiles (npm run calibrate) live in the manifest; a re-export
+    # of the same model keeps them. They belong to the weights: calibrate again after retraining.
+    previous_path = out / "manifest.json"
+    if previous_path.exists():
+        try:
+            previous = json.loads(previous_path.read_text())
+        except ValueError:
+            previous = {}
+        if previous.get("name") == cfg.name and len(previous.get("pcoders", [])) == len(pcoders):
+            for key in ("profiles", "defaultProfile", "recommendedTimesteps"):
+                if key in previous:
+                    manifest[key] = previous[key]
+
+    previous_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

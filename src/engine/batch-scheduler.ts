@@ -5,7 +5,13 @@
  * without it, a batch is formed only when the previous one has finished.
  */
 import { errors } from '../errors.js';
-import { newSample, type PredictiveStepper, type SampleState, type SampleStep } from './predictive-step.js';
+import {
+  newSample,
+  type Coefficients,
+  type PredictiveStepper,
+  type SampleState,
+  type SampleStep,
+} from './predictive-step.js';
 
 export interface SchedulerOptions {
   /** most samples stepped together */
@@ -27,6 +33,10 @@ export interface EngineJob {
   signal?: AbortSignal;
   /** the HTTP request id, so that a failed batch can name the requests it failed */
   requestId?: string;
+  /** the model's hyperparameter profile to run with; its exported hyperparameters if absent */
+  profile?: string;
+  /** that profile's coefficients, filled in by the engine */
+  coefficients?: readonly Coefficients[];
 }
 
 export interface EngineResult {
@@ -95,7 +105,7 @@ export class BatchScheduler {
     return new Promise<EngineResult>((resolve, reject) => {
       const entry: Entry = {
         job,
-        state: newSample(job.image),
+        state: newSample(job.image, job.coefficients),
         steps: [],
         queuedAt: performance.now(),
         queueMs: 0,

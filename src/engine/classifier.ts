@@ -1,5 +1,6 @@
 /** The engine's public face: an image in, per-timestep classifications out. No HTTP here. */
 import type { EngineJob } from './batch-scheduler.js';
+import { profilesOf } from '../model/manifest.js';
 import type { InferenceEngine } from './inference-engine.js';
 import { summarise, type StepSummary } from './results.js';
 
@@ -9,6 +10,8 @@ export interface ClassifyOptions {
   signal?: AbortSignal;
   /** the HTTP request id, named in the log if the engine fails */
   requestId?: string;
+  /** hyperparameter profile; the model's default profile if absent */
+  profile?: string;
   /** sees each timestep's summary as soon as it is computed */
   onStep?: (step: StepSummary) => void;
 }
@@ -22,10 +25,13 @@ export interface Classification {
 
 export class Classifier {
   readonly engine: InferenceEngine;
+  /** the model's hyperparameter profiles by name, the exported hyperparameters included */
+  readonly profiles: ReturnType<typeof profilesOf>;
   readonly #pcoderNames: string[];
 
   constructor(engine: InferenceEngine) {
     this.engine = engine;
+    this.profiles = profilesOf(engine.manifest);
     this.#pcoderNames = engine.manifest.pcoders.map((pc) => pc.name);
   }
 
@@ -43,6 +49,7 @@ export class Classifier {
     const job: EngineJob = { image, timesteps: options.timesteps };
     if (options.signal) job.signal = options.signal;
     if (options.requestId) job.requestId = options.requestId;
+    job.profile = options.profile ?? this.engine.manifest.defaultProfile;
     const onStep = options.onStep;
     if (onStep) job.onStep = (step) => onStep(summarise(step, labels, this.#pcoderNames, options.topk));
     const result = await this.engine.submit(job);

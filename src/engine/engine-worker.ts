@@ -33,6 +33,7 @@ port.on('message', (msg: ToWorker) => {
         image: msg.image,
         timesteps: msg.timesteps,
         ...(msg.requestId ? { requestId: msg.requestId } : {}),
+        ...(msg.profile ? { profile: msg.profile } : {}),
         signal: controller.signal,
         onStep: (step) => post({ type: 'step', id: msg.id, step }),
       })

@@ -1,4 +1,5 @@
 /** The engine on the calling thread: for the CLI, tests and benchmarks. */
+import { errors } from '../errors.js';
 import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
@@ -42,7 +43,14 @@ export class LocalEngine implements InferenceEngine {
   }
 
   submit(job: EngineJob) {
-    return this.#scheduler.submit(job);
+    if (job.profile === undefined) return this.#scheduler.submit(job);
+    let coefficients;
+    try {
+      coefficients = this.stepper.profile(job.profile);
+    } catch (err) {
+      return Promise.reject(errors.inputShape((err as Error).message));
+    }
+    return this.#scheduler.submit({ ...job, coefficients });
   }
 
   close(): Promise<void> {

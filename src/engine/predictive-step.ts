@@ -8,6 +8,7 @@
  * call of a step.
  */
 import type { LoadedModel } from '../model/load-model.js';
+import { profilesOf } from '../model/manifest.js';
 import type { Graph } from '../model/onnx-backend.js';
 import { elementCount, type FloatTensor } from '../tensor.js';
 
@@ -17,6 +18,8 @@ export interface SampleState {
   t: number;
   /** E_1(x): the image never changes, so neither does the first PCoder's drive */
   drive1?: Float32Array;
+  /** this sample's update coefficients per PCoder (a hyperparameter profile); else the model's */
+  coefficients?: readonly Coefficients[];
   /** r_i, p_i, g_i of the last computed timestep (empty before t = 0) */
   r: Float32Array[];
   p: Float32Array[];
@@ -30,22 +33,31 @@ export interface SampleStep {
   errors: Float32Array;
 }
 
-/** Update coefficients of r_i(t); computed once per model, not per timestep. */
-interface Coefficients {
+export interface Hyperparameters {
+  beta: number;
+  lambda: number;
+  alpha: number;
+}
+
+/** Update coefficients of r_i(t); computed once per profile, not per timestep. */
+export interface Coefficients {
   feedforward: number;
   feedback: number;
   memory: number;
   errorCorrection: number;
 }
 
-export function newSample(image: Float32Array): SampleState {
-  return { image, t: 0, r: [], p: [], g: [] };
+export function newSample(image: Float32Array, coefficients?: readonly Coefficients[]): SampleState {
+  return coefficients
+    ? { image, t: 0, r: [], p: [], g: [], coefficients }
+    : { image, t: 0, r: [], p: [], g: [] };
 }
 
 export class PredictiveStepper {
   readonly model: LoadedModel;
   readonly inputSize: number;
   readonly #coefficients: Coefficients[];
+  readonly #profiles: Map<string, Coefficients[]>;
   readonly #sizes: number[];
   readonly #targetSizes: number[];
   /** Batch-level copies of what does not change between timesteps (see #images). */
@@ -65,14 +77,36 @@ export class PredictiveStepper {
     this.inputSize = input.channels * input.height * input.width;
     this.#sizes = pcoders.map((pc) => elementCount(pc.shape));
     this.#targetSizes = pcoders.map((pc) => elementCount(pc.targetShape));
-    this.#coefficients = pcoders.map((pc, i) => {
-      const { beta, lambda, alpha } = pc.hyperparameters;
+    this.#coefficients = this.coefficientsFor(pcoders.map((pc) => pc.hyperparameters));
+    this.#profiles = new Map(
+      Object.entries(profilesOf(model.manifest)).map(([name, p]) => [
+        name,
+        this.coefficientsFor(p.hyperparameters),
+      ]),
+    );
+  }
+
+  /** The coefficients of one of the model's hyperparameter profiles. */
+  profile(name: string): readonly Coefficients[] {
+    const found = this.#profiles.get(name);
+    if (!found) throw new RangeError(`model has no profile '${name}'`);
+    return found;
+  }
+
+  /** The update coefficients for one set of hyperparameters per PCoder. */
+  coefficientsFor(hyperparameters: readonly Hyperparameters[]): Coefficients[] {
+    const { pcoders } = this.model.manifest;
+    if (hyperparameters.length !== pcoders.length)
+      throw new RangeError(`${hyperparameters.length} sets of hyperparameters for ${pcoders.length} PCoders`);
+    return hyperparameters.map(({ beta, lambda, alpha }, i) => {
       const lam = i === pcoders.length - 1 ? 0 : lambda; // the top PCoder has no feedback
+      if (beta < 0 || lam < 0 || alpha < 0 || beta + lam > 1)
+        throw new RangeError(`PCoder ${i + 1}: beta ${beta}, lambda ${lam}, alpha ${alpha} out of range`);
       return {
         feedforward: beta,
         feedback: lam,
         memory: 1 - beta - lam,
-        errorCorrection: alpha * pc.gradientScale.scale,
+        errorCorrection: alpha * pcoders[i]!.gradientScale.scale,
       };
     });
   }
@@ -190,7 +224,12 @@ export class PredictiveStepper {
       out.set(drive.subarray(offset, offset + size), offset);
       return;
     }
-    const { feedforward: a, feedback: l, memory: m, errorCorrection: e } = this.#coefficients[i]!;
+    const {
+      feedforward: a,
+      feedback: l,
+      memory: m,
+      errorCorrection: e,
+    } = (s.coefficients ?? this.#coefficients)[i]!;
     const prev = s.r[i]!;
     const g = s.g[i]!;
     // p_{i+1}(t-1): PCoder i+1 of this sample has not been stepped yet in this timestep.

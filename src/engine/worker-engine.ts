@@ -85,6 +85,7 @@ export class WorkerEngine implements InferenceEngine {
       const image = job.image.slice();
       const msg: ToWorker = { type: 'submit', id, image, timesteps: job.timesteps };
       if (job.requestId) msg.requestId = job.requestId;
+      if (job.profile) msg.profile = job.profile;
       this.#worker.postMessage(msg, [image.buffer]);
     });
   }

@@ -3,7 +3,14 @@ import type { StepStats } from './batch-scheduler.js';
 import type { SampleStep } from './predictive-step.js';
 
 export type ToWorker =
-  | { type: 'submit'; id: number; image: Float32Array; timesteps: number; requestId?: string }
+  | {
+      type: 'submit';
+      id: number;
+      image: Float32Array;
+      timesteps: number;
+      requestId?: string;
+      profile?: string;
+    }
   | { type: 'cancel'; id: number }
   | { type: 'close' };
 

@@ -59,6 +59,18 @@ const inputSpec = z.object({
   scale: z.number().positive(),
 });
 
+/** A named set of hyperparameters, one per PCoder, with the timesteps to use it for. */
+const profile = z.object({
+  description: z.string().default(''),
+  hyperparameters: z.array(hyperparameters).min(1),
+  recommendedTimesteps: z.number().int().min(0).optional(),
+  /** how the values were chosen (search space, data, scores): a record, not read by the server */
+  calibration: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** The profile made of the hyperparameters in `pcoders`, always present. */
+export const EXPORTED_PROFILE = 'exported';
+
 const manifestSchema = z
   .object({
     format: z.literal('predify-serve/model'),
@@ -72,6 +84,13 @@ const manifestSchema = z
     head: z.string(),
     graphs: z.record(z.string(), graphSpec),
     golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
+    /** timesteps to use with the exported hyperparameters, when known */
+    recommendedTimesteps: z.number().int().min(0).optional(),
+    profiles: z
+      .record(z.string().regex(/^[a-z][\w-]*$/, 'profile names are lowercase words'), profile)
+      .default({}),
+    /** the profile a request gets when it names none */
+    defaultProfile: z.string().default(EXPORTED_PROFILE),
   })
   .superRefine((m, ctx) => {
     const issue = (p: (string | number)[], message: string) =>
@@ -98,7 +117,37 @@ const manifestSchema = z
       }
       below = pc.shape;
     });
+    if (m.profiles[EXPORTED_PROFILE])
+      issue(['profiles', EXPORTED_PROFILE], 'is reserved for the hyperparameters in pcoders');
+    for (const [name, p] of Object.entries(m.profiles)) {
+      if (p.hyperparameters.length !== m.pcoders.length) {
+        issue(['profiles', name, 'hyperparameters'], `needs one set per PCoder (${m.pcoders.length})`);
+      }
+      p.hyperparameters.forEach((h, i) => {
+        if (h.beta + h.lambda > 1)
+          issue(['profiles', name, 'hyperparameters', i], 'beta + lambda must not exceed 1');
+        if (i === m.pcoders.length - 1 && h.lambda !== 0) {
+          issue(
+            ['profiles', name, 'hyperparameters', i, 'lambda'],
+            'must be 0 for the top PCoder (no feedback)',
+          );
+        }
+      });
+    }
+    if (m.defaultProfile !== EXPORTED_PROFILE && !m.profiles[m.defaultProfile]) {
+      issue(['defaultProfile'], `names profile '${m.defaultProfile}', which is not in profiles`);
+    }
   });
+
+/** Every profile of a model by name, the exported hyperparameters included. */
+export function profilesOf(m: Manifest): Record<string, z.infer<typeof profile>> {
+  const exported = {
+    description: 'the hyperparameters the model was exported with',
+    hyperparameters: m.pcoders.map((pc) => pc.hyperparameters),
+    ...(m.recommendedTimesteps !== undefined ? { recommendedTimesteps: m.recommendedTimesteps } : {}),
+  };
+  return { [EXPORTED_PROFILE]: exported, ...m.profiles };
+}
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type PCoderSpec = Manifest['pcoders'][number];

@@ -2,14 +2,14 @@ import { PassThrough } from 'node:stream';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Config } from '../config.js';
+import { defaultTimesteps, type Config } from '../config.js';
 import type { Classification } from '../engine/classifier.js';
 import { errorBody, errors, ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { pastDeadline } from '../http/deadline.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
-import { integerParam, parseQuery } from './query.js';
+import { choiceParam, integerParam, parseQuery } from './query.js';
 
 interface Options {
   config: Config;
@@ -73,15 +73,24 @@ export default async function classifyRoutes(
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();
     const labels = classifier.manifest.labels.length;
-    const query = parseQuery(
+    const parsed = parseQuery(
       z
         .object({
-          timesteps: integerParam('timesteps', 0, config.MAX_TIMESTEPS).default(config.DEFAULT_TIMESTEPS),
+          timesteps: integerParam('timesteps', 0, config.MAX_TIMESTEPS).optional(),
           topk: integerParam('topk', 1, labels).default(Math.min(config.DEFAULT_TOPK, labels)),
+          profile: choiceParam('profile', Object.keys(classifier.profiles)).default(
+            classifier.manifest.defaultProfile,
+          ),
         })
         .strict(),
       request.query,
     );
+    const query = {
+      ...parsed,
+      timesteps:
+        parsed.timesteps ??
+        defaultTimesteps(config, classifier.profiles[parsed.profile]!.recommendedTimesteps),
+    };
 
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();
@@ -105,7 +114,13 @@ export default async function classifyRoutes(
         queueMs: round(result.queueMs),
         inferenceMs: round(result.inferenceMs),
       };
-      return { model: classifier.name, timesteps: query.timesteps, prediction: result.prediction, timings };
+      return {
+        model: classifier.name,
+        profile: query.profile,
+        timesteps: query.timesteps,
+        prediction: result.prediction,
+        timings,
+      };
     };
 
     const format = streamFormat(request.headers.accept);

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '../config.js';
+import { defaultTimesteps, type Config } from '../config.js';
 import { errors } from '../errors.js';
 import type { ServiceState } from '../service-state.js';
 
@@ -26,7 +26,22 @@ export default async function modelRoutes(
             hyperparameters: pc.hyperparameters,
             gradientScale: pc.gradientScale.scale,
           })),
-          timesteps: { default: config.DEFAULT_TIMESTEPS, max: config.MAX_TIMESTEPS },
+          defaultProfile: manifest.defaultProfile,
+          profiles: Object.entries(classifier.profiles).map(([name, p]) => ({
+            name,
+            description: p.description,
+            hyperparameters: p.hyperparameters,
+            recommendedTimesteps: p.recommendedTimesteps ?? null,
+            defaultTimesteps: defaultTimesteps(config, p.recommendedTimesteps),
+            ...(p.calibration ? { calibration: p.calibration } : {}),
+          })),
+          timesteps: {
+            default: defaultTimesteps(
+              config,
+              classifier.profiles[manifest.defaultProfile]!.recommendedTimesteps,
+            ),
+            max: config.MAX_TIMESTEPS,
+          },
           executionProviders: [...providers],
         },
       ],

@@ -15,6 +15,16 @@ export function integerParam(name: string, min: number, max: number) {
     );
 }
 
+/** A query parameter that must appear at most once and be one of `choices`. */
+export function choiceParam(name: string, choices: readonly string[]) {
+  return z
+    .string({
+      error: (issue) =>
+        Array.isArray(issue.input) ? `${name} must be given once` : `${name} must be a string`,
+    })
+    .refine((v) => choices.includes(v), `${name} must be one of ${choices.join(', ')}`);
+}
+
 /** Parses with `schema` or throws a 400 that names each bad parameter. */
 export function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.infer<T> {
   const parsed = schema.safeParse(query ?? {});

@@ -1,0 +1,129 @@
+/**
+ * Hyperparameter search on a validation split: shared beta/lambda first, then each PCoder's
+ * own (coordinate descent from the best shared set), then alpha. A candidate's score is the
+ * noise-mean accuracy gain over t = 0 at its best timestep among those that keep clean
+ * accuracy within 0.5 points (report.ts, recommend).
+ */
+import type { Hyperparameters, PredictiveStepper } from '../engine/predictive-step.js';
+import { evaluate, type Condition } from './evaluate.js';
+import type { Dataset } from './fashion-mnist.js';
+import { summarise, type Recommendation } from './report.js';
+
+export interface Candidate {
+  stage: string;
+  hyperparameters: Hyperparameters[];
+  recommended: Recommendation;
+  /** noise-mean and clean accuracy per timestep on the validation split */
+  noiseMean: number[];
+  clean: number[];
+}
+
+export interface SearchSpace {
+  /** shared (beta, lambda) pairs tried first; alpha stays at the exported value */
+  shared: [number, number][];
+  /** (beta, lambda) pairs tried for each PCoder in turn (lambda forced to 0 for the top) */
+  perPCoder: [number, number][];
+  /** alpha values tried for every PCoder at once, last */
+  alpha: number[];
+}
+
+export const DEFAULT_SPACE: SearchSpace = {
+  shared: [
+    [0.6, 0.2],
+    [0.4, 0.4],
+  ],
+  perPCoder: [
+    [1, 0],
+    [0.8, 0.2],
+    [0.6, 0.4],
+    [0.5, 0.5],
+  ],
+  alpha: [0, 0.1],
+};
+
+export interface CalibrationOptions {
+  /** images for the noise conditions */
+  indices: readonly number[];
+  /** images for the clean condition: more, because the clean constraint is a fine margin */
+  cleanIndices: readonly number[];
+  /** the noise conditions (clean is always evaluated) */
+  conditions: readonly Condition[];
+  timesteps: number;
+  batch: number;
+  space: SearchSpace;
+  /** called after each candidate */
+  onCandidate?: (candidate: Candidate, index: number) => void;
+}
+
+const key = (hs: readonly Hyperparameters[]) => JSON.stringify(hs.map((h) => [h.beta, h.lambda, h.alpha]));
+const better = (a: Candidate, b: Candidate) =>
+  a.recommended.noiseGain > b.recommended.noiseGain + 1e-9 ||
+  (Math.abs(a.recommended.noiseGain - b.recommended.noiseGain) <= 1e-9 &&
+    a.recommended.timesteps < b.recommended.timesteps);
+
+export async function calibrate(
+  stepper: PredictiveStepper,
+  data: Dataset,
+  start: Hyperparameters[],
+  options: CalibrationOptions,
+): Promise<{ best: Candidate; exported: Candidate; candidates: Candidate[] }> {
+  const n = start.length;
+  const top = n - 1;
+  const seen = new Map<string, Candidate>();
+  const candidates: Candidate[] = [];
+  const tryIt = async (stage: string, hyperparameters: Hyperparameters[]) => {
+    const k = key(hyperparameters);
+    const known = seen.get(k);
+    if (known) return known;
+    const run = (indices: readonly number[], conditions: readonly Condition[]) =>
+      evaluate(stepper, data, {
+        indices,
+        conditions,
+        timesteps: options.timesteps,
+        batch: options.batch,
+        coefficients: stepper.coefficientsFor(hyperparameters),
+      });
+    const clean = await run(options.cleanIndices, [{ corruption: 'clean', severity: 0 }]);
+    const noisy = await run(options.indices, options.conditions);
+    const summary = summarise([...clean, ...noisy]);
+    const candidate: Candidate = {
+      stage,
+      hyperparameters,
+      recommended: summary.recommended,
+      noiseMean: summary.noiseMean,
+      clean: summary.clean,
+    };
+    seen.set(k, candidate);
+    candidates.push(candidate);
+    options.onCandidate?.(candidate, candidates.length);
+    return candidate;
+  };
+  const withPair = (hs: Hyperparameters[], i: number, [beta, lambda]: [number, number]) =>
+    hs.map((h, j) => (j === i ? { ...h, beta, lambda: i === top ? 0 : lambda } : h));
+
+  const exported = await tryIt('exported', start);
+  let best = exported;
+  for (const pair of options.space.shared) {
+    const hs = start.map((h, i) => ({ ...h, beta: pair[0], lambda: i === top ? 0 : pair[1] }));
+    const c = await tryIt('shared', hs);
+    if (better(c, best)) best = c;
+  }
+  for (let i = 0; i < n; i++) {
+    const base = best.hyperparameters;
+    const pairs =
+      i === top ? options.space.perPCoder.filter(([, l]) => l === 0 || true) : options.space.perPCoder;
+    for (const pair of pairs) {
+      if (i === top && pair[0] + 0 > 1) continue;
+      const c = await tryIt(`pcoder${i + 1}`, withPair(base, i, pair));
+      if (better(c, best)) best = c;
+    }
+  }
+  for (const alpha of options.space.alpha) {
+    const c = await tryIt(
+      'alpha',
+      best.hyperparameters.map((h) => ({ ...h, alpha })),
+    );
+    if (better(c, best)) best = c;
+  }
+  return { best, exported, candidates };
+}

@@ -1,0 +1,116 @@
+/** Accuracy tables, corruption error relative to t = 0, and the timestep to recommend. */
+import { CORRUPTIONS, NOISE_CORRUPTIONS, type Corruption } from './corruptions.js';
+import { conditionName, type ConditionResult } from './evaluate.js';
+
+export interface Summary {
+  timesteps: number;
+  images: number;
+  clean: number[];
+  /** per corruption, accuracy at t averaged over its severities */
+  corruptions: Partial<Record<Corruption, number[]>>;
+  /** accuracy at t averaged over every noise corruption and severity */
+  noiseMean: number[];
+  /**
+   * mean corruption error relative to the network's own t = 0, per t (the paper's measure):
+   * for each corruption, the error summed over severities at t divided by the same at t = 0,
+   * averaged over corruptions. Below 1: the dynamics help.
+   */
+  relativeMCE: number[];
+  /** the same over the noise corruptions only */
+  noiseRelativeMCE: number[];
+  recommended: Recommendation;
+}
+
+export interface Recommendation {
+  timesteps: number;
+  /** noise-mean accuracy gain over t = 0, in points */
+  noiseGain: number;
+  /** clean accuracy change from t = 0, in points */
+  cleanChange: number;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * The timestep with the best noise-mean accuracy among those whose clean accuracy stays within
+ * `cleanTolerance` (points) of t = 0; the smallest such t on ties (fewer steps cost less).
+ */
+export function recommend(clean: number[], noiseMean: number[], cleanTolerance = 0.5): Recommendation {
+  let best = 0;
+  for (let t = 1; t < noiseMean.length; t++) {
+    // (1e-9: a change of exactly the tolerance, e.g. one image in 200, must pass despite rounding)
+    const keepsClean = (clean[t]! - clean[0]!) * 100 >= -cleanTolerance - 1e-9;
+    if (keepsClean && noiseMean[t]! > noiseMean[best]! + 1e-12) best = t;
+  }
+  return {
+    timesteps: best,
+    noiseGain: (noiseMean[best]! - noiseMean[0]!) * 100,
+    cleanChange: (clean[best]! - clean[0]!) * 100,
+  };
+}
+
+export function summarise(results: readonly ConditionResult[]): Summary {
+  const timesteps = results[0]!.accuracy.length - 1;
+  const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
+  const clean = results.find((r) => r.condition.corruption === 'clean')?.accuracy ?? ts.map(() => NaN);
+  const of = (c: Corruption) => results.filter((r) => r.condition.corruption === c);
+  const corruptions: Summary['corruptions'] = {};
+  for (const c of CORRUPTIONS) {
+    const rs = of(c);
+    if (rs.length) corruptions[c] = ts.map((t) => mean(rs.map((r) => r.accuracy[t]!)));
+  }
+  const noisy = results.filter((r) =>
+    (NOISE_CORRUPTIONS as readonly string[]).includes(r.condition.corruption),
+  );
+  const noiseMean = ts.map((t) => mean(noisy.map((r) => r.accuracy[t]!)));
+  const relative = (set: readonly Corruption[]) =>
+    ts.map((t) => {
+      const ratios = set
+        .map((c) => of(c))
+        .filter((rs) => rs.length > 0)
+        .map((rs) => {
+          const err = (k: number) => rs.reduce((s, r) => s + 1 - r.accuracy[k]!, 0);
+          return err(t) / err(0);
+        });
+      return mean(ratios);
+    });
+  return {
+    timesteps,
+    images: results[0]!.count,
+    clean,
+    corruptions,
+    noiseMean,
+    relativeMCE: relative(CORRUPTIONS),
+    noiseRelativeMCE: relative(NOISE_CORRUPTIONS),
+    recommended: recommend(clean, noiseMean),
+  };
+}
+
+const pct = (x: number) => (x * 100).toFixed(1);
+
+export function markdown(results: readonly ConditionResult[], summary: Summary, title: string): string {
+  const ts = Array.from({ length: summary.timesteps + 1 }, (_, t) => t);
+  const header = `| | ${ts.map((t) => `t=${t}`).join(' | ')} |\n|---|${ts.map(() => '---:').join('|')}|`;
+  const row = (name: string, values: number[], fmt = pct) => `| ${name} | ${values.map(fmt).join(' | ')} |`;
+  const { recommended: r } = summary;
+  return [
+    `## ${title}`,
+    '',
+    `${summary.images} images per condition. Accuracy (%) per timestep; corruption means average the severities.`,
+    '',
+    header,
+    row('**clean**', summary.clean),
+    ...Object.entries(summary.corruptions).map(([c, values]) => row(`**${c}** (mean)`, values)),
+    row('**noise mean**', summary.noiseMean),
+    row('relative mCE, all (%)', summary.relativeMCE, (x) => (x * 100).toFixed(1)),
+    row('relative mCE, noise (%)', summary.noiseRelativeMCE, (x) => (x * 100).toFixed(1)),
+    '',
+    `Recommended timesteps: **${r.timesteps}** (noise mean ${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points over t = 0, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)}).`,
+    '',
+    '### Every condition',
+    '',
+    header,
+    ...results.map((res) => row(conditionName(res.condition), res.accuracy)),
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,80 @@
+/**
+ * Do the dynamics pull a noisy image's representations towards the clean image's? For each
+ * PCoder and timestep: the correlation distance (1 - Pearson r) between the representation of
+ * the noisy version and that of the clean version at the same timestep, and that of the clean
+ * version's feedforward pass (t = 0), averaged over images.
+ */
+import type { Coefficients, PredictiveStepper } from '../engine/predictive-step.js';
+import { newSample } from '../engine/predictive-step.js';
+import { inputFor, type Condition } from './evaluate.js';
+import type { Dataset } from './fashion-mnist.js';
+
+export function correlationDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = a.length;
+  let ma = 0;
+  let mb = 0;
+  for (let k = 0; k < n; k++) {
+    ma += a[k]!;
+    mb += b[k]!;
+  }
+  ma /= n;
+  mb /= n;
+  let sab = 0;
+  let saa = 0;
+  let sbb = 0;
+  for (let k = 0; k < n; k++) {
+    const da = a[k]! - ma;
+    const db = b[k]! - mb;
+    sab += da * db;
+    saa += da * da;
+    sbb += db * db;
+  }
+  if (saa === 0 || sbb === 0) return saa === sbb ? 0 : 1;
+  return 1 - sab / Math.sqrt(saa * sbb);
+}
+
+export interface RepresentationDistances {
+  /** [pcoder][t]: mean distance between noisy(t) and clean(t) */
+  toCleanSameStep: number[][];
+  /** [pcoder][t]: mean distance between noisy(t) and clean(0) */
+  toCleanFeedforward: number[][];
+}
+
+export async function representationDistances(
+  stepper: PredictiveStepper,
+  data: Dataset,
+  options: {
+    indices: readonly number[];
+    noise: Condition;
+    timesteps: number;
+    batch: number;
+    coefficients?: readonly Coefficients[];
+  },
+): Promise<RepresentationDistances> {
+  const { indices, noise, timesteps, batch, coefficients } = options;
+  const spec = stepper.model.manifest.input;
+  const n = stepper.pcoderCount;
+  const zeros = () => Array.from({ length: n }, () => new Array<number>(timesteps + 1).fill(0));
+  const same = zeros();
+  const feedforward = zeros();
+  for (let start = 0; start < indices.length; start += batch) {
+    const chunk = indices.slice(start, start + batch);
+    const clean = chunk.map((k) =>
+      newSample(inputFor(data, k, { corruption: 'clean', severity: 0 }, spec), coefficients),
+    );
+    const noisy = chunk.map((k) => newSample(inputFor(data, k, noise, spec), coefficients));
+    let cleanAtZero: Float32Array[][] = [];
+    for (let t = 0; t <= timesteps; t++) {
+      await stepper.step([...clean, ...noisy]);
+      // r_i lives in buffers the next step reuses: read (or copy) it now.
+      if (t === 0) cleanAtZero = clean.map((s) => s.r.map((r) => r.slice()));
+      for (let i = 0; i < n; i++)
+        chunk.forEach((_, b) => {
+          same[i]![t]! += correlationDistance(noisy[b]!.r[i]!, clean[b]!.r[i]!);
+          feedforward[i]![t]! += correlationDistance(noisy[b]!.r[i]!, cleanAtZero[b]![i]!);
+        });
+    }
+  }
+  const mean = (m: number[][]) => m.map((row) => row.map((v) => v / indices.length));
+  return { toCleanSameStep: mean(same), toCleanFeedforward: mean(feedforward) };
+}

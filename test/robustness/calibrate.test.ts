@@ -1,0 +1,79 @@
+/** The calibration search: its stages, its bookkeeping, and that it never picks something worse. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PredictiveStepper } from '../../src/engine/predictive-step.js';
+import type { LoadedModel } from '../../src/model/load-model.js';
+import { calibrate } from '../../src/robustness/calibrate.js';
+import { stratifiedIndices } from '../../src/robustness/evaluate.js';
+import { loadFashion } from '../../src/robustness/fashion-mnist.js';
+import { correlationDistance, representationDistances } from '../../src/robustness/representations.js';
+import { openModel } from '../helpers.js';
+
+let model: LoadedModel;
+beforeAll(async () => (model = await openModel()));
+afterAll(() => model.release());
+
+describe('calibrate', () => {
+  it('starts from the exported values, tries each stage once per distinct candidate, keeps the best', async () => {
+    const data = await loadFashion('train');
+    const stepper = new PredictiveStepper(model);
+    const start = model.manifest.pcoders.map((pc) => pc.hyperparameters);
+    const { best, exported, candidates } = await calibrate(stepper, data, start, {
+      indices: stratifiedIndices(data, 20, 50_000, 60_000),
+      cleanIndices: stratifiedIndices(data, 20, 50_000, 60_000),
+      conditions: [{ corruption: 'gaussian-noise', severity: 3 }],
+      timesteps: 2,
+      batch: 20,
+      space: {
+        shared: [[0.8, 0.1]],
+        perPCoder: [
+          [1, 0],
+          [0.5, 0.5],
+        ],
+        alpha: [0],
+      },
+    });
+    expect(candidates[0]).toBe(exported);
+    expect(exported.hyperparameters).toEqual(start);
+    // (0.8, 0.1) shared is the exported set again: evaluated once.
+    expect(candidates.map((c) => c.stage)).not.toContain('shared');
+    const keys = candidates.map((c) => JSON.stringify(c.hyperparameters));
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(candidates.map((c) => c.stage)).toEqual(
+      expect.arrayContaining(['pcoder1', 'pcoder2', 'pcoder3', 'alpha']),
+    );
+    for (const c of candidates) {
+      expect(c.hyperparameters[2]!.lambda).toBe(0);
+      expect(best.recommended.noiseGain).toBeGreaterThanOrEqual(c.recommended.noiseGain);
+    }
+  }, 60_000);
+});
+
+describe('representation distances', () => {
+  it('follow the definition of correlation distance', () => {
+    expect(correlationDistance([1, 2, 3], [2, 4, 6])).toBeCloseTo(0, 12);
+    expect(correlationDistance([1, 2, 3], [3, 2, 1])).toBeCloseTo(2, 12);
+    expect(correlationDistance([1, 0, -1, 0], [0, 1, 0, -1])).toBeCloseTo(1, 12);
+  });
+
+  it('are zero when the "noisy" image is the clean one, and grow with noise', async () => {
+    const data = await loadFashion('t10k');
+    const stepper = new PredictiveStepper(model);
+    const indices = stratifiedIndices(data, 10);
+    const none = await representationDistances(stepper, data, {
+      indices,
+      noise: { corruption: 'clean', severity: 0 },
+      timesteps: 2,
+      batch: 10,
+    });
+    for (const row of none.toCleanSameStep) for (const v of row) expect(v).toBeCloseTo(0, 6);
+    const noisy = await representationDistances(stepper, data, {
+      indices,
+      noise: { corruption: 'gaussian-noise', severity: 5 },
+      timesteps: 2,
+      batch: 10,
+    });
+    for (const row of noisy.toCleanSameStep) expect(row[0]).toBeGreaterThan(0.01);
+    // At t = 0 the clean image's t = 0 is the same reference either way.
+    expect(noisy.toCleanFeedforward.map((r) => r[0])).toEqual(noisy.toCleanSameStep.map((r) => r[0]));
+  });
+});
