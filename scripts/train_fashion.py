@@ -115,6 +115,12 @@ def main() -> None:
     ap.add_argument("--feedback-epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--export-only", action="store_true", help="skip training, export checkpoint.pt")
+    ap.add_argument(
+        "--holdout",
+        type=int,
+        default=10_000,
+        help="the last N training images are held out of training: the validation split of npm run calibrate",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -129,7 +135,10 @@ def main() -> None:
         model = PredifyModel.from_checkpoint(args.out / "checkpoint.pt")
     else:
         train_images, train_labels = load_fashion("train")
-        x_train, y_train = normalise(train_images, mean, std), torch.from_numpy(train_labels)
+        keep = len(train_images) - args.holdout
+        x_train = normalise(train_images[:keep], mean, std)
+        y_train = torch.from_numpy(train_labels[:keep])
+        print(f"training on training images 0..{keep - 1}; {keep}..{len(train_images) - 1} held out", flush=True)
         model = PredifyModel(cfg)
         train_backbone(model, x_train, y_train, args.epochs, gen)
         print(f"clean test accuracy (t = 0): {evaluate(model, x_test, y_test):.4f}", flush=True)
@@ -148,10 +157,14 @@ def main() -> None:
         golden_inputs=x_test[SAMPLES],
         golden_names=samples,
         golden_labels=[int(test_labels[i]) for i in SAMPLES],
+        # Profiles calibrated for the old weights do not carry over to new ones.
+        keep_profiles=args.export_only,
         extra={
             "training": {
                 "script": "scripts/train_fashion.py",
                 "dataset": "Fashion-MNIST (Debian dataset-fashion-mnist)",
+                "trainingImages": f"Fashion-MNIST train 0..{59_999 - args.holdout}",
+                "heldOut": f"Fashion-MNIST train {60_000 - args.holdout}..59999 (validation for npm run calibrate)",
                 "cleanTestAccuracy": round(accuracy, 4),
                 "feedbackTestLoss": round(fb, 5),
             }

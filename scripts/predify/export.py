@@ -111,6 +111,7 @@ def export_model(
     golden_names: list[str] | None = None,
     golden_labels: list[int] | None = None,
     extra: dict[str, Any] | None = None,
+    keep_profiles: bool = True,
 ) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +190,7 @@ def export_model(
     # Calibrated hyperparameter profiles (npm run calibrate) live in the manifest; a re-export
     # of the same model keeps them. They belong to the weights: calibrate again after retraining.
     previous_path = out / "manifest.json"
-    if previous_path.exists():
+    if keep_profiles and previous_path.exists():
         try:
             previous = json.loads(previous_path.read_text())
         except ValueError:

@@ -1,6 +1,7 @@
 /**
  * Hyperparameter search on a validation split: shared beta/lambda first, then each PCoder's
- * own (coordinate descent from the best shared set), then alpha. A candidate's score is the
+ * own (coordinate descent from the best shared set, from the top PCoder down: what a PCoder
+ * feeds back depends on the ones above it), then alpha. A candidate's score is the
  * noise-mean accuracy gain over t = 0 at its best timestep among those that keep clean
  * accuracy within 0.5 points (report.ts, recommend).
  */
@@ -108,7 +109,7 @@ export async function calibrate(
     const c = await tryIt('shared', hs);
     if (better(c, best)) best = c;
   }
-  for (let i = 0; i < n; i++) {
+  for (let i = n - 1; i >= 0; i--) {
     const base = best.hyperparameters;
     const pairs =
       i === top ? options.space.perPCoder.filter(([, l]) => l === 0 || true) : options.space.perPCoder;

@@ -72,7 +72,7 @@ describe('evaluate', () => {
       (_, t) => golden.cases.filter((c) => argmax(c.logits[t]!) === test.labels[indexOf(c.name)]).length,
     );
     expect(result!.correct).toEqual(expected);
-    // 0017-coat is misclassified as Shirt: not every count is the full 8.
+    // 0017-coat (as Shirt) and 0023-ankle-boot (as Sandal) are misclassified: not every count is 8.
     expect(Math.min(...expected)).toBeLessThan(8);
   });
 });
@@ -116,7 +116,7 @@ describe('summaries', () => {
   it('draw a chart with a line and a legend entry per series', async () => {
     const svg = accuracyChart(summarise(results), 'test chart');
     expect(svg.match(/<polyline/g)).toHaveLength(4); // clean, two corruptions, noise mean
-    for (const name of ['clean', 'gaussian-noise', 'contrast', 'noise mean', 'recommended: 2'])
+    for (const name of ['clean', 'gaussian-noise', 'contrast', 'noise mean', 'best here: t = 2'])
       expect(svg).toContain(name);
     const png = await svgToPng(svg);
     expect(png.subarray(1, 4).toString('ascii')).toBe('PNG');

@@ -64,7 +64,9 @@ describe('POST /classify', () => {
   });
 
   it('reports the reference per-timestep predictions and PCoder errors', async () => {
-    const body = (await post('/classify?timesteps=10&topk=1', sample)).json();
+    // The goldens are computed with the hyperparameters the model was exported with.
+    const body = (await post('/classify?timesteps=10&topk=1&profile=exported', sample)).json();
+    expect(body.profile).toBe('exported');
     body.steps.forEach((step: { t: number; confidence: number; errors: Record<string, number> }) => {
       const probs = softmax(sampleCase.logits[step.t]!);
       expect(step.confidence).toBeCloseTo(Math.max(...probs), 4);
@@ -83,10 +85,17 @@ describe('POST /classify', () => {
     });
   });
 
-  it('uses the configured default of 8 timesteps and top-5', async () => {
+  it("uses the model's default profile with its recommended timesteps, and top-5", async () => {
+    const manifest = await readManifest(DEFAULT_MODEL);
+    const profile = manifest.defaultProfile;
+    const recommended =
+      profile === 'exported'
+        ? manifest.recommendedTimesteps
+        : manifest.profiles[profile]!.recommendedTimesteps;
     const body = (await post('/classify', sample)).json();
-    expect(body.timesteps).toBe(8);
-    expect(body.steps).toHaveLength(9);
+    expect(body.profile).toBe(profile);
+    expect(body.timesteps).toBe(recommended ?? 8);
+    expect(body.steps).toHaveLength(body.timesteps + 1);
     expect(body.steps[0].topk).toHaveLength(5);
   });
 
