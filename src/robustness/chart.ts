@@ -48,7 +48,7 @@ export function accuracyChart(summary: Summary, title: string): string {
   const best = summary.recommended.timesteps;
   parts.push(
     `<line x1="${x(best)}" x2="${x(best)}" y1="${plot.top}" y2="${plot.bottom}" stroke="#888" stroke-dasharray="2 3"/>`,
-    `<text x="${x(best) + 4}" y="${plot.bottom - 6}" fill="#555">recommended: ${best}</text>`,
+    `<text x="${x(best) + 4}" y="${plot.bottom - 6}" fill="#555">best here: t = ${best}</text>`,
   );
   series.forEach((s, k) => {
     const points = s.values.map((a, t) => `${x(t).toFixed(1)},${y(a).toFixed(1)}`).join(' ');
