@@ -8,7 +8,9 @@ import { engineSettings, loadConfig } from '../../src/config.js';
 import { Classifier } from '../../src/engine/classifier.js';
 import { WorkerEngine } from '../../src/engine/worker-engine.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
-import { readManifest } from '../../src/model/manifest.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
+import { profilesOf, readManifest } from '../../src/model/manifest.js';
+import { openModel } from '../helpers.js';
 import { DEFAULT_MODEL } from '../paths.js';
 
 let engine: WorkerEngine;
@@ -40,6 +42,28 @@ describe('WorkerEngine', () => {
         ),
       );
     });
+  });
+
+  it('runs each request with its own hyperparameter profile, as the engine on this thread does', async () => {
+    const local = new LocalEngine(await openModel(), {
+      maxBatch: 8,
+      maxDelayMs: 0,
+      continuous: true,
+      maxQueue: 0,
+    });
+    const image = Float32Array.from(golden.cases[4]!.input);
+    for (const profile of Object.keys(profilesOf(engine.manifest))) {
+      const [inWorker, onThread] = await Promise.all([
+        engine.submit({ image, timesteps: 6, profile }),
+        local.submit({ image, timesteps: 6, profile }),
+      ]);
+      expect(inWorker.steps.map((s) => [...s.logits])).toEqual(onThread.steps.map((s) => [...s.logits]));
+    }
+    await expect(engine.submit({ image, timesteps: 1, profile: 'nope' })).rejects.toMatchObject({
+      statusCode: 400,
+      message: expect.stringMatching(/no profile 'nope'/),
+    });
+    await local.close();
   });
 
   it('answers /healthz while a long batch is computing', async () => {
