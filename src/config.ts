@@ -86,6 +86,9 @@ const schema = z
 
 export type Config = z.infer<typeof schema>;
 
+/** The environment variables the service reads. */
+export const CONFIG_VARIABLES = Object.keys(schema.shape);
+
 /** Timesteps of a request that names none, when neither config nor model recommends any. */
 export const FALLBACK_TIMESTEPS = 8;
 

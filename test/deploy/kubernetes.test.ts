@@ -1,0 +1,87 @@
+/**
+ * The Kubernetes and KServe manifests agree with the code: ports, probe paths that answer as
+ * the probes expect, environment variables the service reads (with valid values), a
+ * termination grace period longer than the drain, names that refer to each other.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { CONFIG_VARIABLES, loadConfig } from '../../src/config.js';
+import { buildTestApp } from '../helpers.js';
+import { ROOT } from '../paths.js';
+
+type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+async function manifests(file: string): Promise<Doc[]> {
+  const text = await readFile(path.join(ROOT, 'deploy', 'kubernetes', file), 'utf8');
+  return parseAllDocuments(text).map((d) => {
+    expect(d.errors).toEqual([]);
+    return d.toJSON() as Doc;
+  });
+}
+
+const envOf = (container: Doc) =>
+  Object.fromEntries((container.env as Doc[]).filter((e) => 'value' in e).map((e) => [e.name, e.value]));
+
+async function checkProbes(container: Doc) {
+  const { app } = await buildTestApp({}, { ready: false });
+  // Liveness must answer while the model loads; readiness must exist and say 503 until it has.
+  const live = container.livenessProbe.httpGet.path;
+  const ready = container.readinessProbe.httpGet.path;
+  expect((await app.inject(live)).statusCode).toBe(200);
+  expect((await app.inject(ready)).statusCode).toBe(503);
+  await app.close();
+}
+
+describe('deploy/kubernetes', () => {
+  it('Deployment: GPU request, the service port, probes on our health routes, valid env', async () => {
+    const [deployment] = await manifests('deployment.yaml');
+    expect(deployment!.kind).toBe('Deployment');
+    const pod = deployment!.spec.template.spec;
+    const container = pod.containers[0];
+    const env = envOf(container);
+    for (const e of container.env as Doc[]) expect(CONFIG_VARIABLES).toContain(e.name);
+    const config = loadConfig(env);
+    expect(container.ports[0].containerPort).toBe(config.PORT);
+    expect(container.resources.limits['nvidia.com/gpu']).toBe('1');
+    expect(config.EXECUTION_PROVIDERS).toEqual(['cuda', 'cpu']);
+    await checkProbes(container);
+    expect(container.startupProbe.httpGet.path).toBe(container.livenessProbe.httpGet.path);
+    // SIGKILL must not come before the drain is over.
+    const preStop = Number(container.lifecycle.preStop.exec.command[1]);
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+      config.SHUTDOWN_DRAIN_MS + preStop * 1000,
+    );
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+  });
+
+  it('Service and HorizontalPodAutoscaler point at the Deployment', async () => {
+    const [deployment] = await manifests('deployment.yaml');
+    const [service] = await manifests('service.yaml');
+    const [hpa] = await manifests('hpa.yaml');
+    const labels = deployment!.spec.template.metadata.labels;
+    expect(service!.spec.selector).toEqual(labels);
+    const portNames = deployment!.spec.template.spec.containers[0].ports.map((p: Doc) => p.name);
+    expect(portNames).toContain(service!.spec.ports[0].targetPort);
+    expect(hpa!.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment', name: deployment!.metadata.name });
+    expect(hpa!.spec.minReplicas).toBeLessThanOrEqual(hpa!.spec.maxReplicas);
+  });
+
+  it('KServe: a ServingRuntime running our container and an InferenceService using it', async () => {
+    const docs = await manifests('kserve.yaml');
+    const runtime = docs.find((d) => d.kind === 'ServingRuntime')!;
+    const service = docs.find((d) => d.kind === 'InferenceService')!;
+    const container = runtime.spec.containers[0];
+    const env = envOf(container);
+    for (const e of container.env as Doc[]) expect(CONFIG_VARIABLES).toContain(e.name);
+    const config = loadConfig(env);
+    expect(config.MODEL_DIR).toBe('/mnt/models'); // where KServe's storage initializer puts the model
+    expect(container.ports[0].containerPort).toBe(config.PORT);
+    await checkProbes(container);
+    expect(service.spec.predictor.model.runtime).toBe(runtime.metadata.name);
+    expect(runtime.spec.supportedModelFormats.map((f: Doc) => f.name)).toContain(
+      service.spec.predictor.model.modelFormat.name,
+    );
+  });
+});
