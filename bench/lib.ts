@@ -161,3 +161,15 @@ export function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
+
+/** autocannon, resolved with its result, calling `onResponse` for every answer as it comes. */
+export async function loadTest(
+  options: import('autocannon').Options,
+  onResponse: (status: number, ms: number) => void,
+): Promise<import('autocannon').Result> {
+  const { default: autocannon } = await import('autocannon');
+  return new Promise((resolve, reject) => {
+    const run = autocannon(options, (err, res) => (err ? reject(err) : resolve(res)));
+    run.on('response', (_client, status, _bytes, ms) => onResponse(status, ms));
+  });
+}

@@ -18,7 +18,17 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { DEFAULT_MODEL, machine, metric, quantile, rssMiB, sleep, startServer, table } from './lib.js';
+import {
+  DEFAULT_MODEL,
+  loadTest,
+  machine,
+  metric,
+  quantile,
+  rssMiB,
+  sleep,
+  startServer,
+  table,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -74,25 +84,22 @@ const watcher = (async () => {
 const statuses = new Map<number, number>();
 const accepted: number[] = [];
 const refused: number[] = [];
-const result = await new Promise<autocannon.Result>((resolve, reject) => {
-  const burst = autocannon(
-    {
-      url: url(server.base),
-      method: 'POST',
-      headers: { 'content-type': 'image/png' },
-      body,
-      connections,
-      connectionRate: 1,
-      duration,
-      timeout: 60,
-    },
-    (err, res) => (err ? reject(err) : resolve(res)),
-  );
-  burst.on('response', (_client, status, _bytes, ms) => {
+const result = await loadTest(
+  {
+    url: url(server.base),
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body,
+    connections,
+    connectionRate: 1,
+    duration,
+    timeout: 60,
+  },
+  (status, ms) => {
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
     (status === 200 ? accepted : refused).push(ms);
-  });
-});
+  },
+);
 watching = false;
 await watcher;
 

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
-import { DEFAULT_MODEL, machine, rssMiB, sleep, startServer, table } from './lib.js';
+import { DEFAULT_MODEL, loadTest, machine, rssMiB, sleep, startServer, table } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -80,19 +80,10 @@ const watcher = (async () => {
 })();
 
 const statuses = new Map<number, number>();
-const result = await new Promise<autocannon.Result>((resolve, reject) => {
-  const run = autocannon(
-    {
-      url: server.base,
-      connections,
-      duration,
-      requests: mix.map((m) => m.request),
-      timeout: 30,
-    },
-    (err, res) => (err ? reject(err) : resolve(res)),
-  );
-  run.on('response', (_client, status) => statuses.set(status, (statuses.get(status) ?? 0) + 1));
-});
+const result = await loadTest(
+  { url: server.base, connections, duration, requests: mix.map((m) => m.request), timeout: 30 },
+  (status) => statuses.set(status, (statuses.get(status) ?? 0) + 1),
+);
 running = false;
 await watcher;
 await server.stop();

@@ -1,4 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { pino } from 'pino';
+import { PredictiveStepper } from '../engine/predictive-step.js';
+import { loadModel } from '../model/load-model.js';
+import { profilesOf } from '../model/manifest.js';
 
 /** parseArgs that prints usage and exits 2 on a bad command line instead of throwing. */
 export function parseCli<T extends ParseArgsConfig>(config: T, usage: string) {
@@ -22,4 +26,27 @@ export function wholeNumber(name: string, value: string | undefined, fallback: n
     process.exit(2);
   }
   return Number(value);
+}
+
+/**
+ * Opens a model on the CPU for a command-line tool and resolves the hyperparameter profile it
+ * asks for (the model's default if none); an unknown profile is a usage error (exit 2).
+ */
+export async function openModelWithProfile(dir: string, profile: string | undefined, threads = 2) {
+  const model = await loadModel(
+    dir,
+    { providers: ['cpu'], intraOpThreads: threads },
+    pino({ level: 'warn' }),
+  );
+  const profiles = profilesOf(model.manifest);
+  const name = profile ?? model.manifest.defaultProfile;
+  if (!profiles[name]) {
+    console.error(
+      `model ${model.manifest.name} has no profile '${name}': it has ${Object.keys(profiles).join(', ')}`,
+    );
+    await model.release();
+    process.exit(2);
+  }
+  const stepper = new PredictiveStepper(model);
+  return { model, stepper, profile: name, hyperparameters: profiles[name]!.hyperparameters };
 }

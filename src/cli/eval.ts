@@ -6,18 +6,14 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { PredictiveStepper } from '../engine/predictive-step.js';
-import { loadModel } from '../model/load-model.js';
-import { profilesOf } from '../model/manifest.js';
 import { accuracyChart, svgToPng } from '../robustness/chart.js';
 import { CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
 import { evaluate, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { progressReporter } from '../robustness/progress.js';
 import { markdown, summarise } from '../robustness/report.js';
-import { parseCli, wholeNumber } from './args.js';
+import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
 
 const usage = `usage: npm run eval -- [--quick] [--profile NAME] [--images N] [--timesteps T] [--model DIR] [--out DIR]
 
@@ -53,22 +49,13 @@ const batch = Math.max(1, wholeNumber('batch', values.batch, 100));
 const threads = wholeNumber('threads', values.threads, 2);
 const severities = values.quick ? [1, 3, 5] : [1, 2, 3, 4, 5];
 
-const model = await loadModel(
+const { model, stepper, profile, hyperparameters } = await openModelWithProfile(
   values.model,
-  { providers: ['cpu'], intraOpThreads: threads },
-  pino({ level: 'warn' }),
+  values.profile,
+  threads,
 );
 try {
   const { manifest } = model;
-  const profiles = profilesOf(manifest);
-  const profile = values.profile ?? manifest.defaultProfile;
-  if (!profiles[profile]) {
-    console.error(
-      `model ${manifest.name} has no profile '${profile}': it has ${Object.keys(profiles).join(', ')}`,
-    );
-    process.exit(2);
-  }
-  const stepper = new PredictiveStepper(model);
   const data = await loadFashion('t10k');
   const indices = stratifiedIndices(data, images);
   const conditions: Condition[] = [
@@ -97,7 +84,7 @@ try {
   const report = {
     model: manifest.name,
     profile,
-    hyperparameters: profiles[profile]!.hyperparameters,
+    hyperparameters,
     split: 't10k',
     images: indices.length,
     selection: 'the first images of the test set, the same number from every class',

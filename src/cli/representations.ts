@@ -5,16 +5,12 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { PredictiveStepper } from '../engine/predictive-step.js';
-import { loadModel } from '../model/load-model.js';
-import { profilesOf } from '../model/manifest.js';
 import { CORRUPTIONS, type Corruption } from '../robustness/corruptions.js';
 import { stratifiedIndices } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { representationDistances } from '../robustness/representations.js';
-import { parseCli, wholeNumber } from './args.js';
+import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
 
 const usage = `usage: npm run eval:representations -- [--corruption NAME] [--severity S] [--images N] [--timesteps T] [--profile NAME] [--model DIR] [--out DIR]
 
@@ -50,19 +46,9 @@ if (severity < 1 || severity > 5) {
   process.exit(2);
 }
 
-const model = await loadModel(
-  values.model,
-  { providers: ['cpu'], intraOpThreads: 2 },
-  pino({ level: 'warn' }),
-);
+const { model, stepper, profile } = await openModelWithProfile(values.model, values.profile);
 try {
   const { manifest } = model;
-  const profile = values.profile ?? manifest.defaultProfile;
-  if (!profilesOf(manifest)[profile]) {
-    console.error(`model ${manifest.name} has no profile '${profile}'`);
-    process.exit(2);
-  }
-  const stepper = new PredictiveStepper(model);
   const data = await loadFashion('t10k');
   const indices = stratifiedIndices(data, images);
   const result = await representationDistances(stepper, data, {
