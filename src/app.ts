@@ -9,17 +9,18 @@ import Fastify, {
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import underPressure from '@fastify/under-pressure';
-import { errorBody, errors, ServiceError } from './errors.js';
+import { errorBody, errors } from './errors.js';
 import { installApiKeyAuth } from './http/api-key.js';
+import { answerError } from './http/answer-error.js';
 import { installDeadline } from './http/deadline.js';
 import './http/route-config.js';
-import { IMAGE_MEDIA_TYPES } from './image/preprocess.js';
 import type { Config } from './config.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import classifyRoutes from './routes/classify.js';
 import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
 import modelRoutes from './routes/models.js';
+import v2Routes from './routes/v2.js';
 import type { ServiceState } from './service-state.js';
 
 export interface AppOptions {
@@ -102,27 +103,8 @@ export async function buildApp({
   });
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) {
-      const context = err instanceof ServiceError ? err.context : undefined;
-      request.log.error({ err, ...context }, 'request failed');
-    }
-    // Our own errors are written for clients; anything else at 5xx is an internal failure
-    // whose details (stack, paths) go to the log only.
-    if (status >= 500 && !(err instanceof ServiceError)) {
-      return reply.status(status).send(errorBody(status, 'internal error while handling the request'));
-    }
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      const type = request.headers['content-type'] ?? '(none)';
-      const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);
-      return reply.status(e.statusCode).send(errorBody(e.statusCode, e.message, e.code));
-    }
-    if (err.code === errors.overloaded.code) state.overloadedAt = Date.now();
-    if (err.code === errors.overloaded.code || err.code === errors.underPressure.code)
-      reply.header('retry-after', '1');
-    if (err.code === errors.unauthorized.code)
-      reply.header('www-authenticate', 'Bearer realm="predify-serve"');
-    return reply.status(status).send(errorBody(status, err.message, err.code));
+    const { status, message, code } = answerError(err, request, reply, state);
+    return reply.status(status).send(errorBody(status, message, code));
   });
 
   app.setNotFoundHandler((request, reply) =>
@@ -133,5 +115,6 @@ export async function buildApp({
   await app.register(modelRoutes, { config, state });
   await app.register(metricsRoutes, { metrics });
   await app.register(classifyRoutes, { config, state, metrics });
+  await app.register(v2Routes, { prefix: '/v2', config, state });
   return app;
 }

@@ -1,0 +1,163 @@
+/**
+ * The KServe Open Inference Protocol (V2), REST form: request schemas and the mapping between
+ * its tensors and our per-timestep classifications. No HTTP here: src/routes/v2.ts serves it.
+ *
+ * A model takes one input tensor, `input`: FP32, already preprocessed (normalised like
+ * /classify does), shape [N, C, H, W] or [C, H, W]. It answers with up to three outputs, all
+ * indexed by timestep t = 0..T:
+ *   probabilities  FP32  [N, T+1, classes]  softmax of the head's logits
+ *   predictions    INT64 [N, T+1]           the most probable class
+ *   pcoder_errors  FP32  [N, T+1, PCoders]  each PCoder's prediction error e_i(t)
+ */
+import { z } from 'zod';
+import type { Classification } from '../engine/classifier.js';
+import type { Manifest } from '../model/manifest.js';
+
+export const INPUT_NAME = 'input';
+export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as const;
+export type OutputName = (typeof OUTPUT_NAMES)[number];
+
+/** A request the protocol cannot serve: the route answers `status` with its message. */
+export class ProtocolError extends Error {
+  readonly status: number;
+
+  constructor(message: string, status = 400) {
+    super(message);
+    this.status = status;
+  }
+}
+
+const parameters = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
+/** Nested arrays of numbers, or one flat array, in row-major order. */
+type TensorData = number | TensorData[];
+const tensorData: z.ZodType<TensorData> = z.lazy(() => z.union([z.number(), z.array(tensorData)]));
+
+export function inferRequestSchema(limits: { maxTimesteps: number; profiles: readonly string[] }) {
+  return z
+    .object({
+      id: z.string().max(256).optional(),
+      parameters: z
+        .object({
+          timesteps: z
+            .number()
+            .int('parameters.timesteps must be a whole number')
+            .min(0, 'parameters.timesteps must be at least 0')
+            .max(limits.maxTimesteps, `parameters.timesteps must be at most ${limits.maxTimesteps}`)
+            .optional(),
+          profile: z
+            .string()
+            .refine(
+              (p) => limits.profiles.includes(p),
+              `parameters.profile must be one of ${limits.profiles.join(', ')}`,
+            )
+            .optional(),
+        })
+        .catchall(z.union([z.string(), z.number(), z.boolean()]))
+        .optional(),
+      inputs: z
+        .array(
+          z.object({
+            name: z.string(),
+            shape: z.array(z.number().int().min(0)),
+            datatype: z.string(),
+            parameters: parameters.optional(),
+            data: z.array(tensorData),
+          }),
+        )
+        .min(1, 'inputs must hold one tensor')
+        .max(1, `inputs must hold one tensor, '${INPUT_NAME}'`),
+      outputs: z
+        .array(z.object({ name: z.enum(OUTPUT_NAMES), parameters: parameters.optional() }))
+        .optional(),
+    })
+    .strict();
+}
+export type InferRequest = z.infer<ReturnType<typeof inferRequestSchema>>;
+
+export function tensorMetadata(manifest: Manifest) {
+  const { channels, height, width } = manifest.input;
+  return {
+    inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, channels, height, width] }],
+    outputs: [
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, -1, manifest.labels.length] },
+      { name: 'predictions', datatype: 'INT64', shape: [-1, -1] },
+      { name: 'pcoder_errors', datatype: 'FP32', shape: [-1, -1, manifest.pcoders.length] },
+    ],
+  };
+}
+
+/**
+ * The request's images, each a Float32Array of C*H*W values. Checks name, datatype, shape
+ * against the model and the batch limit, and that the data holds exactly as many finite
+ * numbers as the shape says.
+ */
+export function imagesOf(request: InferRequest, manifest: Manifest, maxBatch: number): Float32Array[] {
+  const input = request.inputs[0]!;
+  if (input.name !== INPUT_NAME)
+    throw new ProtocolError(`unknown input '${input.name}': this model's input is '${INPUT_NAME}'`);
+  if (input.datatype !== 'FP32')
+    throw new ProtocolError(`input datatype must be FP32 (preprocessed pixels), got ${input.datatype}`);
+  const { channels, height, width } = manifest.input;
+  const expected = [channels, height, width];
+  const shape = input.shape;
+  const sample = shape.length === 4 ? shape.slice(1) : shape;
+  if ((shape.length !== 3 && shape.length !== 4) || sample.some((d, k) => d !== expected[k]))
+    throw new ProtocolError(
+      `input shape must be [N, ${expected.join(', ')}] or [${expected.join(', ')}], got [${shape.join(', ')}]`,
+    );
+  const batch = shape.length === 4 ? shape[0]! : 1;
+  if (batch < 1 || batch > maxBatch)
+    throw new ProtocolError(`batch size must be between 1 and ${maxBatch}, got ${batch}`);
+
+  const size = channels * height * width;
+  const flat = new Float32Array(batch * size);
+  let count = 0;
+  const fill = (v: TensorData): void => {
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new ProtocolError('input data must be finite numbers');
+      if (count < flat.length) flat[count] = v;
+      count++;
+    } else for (const item of v) fill(item);
+  };
+  for (const item of input.data) fill(item);
+  if (count !== flat.length)
+    throw new ProtocolError(
+      `input data holds ${count} values, shape [${shape.join(', ')}] needs ${flat.length}`,
+    );
+  return Array.from({ length: batch }, (_, n) => flat.subarray(n * size, (n + 1) * size));
+}
+
+/** The protocol's output tensors for a batch of classifications (made with topk = all classes). */
+export function outputsOf(
+  results: readonly Classification[],
+  manifest: Manifest,
+  wanted: readonly OutputName[] = OUTPUT_NAMES,
+) {
+  const batch = results.length;
+  const steps = results[0]?.steps.length ?? 0;
+  const classes = manifest.labels.length;
+  const pcoders = manifest.pcoders.map((pc) => pc.name);
+  const tensors = {
+    probabilities: () => {
+      const data = new Array<number>(batch * steps * classes);
+      results.forEach((r, n) =>
+        r.steps.forEach((s, t) => {
+          for (const c of s.topk) data[(n * steps + t) * classes + c.index] = c.probability;
+        }),
+      );
+      return { datatype: 'FP32', shape: [batch, steps, classes], data };
+    },
+    predictions: () => ({
+      datatype: 'INT64',
+      shape: [batch, steps],
+      data: results.flatMap((r) => r.steps.map((s) => s.index)),
+    }),
+    pcoder_errors: () => ({
+      datatype: 'FP32',
+      shape: [batch, steps, pcoders.length],
+      data: results.flatMap((r) => r.steps.flatMap((s) => pcoders.map((name) => s.errors[name]!))),
+    }),
+  } satisfies Record<OutputName, () => object>;
+  return wanted.map((name) => ({ name, ...tensors[name]() }));
+}
