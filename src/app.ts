@@ -19,6 +19,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import classifyRoutes from './routes/classify.js';
 import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
+import docsRoutes from './routes/docs.js';
 import modelRoutes from './routes/models.js';
 import v2Routes from './routes/v2.js';
 import type { ServiceState } from './service-state.js';
@@ -116,5 +117,6 @@ export async function buildApp({
   await app.register(metricsRoutes, { metrics });
   await app.register(classifyRoutes, { config, state, metrics });
   await app.register(v2Routes, { prefix: '/v2', config, state });
+  await app.register(docsRoutes, { config, state });
   return app;
 }

@@ -47,7 +47,7 @@ const pcoder = z.object({
   feedback: z.string(),
 });
 
-const inputSpec = z.object({
+export const inputSpec = z.object({
   channels: z.union([z.literal(1), z.literal(3)]),
   height: z.number().int().positive(),
   width: z.number().int().positive(),

@@ -31,7 +31,9 @@ const parameters = z.record(z.string(), z.union([z.string(), z.number(), z.boole
 
 /** Nested arrays of numbers, or one flat array, in row-major order. */
 type TensorData = number | TensorData[];
-const tensorData: z.ZodType<TensorData> = z.lazy(() => z.union([z.number(), z.array(tensorData)]));
+const tensorData: z.ZodType<TensorData> = z
+  .lazy(() => z.union([z.number(), z.array(tensorData)]))
+  .meta({ id: 'TensorData', description: 'numbers, flat or nested, row-major' });
 
 export function inferRequestSchema(limits: { maxTimesteps: number; profiles: readonly string[] }) {
   return z

@@ -1,7 +1,6 @@
 import { PassThrough } from 'node:stream';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import { defaultTimesteps, type Config } from '../config.js';
 import type { Classification } from '../engine/classifier.js';
 import { errorBody, errors, ServiceError } from '../errors.js';
@@ -9,7 +8,8 @@ import type { Metrics } from '../metrics.js';
 import { pastDeadline } from '../http/deadline.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
-import { choiceParam, integerParam, parseQuery } from './query.js';
+import { parseQuery } from '../http/query.js';
+import { classifyQuerySchema } from '../http/schemas.js';
 
 interface Options {
   config: Config;
@@ -74,22 +74,21 @@ export default async function classifyRoutes(
     if (!classifier) throw errors.notReady();
     const labels = classifier.manifest.labels.length;
     const parsed = parseQuery(
-      z
-        .object({
-          timesteps: integerParam('timesteps', 0, config.MAX_TIMESTEPS).optional(),
-          topk: integerParam('topk', 1, labels).default(Math.min(config.DEFAULT_TOPK, labels)),
-          profile: choiceParam('profile', Object.keys(classifier.profiles)).default(
-            classifier.manifest.defaultProfile,
-          ),
-        })
-        .strict(),
+      classifyQuerySchema({
+        maxTimesteps: config.MAX_TIMESTEPS,
+        classes: labels,
+        profiles: Object.keys(classifier.profiles),
+        defaultProfile: classifier.manifest.defaultProfile,
+        defaultTopk: config.DEFAULT_TOPK,
+      }),
       request.query,
     );
+    const profile = parsed.profile ?? classifier.manifest.defaultProfile;
     const query = {
       ...parsed,
+      profile,
       timesteps:
-        parsed.timesteps ??
-        defaultTimesteps(config, classifier.profiles[parsed.profile]!.recommendedTimesteps),
+        parsed.timesteps ?? defaultTimesteps(config, classifier.profiles[profile]!.recommendedTimesteps),
     };
 
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
