@@ -18,6 +18,7 @@ ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+COPY public ./public
 COPY models/fashion-pc ./models/fashion-pc
 USER node
 EXPOSE 8080

@@ -21,6 +21,7 @@ import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
 import docsRoutes from './routes/docs.js';
 import modelRoutes from './routes/models.js';
+import pageRoutes from './routes/page.js';
 import v2Routes from './routes/v2.js';
 import type { ServiceState } from './service-state.js';
 
@@ -73,8 +74,14 @@ export async function buildApp({
   });
 
   // Headers for browsers: no sniffing, no framing, no referrer, scripts only from here.
-  // HSTS belongs to whatever terminates TLS in front of us.
-  await app.register(helmet, { hsts: false });
+  // HSTS and upgrading requests to https belong to whatever terminates TLS in front of us;
+  // the page shows the chosen image from a blob: URL.
+  await app.register(helmet, {
+    hsts: false,
+    contentSecurityPolicy: {
+      directives: { 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null },
+    },
+  });
   if (config.CORS_ORIGINS.length > 0) {
     await app.register(cors, {
       origin: config.CORS_ORIGINS.includes('*') ? '*' : config.CORS_ORIGINS,
@@ -118,5 +125,6 @@ export async function buildApp({
   await app.register(classifyRoutes, { config, state, metrics });
   await app.register(v2Routes, { prefix: '/v2', config, state });
   await app.register(docsRoutes, { config, state });
+  await app.register(pageRoutes);
   return app;
 }

@@ -30,7 +30,7 @@ export default function setup(): void {
     const stamp = path.join(out, '.toolchain-hash');
     const want = toolchainHash(model.config);
     if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) continue;
-    if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run scripts/setup-python.sh first`);
+    if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run scripts/setup-debian.sh first`);
     rmSync(out, { recursive: true, force: true });
     console.log(`global-setup: exporting ${model.name} to ${path.relative(ROOT, out)} (cached afterwards)`);
     try {
@@ -53,7 +53,7 @@ export default function setup(): void {
       );
     } catch (err) {
       throw new Error(
-        `exporting ${model.name} failed (is the Python toolchain installed? scripts/setup-python.sh)`,
+        `exporting ${model.name} failed (is the Python toolchain installed? scripts/setup-debian.sh)`,
         {
           cause: err,
         },

@@ -35,7 +35,7 @@ def load_fashion(split: str, root: Path = FASHION_DIR) -> tuple[np.ndarray, np.n
     """uint8 images (N, 28, 28) and int64 labels (N,) of split 'train' or 't10k'."""
     images = root / f"{split}-images-idx3-ubyte.gz"
     if not images.exists():
-        raise FileNotFoundError(f"{images} is missing: run scripts/setup-python.sh (Debian's dataset-fashion-mnist)")
+        raise FileNotFoundError(f"{images} is missing: run scripts/setup-debian.sh (Debian's dataset-fashion-mnist)")
     return _read_idx(images), _read_idx(root / f"{split}-labels-idx1-ubyte.gz").astype(np.int64)
 
 

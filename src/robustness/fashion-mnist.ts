@@ -20,7 +20,7 @@ async function readIdx(file: string): Promise<{ dims: number[]; data: Uint8Array
     raw = gunzipSync(await readFile(file));
   } catch (err) {
     throw new Error(
-      `${file}: ${(err as Error).message.split('\n')[0]} (install Debian's dataset-fashion-mnist: scripts/setup-python.sh)`,
+      `${file}: ${(err as Error).message.split('\n')[0]} (install Debian's dataset-fashion-mnist: scripts/setup-debian.sh)`,
       { cause: err },
     );
   }

@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../../src/config.js';
 import { buildTestApp } from '../helpers.js';
-import { ROOT } from '../paths.js';
+import { readManifest } from '../../src/model/manifest.js';
+import { DEFAULT_MODEL, ROOT } from '../paths.js';
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -83,5 +84,16 @@ describe('deploy/kubernetes', () => {
     expect(runtime.spec.supportedModelFormats.map((f: Doc) => f.name)).toContain(
       service.spec.predictor.model.modelFormat.name,
     );
+    // V2 clients address /v2/models/<InferenceService name>: it must be the model's name.
+    expect(runtime.spec.protocolVersions).toEqual(['v2']);
+    expect(service.spec.predictor.model.protocolVersion).toBe('v2');
+    expect(service.metadata.name).toBe((await readManifest(DEFAULT_MODEL)).name);
+    const { app } = await buildTestApp();
+    try {
+      const res = await app.inject(`/v2/models/${service.metadata.name}/ready`);
+      expect([res.statusCode, res.json()]).toEqual([200, { name: service.metadata.name, ready: true }]);
+    } finally {
+      await app.close();
+    }
   });
 });

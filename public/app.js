@@ -1,0 +1,275 @@
+// The page at GET /: one image in, the per-timestep classification streamed out of
+// POST /classify as server-sent events and drawn as it arrives. Plain browser JavaScript, no
+// build step, nothing fetched from outside this server.
+
+const $ = (id) => document.getElementById(id);
+const SVG = 'http://www.w3.org/2000/svg';
+// One colour per class index and per PCoder, so a line keeps its colour as the chart grows.
+const PALETTE = [
+  '#2563eb',
+  '#dc2626',
+  '#059669',
+  '#d97706',
+  '#7c3aed',
+  '#db2777',
+  '#0891b2',
+  '#65a30d',
+  '#475569',
+  '#ea580c',
+];
+const SHOWN_CLASSES = 3;
+
+const state = { model: undefined, file: undefined, controller: undefined };
+
+function status(text, isError = false) {
+  $('status').textContent = text;
+  $('status').classList.toggle('error', isError);
+}
+
+function headers(extra = {}) {
+  const key = $('api-key').value.trim();
+  return key ? { ...extra, authorization: `Bearer ${key}` } : extra;
+}
+
+async function errorMessage(res) {
+  try {
+    const body = await res.json();
+    return body.message ?? body.error ?? res.statusText;
+  } catch {
+    return res.statusText;
+  }
+}
+
+async function loadModel() {
+  const res = await fetch('/models', { headers: headers() });
+  if (!res.ok) {
+    status(`GET /models: ${res.status} ${await errorMessage(res)}`, true);
+    return;
+  }
+  const model = (await res.json()).models[0];
+  state.model = model;
+  $('model').textContent = `${model.name}: ${model.description}`;
+  const select = $('profile');
+  select.replaceChildren(
+    ...model.profiles.map((p) => {
+      const option = new Option(`${p.name} (${p.recommendedTimesteps ?? p.defaultTimesteps} steps)`, p.name);
+      option.title = p.description ?? '';
+      return option;
+    }),
+  );
+  select.value = model.defaultProfile;
+  $('timesteps').max = String(model.timesteps.max);
+  $('timesteps').value = String(model.timesteps.default);
+  select.addEventListener('change', () => {
+    const p = model.profiles.find((x) => x.name === select.value);
+    if (p) $('timesteps').value = String(p.defaultTimesteps);
+  });
+  status('Choose an image.');
+}
+
+/** Reads server-sent events from a fetch response, calling onEvent(name, data) for each. */
+async function readEvents(res, onEvent) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(event, JSON.parse(data.join('\n')));
+    }
+  }
+}
+
+function el(name, attrs = {}, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/**
+ * Draws lines over timesteps 0..T into `svg`: series is [{ name, colour, values: [y at t] }],
+ * y in [0, yMax]. The x axis spans all requested timesteps, so the lines grow to the right.
+ */
+function drawChart(svg, { timesteps, series, yMax, yTicks, format }) {
+  const box = svg.viewBox.baseVal;
+  const m = { left: 44, right: 12, top: 10, bottom: 28 };
+  const w = box.width - m.left - m.right;
+  const h = box.height - m.top - m.bottom;
+  const x = (t) => m.left + (timesteps === 0 ? w / 2 : (t / timesteps) * w);
+  const y = (v) => m.top + h - (Math.min(v, yMax) / yMax) * h;
+  const nodes = [];
+  for (const tick of yTicks) {
+    nodes.push(el('line', { class: 'grid', x1: m.left, x2: m.left + w, y1: y(tick), y2: y(tick) }));
+    nodes.push(el('text', { x: m.left - 6, y: y(tick) + 4, 'text-anchor': 'end' }, format(tick)));
+  }
+  const every = Math.max(1, Math.ceil(timesteps / 16));
+  for (let t = 0; t <= timesteps; t += every)
+    nodes.push(el('text', { x: x(t), y: m.top + h + 16, 'text-anchor': 'middle' }, String(t)));
+  nodes.push(el('text', { x: m.left + w, y: box.height - 1, 'text-anchor': 'end' }, 'timestep'));
+  nodes.push(el('line', { class: 'axis', x1: m.left, x2: m.left + w, y1: m.top + h, y2: m.top + h }));
+  nodes.push(el('line', { class: 'axis', x1: m.left, x2: m.left, y1: m.top, y2: m.top + h }));
+  for (const s of series) {
+    const points = s.values.map((v, t) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`);
+    nodes.push(
+      el('polyline', { class: 'line', stroke: s.colour, points: points.join(' '), 'data-name': s.name }),
+    );
+    s.values.forEach((v, t) => nodes.push(el('circle', { cx: x(t), cy: y(v), r: 3, fill: s.colour })));
+  }
+  svg.replaceChildren(...nodes);
+  svg.dataset.steps = String(series[0]?.values.length ?? 0);
+}
+
+/** 0, then round steps up to `max` */
+function ticks(max) {
+  const step = max <= 1.5 ? 0.25 : max <= 3 ? 0.5 : 1;
+  return Array.from({ length: Math.floor(max / step + 1e-9) + 1 }, (_, k) => k * step);
+}
+
+function drawLegend(list, series, value) {
+  list.replaceChildren(
+    ...series.map((s) => {
+      const item = document.createElement('li');
+      item.style.setProperty('--colour', s.colour);
+      item.textContent = `${s.name}: ${value(s)}`;
+      return item;
+    }),
+  );
+}
+
+function render(steps, timesteps) {
+  const labels = state.model.labels;
+  // The classes that were ever most likely, then the most probable at the latest step.
+  const latest = steps[steps.length - 1];
+  const prob = (step, index) => step.topk.find((c) => c.index === index)?.probability ?? 0;
+  const ranked = [...new Set([...steps.map((s) => s.index), ...latest.topk.map((c) => c.index)])]
+    .sort((a, b) => prob(latest, b) - prob(latest, a))
+    .slice(0, SHOWN_CLASSES);
+  const classes = ranked.map((index) => ({
+    name: labels[index],
+    colour: PALETTE[index % PALETTE.length],
+    values: steps.map((s) => prob(s, index)),
+  }));
+  drawChart($('chart'), {
+    timesteps,
+    series: classes,
+    yMax: 1,
+    yTicks: [0, 0.25, 0.5, 0.75, 1],
+    format: (v) => `${Math.round(v * 100)}%`,
+  });
+  drawLegend($('legend'), classes, (s) => `${(s.values[s.values.length - 1] * 100).toFixed(1)}%`);
+
+  const pcoders = Object.keys(steps[0].errors);
+  const errors = pcoders.map((name, i) => ({
+    name,
+    colour: PALETTE[(i + 4) % PALETTE.length],
+    values: steps.map((s) => s.errors[name] / (steps[0].errors[name] || 1)),
+    last: latest.errors[name],
+  }));
+  const top = Math.max(1.25, ...errors.flatMap((s) => s.values));
+  const yMax = Math.ceil(top * 4) / 4;
+  drawChart($('errors'), {
+    timesteps,
+    series: errors,
+    yMax,
+    yTicks: ticks(yMax),
+    format: (v) => `${v.toFixed(2)}×`,
+  });
+  drawLegend(
+    $('errors-legend'),
+    errors,
+    (s) => `e = ${s.last.toPrecision(3)} (${s.values[s.values.length - 1].toFixed(2)}× t = 0)`,
+  );
+}
+
+async function classify() {
+  if (!state.file || !state.model) return;
+  state.controller?.abort();
+  const controller = (state.controller = new AbortController());
+  const timesteps = Number($('timesteps').value);
+  const params = new URLSearchParams({
+    timesteps: String(timesteps),
+    profile: $('profile').value,
+    topk: String(state.model.labels.length),
+  });
+  $('result').textContent = '';
+  status('classifying…');
+  const steps = [];
+  try {
+    const res = await fetch(`/classify?${params}`, {
+      method: 'POST',
+      headers: headers({
+        accept: 'text/event-stream',
+        'content-type': state.file.type || 'application/octet-stream',
+      }),
+      body: state.file,
+      signal: controller.signal,
+    });
+    if (!res.ok) {
+      status(`${res.status}: ${await errorMessage(res)}`, true);
+      return;
+    }
+    await readEvents(res, (event, data) => {
+      if (event === 'step') {
+        steps.push(data);
+        render(steps, timesteps);
+        status(`timestep ${data.t} of ${timesteps}`);
+      } else if (event === 'result') {
+        const first = steps[0];
+        const p = data.prediction;
+        $('result').textContent =
+          `${p.label}: ${(p.confidence * 100).toFixed(1)}% after ${data.timesteps} timesteps` +
+          (first ? ` (t = 0: ${first.label}, ${(first.confidence * 100).toFixed(1)}%)` : '');
+        status(
+          `${data.model}, profile ${data.profile}; ${data.timings.inferenceMs.toFixed(0)} ms of inference`,
+        );
+      } else if (event === 'error') {
+        status(`${data.statusCode}: ${data.message}`, true);
+      }
+    });
+  } catch (err) {
+    if (!controller.signal.aborted) status(String(err), true);
+  }
+}
+
+function choose(file) {
+  if (!file) return;
+  state.file = file;
+  const preview = $('preview');
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(file);
+  preview.hidden = false;
+  $('drop-hint').textContent = file.name;
+  $('run').disabled = false;
+  void classify();
+}
+
+function wire() {
+  const drop = $('drop');
+  $('file').addEventListener('change', (e) => choose(e.target.files[0]));
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    choose(e.dataTransfer.files[0]);
+  });
+  $('run').addEventListener('click', () => void classify());
+  $('api-key').addEventListener('change', () => void loadModel());
+}
+
+wire();
+void loadModel();

@@ -1,0 +1,100 @@
+/**
+ * The page at GET /, in a real browser: Debian's Chromium driven by playwright-core (its own
+ * browser download does not work on our machines). A sample image is uploaded; the chart must
+ * fill in one timestep at a time as the events stream, and end showing what the API answers
+ * for the same image. The page must run under the service's Content-Security-Policy without
+ * a console error.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildTestApp } from '../helpers.js';
+import { REPORTS, SAMPLES } from '../paths.js';
+
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+const SAMPLE = path.join(SAMPLES, '0000-ankle-boot.png');
+const TIMESTEPS = 6;
+
+let app: FastifyInstance;
+let browser: Browser;
+let page: Page;
+let base: string;
+const problems: string[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: run scripts/setup-debian.sh (or set CHROMIUM_PATH)`);
+  ({ app } = await buildTestApp());
+  base = await app.listen({ port: 0, host: '127.0.0.1' });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  page = await browser.newPage({ viewport: { width: 820, height: 1000 } });
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  page.on('pageerror', (e) => problems.push(String(e)));
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await app?.close();
+});
+
+it('uploading a sample streams its classification into the chart', async () => {
+  await page.goto(base + '/');
+  await expect.poll(() => page.textContent('#model')).toContain('fashion-pc');
+  expect(await page.locator('#profile option').count()).toBeGreaterThan(0);
+  await page.fill('#timesteps', String(TIMESTEPS));
+  const profile = await page.inputValue('#profile');
+
+  // Record every size the chart takes: one more timestep at a time, not all at the end.
+  await page.evaluate(() => {
+    const chart = document.getElementById('chart')!;
+    const seen: string[] = [];
+    (window as unknown as { seen: string[] }).seen = seen;
+    new MutationObserver(() => {
+      const n = chart.dataset['steps'] ?? '';
+      if (seen[seen.length - 1] !== n) seen.push(n);
+    }).observe(chart, { attributes: true, attributeFilter: ['data-steps'] });
+  });
+  await page.setInputFiles('#file', SAMPLE);
+  await expect.poll(() => page.textContent('#result'), { timeout: 20_000 }).toMatch(/after 6 timesteps/);
+
+  const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+  expect(seen).toEqual(['1', '2', '3', '4', '5', '6', '7']);
+
+  // The reference: what the API answers for the same image and settings.
+  const api = (
+    await app.inject({
+      method: 'POST',
+      url: `/classify?timesteps=${TIMESTEPS}&profile=${profile}&topk=10`,
+      headers: { 'content-type': 'image/png' },
+      payload: await readFile(SAMPLE),
+    })
+  ).json();
+  const { label, confidence } = api.prediction;
+  expect(await page.textContent('#result')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
+  expect(await page.textContent('#legend')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
+
+  // Three classes over 7 timesteps; one error line per PCoder.
+  const lines = page.locator('#chart polyline');
+  expect(await lines.count()).toBe(3);
+  for (const line of await lines.all())
+    expect((await line.getAttribute('points'))!.split(' ')).toHaveLength(TIMESTEPS + 1);
+  const errors = page.locator('#errors polyline');
+  expect(await errors.count()).toBe(Object.keys(api.steps[0].errors).length);
+  expect(await page.textContent('#errors-legend')).toContain('pcoder1');
+
+  await mkdir(REPORTS, { recursive: true });
+  await page.screenshot({ path: path.join(REPORTS, 'page.png'), fullPage: true });
+  expect(problems).toEqual([]);
+}, 60_000);
+
+it('says what went wrong when the server refuses the image', async () => {
+  await page.setInputFiles('#file', {
+    name: 'notes.txt',
+    mimeType: 'text/plain',
+    buffer: Buffer.from('hello'),
+  });
+  await expect.poll(() => page.textContent('#status')).toMatch(/^415: /);
+  expect(await page.getAttribute('#status', 'class')).toContain('error');
+});
