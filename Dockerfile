@@ -1,10 +1,18 @@
-# predify-serve, CPU image. The base image is a build argument so that it can be replaced
-# (for example by a local stand-in where registries are unreachable).
+# predify-serve. Two images from this file:
+#
+#   docker build -t predify-serve .                              CPU (the default target)
+#   docker build --target cuda -t predify-serve:cuda .           CUDA 12 + cuDNN 9, for GPU nodes
+#
+# The base images are build arguments so that they can be replaced (for example by local
+# stand-ins where registries are unreachable): NODE_IMAGE for the build and the CPU image,
+# CUDA_IMAGE for the CUDA runtime (Node is copied into it from NODE_IMAGE).
 ARG NODE_IMAGE=node:20-bookworm-slim
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-# onnxruntime-node would fetch CUDA binaries at install time; the CPU build needs none.
+# onnxruntime-node would fetch CUDA binaries at install time; the CPU build needs none, and the
+# CUDA stage below fetches them explicitly.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json ./
 RUN npm ci --no-fund --no-audit
@@ -12,7 +20,35 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --no-fund --no-audit
 
-FROM ${NODE_IMAGE}
+# The onnxruntime CUDA execution provider (from NuGet, for CUDA 12), added to the pruned
+# dependencies. Running the package's install script directly does not depend on whether the
+# npm version runs dependencies' install scripts.
+FROM build AS build-cuda
+RUN ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js \
+  && ls node_modules/onnxruntime-node/bin/napi-v6/linux/x64/ | grep -q providers_cuda
+
+FROM ${CUDA_IMAGE} AS cuda
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+# tini forwards SIGTERM to Node and reaps; the CUDA base has no init of its own.
+RUN apt-get update && apt-get install -y --no-install-recommends tini ca-certificates \
+  && rm -rf /var/lib/apt/lists/* \
+  && (id -u node >/dev/null 2>&1 || useradd --create-home --uid 1001 node)
+WORKDIR /app
+ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 EXECUTION_PROVIDERS=cuda,cpu
+COPY --from=build-cuda /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY public ./public
+COPY models/fashion-pc ./models/fashion-pc
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/server.js"]
+
+# The CPU image: the last stage, so the default target.
+FROM ${NODE_IMAGE} AS cpu
 WORKDIR /app
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
 COPY --from=build /app/node_modules ./node_modules

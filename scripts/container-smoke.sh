@@ -11,7 +11,7 @@ base=${NODE_IMAGE:-localhost/node:20-bookworm-slim}
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
 [ "$base" != "localhost/node:20-bookworm-slim" ] || ../shared/tools/local-node-base.sh "$base"
-podman_ build --network=host --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
+podman_ build --network=host --target cpu --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
 
 # These sandboxes refuse raising rlimits; podman's defaults raise them, so pin lower ones.
 cid=$(podman_ run -d --network=host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -e PORT="$port" predify-serve:smoke)

@@ -35,6 +35,10 @@ const schema = z
       .transform((list) => list.map((p) => p.toLowerCase()))
       .pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1))
       .default(['cpu']),
+    GPU_REQUIRED: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true'),
     ORT_INTRA_OP_THREADS: integer('ORT_INTRA_OP_THREADS', 0, 256, 0),
     ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
     ORT_CPU_MEM_ARENA: z
@@ -79,6 +83,10 @@ const schema = z
     SHUTDOWN_DRAIN_MS: integer('SHUTDOWN_DRAIN_MS', 0, 600_000, 10_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
+  .refine((c) => !c.GPU_REQUIRED || c.EXECUTION_PROVIDERS.includes('cuda'), {
+    message: 'GPU_REQUIRED=true needs cuda in EXECUTION_PROVIDERS',
+    path: ['GPU_REQUIRED'],
+  })
   .refine((c) => c.DEFAULT_TIMESTEPS === undefined || c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
     message: 'DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS',
     path: ['DEFAULT_TIMESTEPS'],
@@ -102,6 +110,7 @@ export function engineSettings(config: Config) {
   return {
     modelDir: config.MODEL_DIR,
     providers: config.EXECUTION_PROVIDERS,
+    gpuRequired: config.GPU_REQUIRED,
     intraOpThreads: config.ORT_INTRA_OP_THREADS,
     graphOptimization: config.ORT_GRAPH_OPTIMIZATION,
     cpuMemArena: config.ORT_CPU_MEM_ARENA,

@@ -67,6 +67,12 @@ export const errors = {
     500,
     (file: string, tried: string) => `${file}: no execution provider could load it (tried ${tried})`,
   ),
+  gpuUnavailable: define(
+    'PREDIFY_ERR_GPU_UNAVAILABLE',
+    500,
+    (file: string, reason: string) =>
+      `${file}: GPU_REQUIRED is set and the CUDA provider cannot run it (${reason || 'cuda is not in EXECUTION_PROVIDERS'})`,
+  ),
   inputShape: define(
     'PREDIFY_ERR_INPUT_SHAPE',
     400,

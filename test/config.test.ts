@@ -8,6 +8,7 @@ describe('loadConfig', () => {
       HOST: '0.0.0.0',
       MODEL_DIR: DEFAULT_MODEL_DIR,
       EXECUTION_PROVIDERS: ['cpu'],
+      GPU_REQUIRED: false,
       ORT_INTRA_OP_THREADS: 0,
       ORT_GRAPH_OPTIMIZATION: 'all',
       ORT_CPU_MEM_ARENA: true,
@@ -31,6 +32,12 @@ describe('loadConfig', () => {
 
   it('parses execution providers in order of preference', () => {
     expect(loadConfig({ EXECUTION_PROVIDERS: 'CUDA, cpu' }).EXECUTION_PROVIDERS).toEqual(['cuda', 'cpu']);
+    expect(loadConfig({}).GPU_REQUIRED).toBe(false);
+    expect(loadConfig({ EXECUTION_PROVIDERS: 'cuda', GPU_REQUIRED: 'true' }).GPU_REQUIRED).toBe(true);
+    expect(() => loadConfig({ GPU_REQUIRED: 'true' })).toThrow(
+      /GPU_REQUIRED=true needs cuda in EXECUTION_PROVIDERS/,
+    );
+    expect(() => loadConfig({ EXECUTION_PROVIDERS: 'cuda', GPU_REQUIRED: 'yes' })).toThrow(/GPU_REQUIRED/);
   });
 
   it('splits lists of API keys and CORS origins', () => {

@@ -141,14 +141,20 @@ describe('server process', () => {
       },
       /PREDIFY_ERR_MANIFEST_INVALID.*model failed to load: \S+\/manifest\.json: name: Invalid input: expected string/,
     ],
-  ])(
+    [
+      'GPU_REQUIRED on a machine without CUDA',
+      async () => {},
+      /PREDIFY_ERR_GPU_UNAVAILABLE.*model failed to load: \S+\/encoder1\.onnx: GPU_REQUIRED is set/,
+      { EXECUTION_PROVIDERS: 'cuda,cpu', GPU_REQUIRED: 'true' },
+    ],
+  ] as [string, (dir: string) => Promise<unknown>, RegExp, Record<string, string>?][])(
     'exits non-zero with one log line naming the cause, never ready, for %s',
-    async (_name, damage, line) => {
+    async (_name, damage, line, env = {}) => {
       const dir = await mkdtemp(path.join(tmpdir(), 'predify-broken-'));
       await cp(DEFAULT_MODEL, dir, { recursive: true });
       await damage(dir);
       const port = await freePort();
-      const server = start({ PORT: String(port), MODEL_DIR: dir });
+      const server = start({ PORT: String(port), MODEL_DIR: dir, ...env });
       let everReady = false;
       const watch = (async () => {
         while (server.child.exitCode === null) {

@@ -159,6 +159,12 @@ export async function loadModel(dir: string, settings: SessionSettings, log: Log
       { model: manifest.name, dir, graphs: opened.length, providers },
       `model loaded on ${providers.join(', ')}`,
     );
+    const onCpu = opened.filter((g) => g.provider === 'cpu').length;
+    if (settings.providers[0] === 'cuda' && onCpu > 0)
+      log.warn(
+        { model: manifest.name, onCpu, graphs: opened.length },
+        `CUDA was requested but ${onCpu} of ${opened.length} graphs run on the CPU (set GPU_REQUIRED=true to refuse to start instead)`,
+      );
     return {
       dir,
       manifest,

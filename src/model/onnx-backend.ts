@@ -1,3 +1,4 @@
+import path from 'node:path';
 /**
  * The one seam around onnxruntime-node: nothing else in the service imports it.
  * Graphs take and return plain float32 tensors.
@@ -19,6 +20,8 @@ export interface SessionSettings {
   cpuMemArena?: boolean;
   /** let idle intra-op threads spin; default off */
   spinning?: boolean;
+  /** refuse to fall back to the CPU when the CUDA provider cannot load a graph */
+  gpuRequired?: boolean;
 }
 
 export interface TensorMetadata {
@@ -56,6 +59,7 @@ function metadata(values: readonly ort.InferenceSession.ValueMetadata[]): Tensor
 export async function createGraph(file: string, settings: SessionSettings, log: Logger): Promise<Graph> {
   const failures: string[] = [];
   for (const provider of settings.providers) {
+    if (provider === 'cpu' && settings.gpuRequired) throw errors.gpuUnavailable(file, failures.join('; '));
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(file, {
@@ -76,6 +80,7 @@ export async function createGraph(file: string, settings: SessionSettings, log: 
       log.warn({ file, provider, reason }, 'execution provider unavailable, trying the next one');
       continue;
     }
+    log.info({ file, provider }, `session on ${provider}: ${path.basename(file)}`);
     return wrap(file, provider, session);
   }
   throw errors.noExecutionProvider(file, failures.join('; '));

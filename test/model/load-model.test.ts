@@ -99,9 +99,33 @@ describe('loadModel', () => {
     const warnings: string[] = [];
     const log = { ...silent, info() {}, warn: (_o: object, msg: string) => void warnings.push(msg) };
     const model = await loadModel(dir, { providers: ['cuda', 'cpu'], intraOpThreads: 1 }, log);
-    // This machine has no CUDA: every graph lands on the CPU, each fallback logged.
+    // This machine has no CUDA: every graph lands on the CPU, each fallback logged, and one
+    // line says how many graphs that concerns.
     expect(model.head.provider).toBe('cpu');
-    expect(warnings.length).toBeGreaterThan(0);
+    expect(warnings.filter((w) => w === 'execution provider unavailable, trying the next one')).toHaveLength(
+      7,
+    );
+    expect(warnings).toContain(
+      'CUDA was requested but 7 of 7 graphs run on the CPU (set GPU_REQUIRED=true to refuse to start instead)',
+    );
+    await model.release();
+  });
+
+  it('with gpuRequired, refuses to fall back to the CPU, naming the CUDA failure', async () => {
+    const settings = { providers: ['cuda', 'cpu'] as const, intraOpThreads: 1, gpuRequired: true };
+    const err = await loadModel(dir, settings, silent).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'PREDIFY_ERR_GPU_UNAVAILABLE', statusCode: 500 });
+    expect((err as Error).message).toMatch(
+      /encoder1\.onnx: GPU_REQUIRED is set and the CUDA provider cannot run it \(cuda: /,
+    );
+  });
+
+  it('logs the provider each session really uses', async () => {
+    const lines: string[] = [];
+    const log = { ...silent, warn() {}, info: (_o: object, msg: string) => void lines.push(msg) };
+    const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, log);
+    expect(lines.filter((l) => l.startsWith('session on cpu: '))).toHaveLength(7);
+    expect(lines).toContain('session on cpu: head.onnx');
     await model.release();
   });
 });

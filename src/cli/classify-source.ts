@@ -1,0 +1,140 @@
+/**
+ * Where `predify-classify` gets its answers: a model directory opened in this process, or a
+ * running server's POST /classify. Both give the same shape of result.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { defaultTimesteps, loadConfig } from '../config.js';
+import { Classifier } from '../engine/classifier.js';
+import { LocalEngine } from '../engine/local-engine.js';
+import type { StepSummary } from '../engine/results.js';
+import { preprocess } from '../image/preprocess.js';
+import type { ExecutionProvider } from '../model/onnx-backend.js';
+
+export interface CliResult {
+  model: string;
+  profile: string;
+  timesteps: number;
+  prediction: { label: string; index: number; confidence: number };
+  steps: StepSummary[];
+  /** engine time for this image (the server's figure in server mode) */
+  inferenceMs: number;
+}
+
+export interface ClassifyRequest {
+  timesteps?: number;
+  topk: number;
+  profile?: string;
+}
+
+export interface ClassifySource {
+  /** what the answers come from, for the first line of output */
+  readonly description: string;
+  classify(file: string, request: ClassifyRequest): Promise<CliResult>;
+  close(): Promise<void>;
+}
+
+/** A problem with one image (unreadable, refused): reported, and the other images go on. */
+export class ImageError extends Error {}
+
+export async function localSource(
+  modelDir: string,
+  providers: ExecutionProvider[],
+  concurrency: number,
+  log: Logger,
+): Promise<ClassifySource> {
+  const engine = await LocalEngine.open(
+    {
+      modelDir,
+      providers,
+      intraOpThreads: 0,
+      // Images of a directory are in flight together, so they share the engine's batches.
+      maxBatch: concurrency,
+      maxDelayMs: 0,
+      continuous: true,
+      maxQueue: 0,
+    },
+    log,
+  );
+  const classifier = new Classifier(engine);
+  const config = loadConfig({});
+  return {
+    description: `${classifier.name} (${modelDir}, ${engine.providers.join(', ')})`,
+    async classify(file, { timesteps, topk, profile = classifier.manifest.defaultProfile }) {
+      const found = classifier.profiles[profile];
+      if (!found)
+        throw new Error(
+          `model ${classifier.name} has no profile '${profile}': it has ${Object.keys(classifier.profiles).join(', ')}`,
+        );
+      const bytes = await readFile(file).catch((err: Error) => {
+        throw new ImageError(err.message);
+      });
+      const image = await preprocess(bytes, classifier.manifest.input).catch((err: Error) => {
+        throw new ImageError(err.message);
+      });
+      const t = timesteps ?? defaultTimesteps(config, found.recommendedTimesteps);
+      const result = await classifier.classify(image.tensor, { timesteps: t, topk, profile });
+      return {
+        model: classifier.name,
+        profile,
+        timesteps: t,
+        prediction: result.prediction,
+        steps: result.steps,
+        inferenceMs: result.inferenceMs,
+      };
+    },
+    close: () => classifier.close(),
+  };
+}
+
+const MEDIA_TYPES: Record<string, string> = {
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.tif': 'image/tiff',
+  '.tiff': 'image/tiff',
+};
+
+export const IMAGE_EXTENSIONS = Object.keys(MEDIA_TYPES);
+
+export function serverSource(base: string, apiKey: string | undefined): ClassifySource {
+  const root = base.replace(/\/+$/, '');
+  return {
+    description: root,
+    async classify(file, { timesteps, topk, profile }) {
+      const bytes = await readFile(file).catch((err: Error) => {
+        throw new ImageError(err.message);
+      });
+      const query = new URLSearchParams({ topk: String(topk) });
+      if (timesteps !== undefined) query.set('timesteps', String(timesteps));
+      if (profile !== undefined) query.set('profile', profile);
+      const headers: Record<string, string> = {
+        'content-type': MEDIA_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+      };
+      if (apiKey) headers['authorization'] = `Bearer ${apiKey}`;
+      let res: Response;
+      try {
+        res = await fetch(`${root}/classify?${query}`, { method: 'POST', headers, body: bytes });
+      } catch (err) {
+        const cause = (err as Error & { cause?: Error }).cause;
+        throw new Error(`cannot reach ${root}: ${cause?.message ?? (err as Error).message}`, { cause: err });
+      }
+      const body = (await res.json().catch(() => undefined)) as
+        (CliResult & { timings: { inferenceMs: number } }) | { code?: string; message?: string } | undefined;
+      if (!res.ok || !body || !('steps' in body)) {
+        const what =
+          body && 'message' in body ? `${body.code ?? res.status}: ${body.message}` : `HTTP ${res.status}`;
+        // The server judged this image or these options; a 5xx or an auth failure ends the run.
+        const options = body && 'code' in body && body.code === 'PREDIFY_ERR_QUERY_INVALID';
+        if (res.status >= 400 && res.status < 500 && res.status !== 401 && !options)
+          throw new ImageError(what);
+        throw new Error(`${root}: ${what}`);
+      }
+      return { ...body, inferenceMs: body.timings.inferenceMs };
+    },
+    close: async () => {},
+  };
+}
