@@ -224,6 +224,29 @@ export function openApiDocument(config: Config, classifier?: Classifier): Json {
         },
       },
     },
+    '/': {
+      get: {
+        summary: 'The page: choose an image and watch its classification stream in, timestep by timestep',
+        ...publicRoute,
+        responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } },
+      },
+    },
+    '/page/app.js': {
+      get: {
+        summary: "The page's script",
+        ...publicRoute,
+        responses: {
+          200: { description: 'JavaScript', content: { 'text/javascript': { schema: { type: 'string' } } } },
+        },
+      },
+    },
+    '/page/style.css': {
+      get: {
+        summary: "The page's style sheet",
+        ...publicRoute,
+        responses: { 200: { description: 'CSS', content: { 'text/css': { schema: { type: 'string' } } } } },
+      },
+    },
     '/v2': {
       get: {
         summary: 'Open Inference Protocol: server metadata',
