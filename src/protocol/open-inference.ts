@@ -29,11 +29,20 @@ export class ProtocolError extends Error {
 
 const parameters = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
 
-/** Nested arrays of numbers, or one flat array, in row-major order. */
+/**
+ * Numbers, or arrays nested at most MAX_NESTING deep: a tensor's data, flat or nested, in
+ * row-major order. Bounded, not recursive, so that a body of ten thousand '[' is a 400 and
+ * never a stack overflow.
+ */
 type TensorData = number | TensorData[];
-const tensorData: z.ZodType<TensorData> = z
-  .lazy(() => z.union([z.number(), z.array(tensorData)]))
-  .meta({ id: 'TensorData', description: 'numbers, flat or nested, row-major' });
+const MAX_NESTING = 4;
+function tensorValues(depth: number): z.ZodType<TensorData> {
+  const error = `must be numbers, in arrays nested at most ${MAX_NESTING} deep`;
+  return depth === 0
+    ? z.number({ error })
+    : z.union([z.number(), z.array(tensorValues(depth - 1))], { error });
+}
+const tensorData = z.array(tensorValues(MAX_NESTING - 1));
 
 export function inferRequestSchema(limits: { maxTimesteps: number; profiles: readonly string[] }) {
   return z
@@ -64,7 +73,7 @@ export function inferRequestSchema(limits: { maxTimesteps: number; profiles: rea
             shape: z.array(z.number().int().min(0)),
             datatype: z.string(),
             parameters: parameters.optional(),
-            data: z.array(tensorData),
+            data: tensorData.meta({ description: 'numbers, flat or nested up to [N][C][H][W], row-major' }),
           }),
         )
         .min(1, 'inputs must hold one tensor')

@@ -158,7 +158,12 @@ describe('errors use the protocol body', () => {
       { inputs: [input({ shape: [5, 1, 28, 28] })] },
       /batch size must be between 1 and 4/,
     ],
-    ['strings in data', { inputs: [input({ data: ['a'] })] }, /inputs\.0\.data/],
+    ['strings in data', { inputs: [input({ data: ['a'] })] }, /inputs\.0\.data\.0: must be numbers/],
+    [
+      'data nested deeper than [N][C][H][W]',
+      { inputs: [input({ data: [[[[[[1]]]]]] })] },
+      /inputs\.0\.data\.0: must be numbers, in arrays nested at most 4 deep/,
+    ],
     [
       'timesteps too many',
       { parameters: { timesteps: 17 }, inputs: [input({})] },
@@ -174,6 +179,56 @@ describe('errors use the protocol body', () => {
     expect(res.statusCode).toBe(400);
     expect(Object.keys(res.json())).toEqual(['error']);
     expect(res.json().error).toMatch(message);
+  });
+
+  it('a body of 100 000 nested arrays is a 400, not a stack overflow', async () => {
+    const depth = 100_000;
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${NAME}/infer`,
+      headers: { 'content-type': 'application/json' },
+      payload: `{"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":${'['.repeat(depth)}1${']'.repeat(depth)}}]}`,
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toMatch(/nested at most 4 deep/);
+  });
+
+  it('randomly damaged requests are all 4xx with an error body, never a 5xx', async () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const junk = [null, true, -1, 1e308, 'x', [], {}, [[[]]], { a: 1 }, 3.5, '', [1, 'a']];
+    const statuses = new Set<number>();
+    for (let k = 0; k < 150; k++) {
+      const body: Record<string, unknown> = {
+        id: 'fuzz',
+        parameters: { timesteps: 2 },
+        inputs: [input({})],
+        outputs: [{ name: 'predictions' }],
+      };
+      // Replace one to three values anywhere in the request with junk.
+      for (let n = 0; n <= Math.floor(random() * 3); n++) {
+        const paths: [Record<string, unknown> | unknown[], string | number][] = [];
+        const walk = (o: unknown) => {
+          if (o && typeof o === 'object')
+            for (const key of Object.keys(o)) {
+              if (Array.isArray(o) && Number(key) > 3) break;
+              paths.push([o as Record<string, unknown>, key]);
+              walk((o as Record<string, unknown>)[key]);
+            }
+        };
+        walk(body);
+        const [parent, key] = paths[Math.floor(random() * paths.length)]!;
+        (parent as Record<string, unknown>)[key] = junk[Math.floor(random() * junk.length)];
+      }
+      const res = await infer(body);
+      statuses.add(res.statusCode);
+      if (res.statusCode !== 200) {
+        expect(res.statusCode, JSON.stringify(body).slice(0, 200)).toBeGreaterThanOrEqual(400);
+        expect(res.statusCode).toBeLessThan(500);
+        expect(Object.keys(res.json())).toEqual(['error']);
+      }
+    }
+    expect([...statuses].some((s) => s === 400)).toBe(true);
   });
 
   it('malformed JSON is a 400, another media type a 415, an unknown path a 404', async () => {
