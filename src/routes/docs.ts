@@ -14,6 +14,11 @@ export default async function docsRoutes(
   app: FastifyInstance,
   { config, state }: { config: Config; state: ServiceState },
 ): Promise<void> {
+  // The document and its pages are public, like the probes: they describe the API, not data.
+  app.addHook('onRoute', (route) => {
+    route.config = { ...route.config, public: true };
+  });
+
   // Rebuilt only when the model changes (from none to loaded).
   let cached: { for: unknown; doc: Record<string, unknown> } | undefined;
   const document = () => {
@@ -23,11 +28,6 @@ export default async function docsRoutes(
   };
 
   app.get('/openapi.json', async () => document());
-
-  // The document and its pages are public, like the probes: they describe the API, not data.
-  app.addHook('onRoute', (route) => {
-    route.config = { ...route.config, public: true };
-  });
 
   // Static mode: @fastify/swagger does not derive anything from Fastify's routes; the UI shows
   // the document above.

@@ -1,4 +1,4 @@
-/** API_KEYS: every route needs a key except the probes and metrics. */
+/** API_KEYS: every route needs a key except the probes, metrics, the page and the API docs. */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -49,12 +49,26 @@ describe('API keys', () => {
     expect(res.json().prediction.label).toBe('Ankle boot');
   });
 
-  it.each(['/healthz', '/readyz', '/metrics'])('leaves %s open for probes and scrapers', async (url) => {
-    expect((await app.inject(url)).statusCode).toBe(200);
-  });
+  it.each(['/healthz', '/readyz', '/metrics', '/v2/health/live', '/v2/health/ready'])(
+    'leaves %s open for probes and scrapers',
+    async (url) => {
+      expect((await app.inject(url)).statusCode).toBe(200);
+    },
+  );
 
-  it('guards the model list and unknown paths too', async () => {
+  it.each(['/', '/page/app.js', '/page/style.css', '/openapi.json', '/docs/', '/docs/json'])(
+    'leaves %s open: the page and the API description hold no data',
+    async (url) => {
+      expect((await app.inject(url)).statusCode).toBe(200);
+    },
+  );
+
+  it('guards the model list, the V2 model routes and unknown paths too', async () => {
     expect((await app.inject('/models')).statusCode).toBe(401);
+    expect((await app.inject('/v2')).statusCode).toBe(401);
+    expect((await app.inject('/v2/models/fashion-pc')).statusCode).toBe(401);
+    const infer = await app.inject({ method: 'POST', url: '/v2/models/fashion-pc/infer', payload: {} });
+    expect([infer.statusCode, Object.keys(infer.json())]).toEqual([401, ['error']]);
     expect((await app.inject('/nothing-here')).statusCode).toBe(401);
   });
 });
