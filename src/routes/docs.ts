@@ -46,6 +46,10 @@ export default async function docsRoutes(
     // Same policy as the rest of the service: scripts from here only. No upgrade to https,
     // which TLS termination in front of us decides.
     staticCSP: true,
-    transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
+    transformStaticCSP: (header) =>
+      header
+        .replace(/\s*upgrade-insecure-requests;?/, '')
+        // Swagger UI sets style attributes from script; helmet's own default allows them too.
+        .replace(/style-src [^;]*/, "style-src 'self' 'unsafe-inline'"),
   });
 }

@@ -2,8 +2,8 @@
  * The page at GET /, in a real browser: Debian's Chromium driven by playwright-core (its own
  * browser download does not work on our machines). A sample image is uploaded; the chart must
  * fill in one timestep at a time as the events stream, and end showing what the API answers
- * for the same image. The page must run under the service's Content-Security-Policy without
- * a console error.
+ * for the same image. The page, and the Swagger UI at /docs, must run under the service's
+ * Content-Security-Policy without a console error.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -46,21 +46,27 @@ it('uploading a sample streams its classification into the chart', async () => {
   await page.fill('#timesteps', String(TIMESTEPS));
   const profile = await page.inputValue('#profile');
 
-  // Record every size the chart takes: one more timestep at a time, not all at the end.
+  // Record every size the chart takes: one more timestep at a time, not all at the end. Each
+  // change leaves a record with the value before it, even when the observer sees several at once.
   await page.evaluate(() => {
     const chart = document.getElementById('chart')!;
-    const seen: string[] = [];
-    (window as unknown as { seen: string[] }).seen = seen;
-    new MutationObserver(() => {
-      const n = chart.dataset['steps'] ?? '';
-      if (seen[seen.length - 1] !== n) seen.push(n);
-    }).observe(chart, { attributes: true, attributeFilter: ['data-steps'] });
+    const w = window as unknown as { before: (string | null)[]; chart: HTMLElement };
+    w.before = [];
+    w.chart = chart;
+    new MutationObserver((records) => w.before.push(...records.map((r) => r.oldValue))).observe(chart, {
+      attributes: true,
+      attributeFilter: ['data-steps'],
+      attributeOldValue: true,
+    });
   });
   await page.setInputFiles('#file', SAMPLE);
   await expect.poll(() => page.textContent('#result'), { timeout: 20_000 }).toMatch(/after 6 timesteps/);
 
-  const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
-  expect(seen).toEqual(['1', '2', '3', '4', '5', '6', '7']);
+  const sizes = await page.evaluate(() => {
+    const w = window as unknown as { before: (string | null)[]; chart: HTMLElement };
+    return [...w.before.slice(1), w.chart.dataset['steps']];
+  });
+  expect(sizes).toEqual(['1', '2', '3', '4', '5', '6', '7']);
 
   // The reference: what the API answers for the same image and settings.
   const api = (
@@ -98,3 +104,15 @@ it('says what went wrong when the server refuses the image', async () => {
   await expect.poll(() => page.textContent('#status')).toMatch(/^415: /);
   expect(await page.getAttribute('#status', 'class')).toContain('error');
 });
+
+it('the API documentation at /docs renders every operation, under the same policy', async () => {
+  const docs = await browser.newPage();
+  const errors: string[] = [];
+  docs.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  docs.on('pageerror', (e) => errors.push(String(e)));
+  await docs.goto(base + '/docs');
+  await expect.poll(() => docs.locator('.opblock').count(), { timeout: 20_000 }).toBeGreaterThan(10);
+  expect(await docs.locator('[data-path="/v2/models/{name}/infer"]').count()).toBeGreaterThan(0);
+  expect(errors).toEqual([]);
+  await docs.close();
+}, 60_000);
