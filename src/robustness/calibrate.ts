@@ -35,7 +35,9 @@ export const DEFAULT_SPACE: SearchSpace = {
   ],
   perPCoder: [
     [1, 0],
+    [0.9, 0.1],
     [0.8, 0.2],
+    [0.7, 0.3],
     [0.6, 0.4],
     [0.5, 0.5],
   ],
@@ -111,10 +113,8 @@ export async function calibrate(
   }
   for (let i = n - 1; i >= 0; i--) {
     const base = best.hyperparameters;
-    const pairs =
-      i === top ? options.space.perPCoder.filter(([, l]) => l === 0 || true) : options.space.perPCoder;
-    for (const pair of pairs) {
-      if (i === top && pair[0] + 0 > 1) continue;
+    // At the top lambda is 0, so pairs differing only in lambda are one candidate (seen once).
+    for (const pair of options.space.perPCoder) {
       const c = await tryIt(`pcoder${i + 1}`, withPair(base, i, pair));
       if (better(c, best)) best = c;
     }
