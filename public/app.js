@@ -21,6 +21,44 @@ const SHOWN_CLASSES = 3;
 
 const state = { model: undefined, file: undefined, controller: undefined };
 
+/** A seeded uniform generator (mulberry32): the same image gets the same noise every time. */
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The chosen image with Gaussian noise of `sigma` (pixel values in [0, 1]) added to every
+ * colour channel, as a PNG: what predictive coding is meant to help with. sigma 0: the file.
+ */
+async function withNoise(file, sigma) {
+  if (!(sigma > 0)) return file;
+  const bitmap = await createImageBitmap(file);
+  const canvas = document.createElement('canvas');
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const context = canvas.getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+  const next = random(1);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+  for (let k = 0; k < pixels.data.length; k += 4) {
+    const grey = pixels.data[k] === pixels.data[k + 1] && pixels.data[k] === pixels.data[k + 2];
+    const shared = normal();
+    for (let c = 0; c < 3; c++) {
+      const v = pixels.data[k + c] + 255 * sigma * (grey ? shared : normal());
+      pixels.data[k + c] = Math.max(0, Math.min(255, Math.round(v)));
+    }
+  }
+  context.putImageData(pixels, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+}
+
 function status(text, isError = false) {
   $('status').textContent = text;
   $('status').classList.toggle('error', isError);
@@ -196,6 +234,9 @@ async function classify() {
   if (!state.file || !state.model) return;
   state.controller?.abort();
   const controller = (state.controller = new AbortController());
+  // An image the browser cannot decode goes as it is: the server says what is wrong with it.
+  const upload = await withNoise(state.file, Number($('noise').value)).catch(() => state.file);
+  showPreview(upload);
   const timesteps = Number($('timesteps').value);
   const params = new URLSearchParams({
     timesteps: String(timesteps),
@@ -210,9 +251,9 @@ async function classify() {
       method: 'POST',
       headers: headers({
         accept: 'text/event-stream',
-        'content-type': state.file.type || 'application/octet-stream',
+        'content-type': upload.type || 'application/octet-stream',
       }),
-      body: state.file,
+      body: upload,
       signal: controller.signal,
     });
     if (!res.ok) {
@@ -230,8 +271,10 @@ async function classify() {
         $('result').textContent =
           `${p.label}: ${(p.confidence * 100).toFixed(1)}% after ${data.timesteps} timesteps` +
           (first ? ` (t = 0: ${first.label}, ${(first.confidence * 100).toFixed(1)}%)` : '');
+        const sigma = Number($('noise').value);
+        const noise = sigma > 0 ? `, Gaussian noise σ ${sigma} added` : '';
         status(
-          `${data.model}, profile ${data.profile}; ${data.timings.inferenceMs.toFixed(0)} ms of inference`,
+          `${data.model}, profile ${data.profile}${noise}; ${data.timings.inferenceMs.toFixed(0)} ms of inference`,
         );
       } else if (event === 'error') {
         status(`${data.statusCode}: ${data.message}`, true);
@@ -242,13 +285,16 @@ async function classify() {
   }
 }
 
+function showPreview(blob) {
+  const preview = $('preview');
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(blob);
+  preview.hidden = false;
+}
+
 function choose(file) {
   if (!file) return;
   state.file = file;
-  const preview = $('preview');
-  if (preview.src) URL.revokeObjectURL(preview.src);
-  preview.src = URL.createObjectURL(file);
-  preview.hidden = false;
   $('drop-hint').textContent = file.name;
   $('run').disabled = false;
   void classify();
@@ -268,6 +314,7 @@ function wire() {
     choose(e.dataTransfer.files[0]);
   });
   $('run').addEventListener('click', () => void classify());
+  $('noise').addEventListener('change', () => void classify());
   $('api-key').addEventListener('change', () => void loadModel());
 }
 

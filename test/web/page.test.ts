@@ -10,6 +10,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildTestApp } from '../helpers.js';
 import { REPORTS, SAMPLES } from '../paths.js';
@@ -92,6 +93,37 @@ it('uploading a sample streams its classification into the chart', async () => {
 
   await mkdir(REPORTS, { recursive: true });
   await page.screenshot({ path: path.join(REPORTS, 'page.png'), fullPage: true });
+  expect(problems).toEqual([]);
+}, 60_000);
+
+it('adds seeded noise in the browser when asked, and shows what the API answers for that image', async () => {
+  await page.fill('#timesteps', String(TIMESTEPS));
+  await page.selectOption('#noise', '0.3');
+  await expect.poll(() => page.textContent('#status'), { timeout: 20_000 }).toMatch(/noise σ 0\.3 added/);
+  // The preview shows what was sent, the noisy image: its pixels, as a (lossless) PNG.
+  const dataUrl = await page.evaluate(() => {
+    const preview = document.getElementById('preview') as HTMLImageElement;
+    const canvas = document.createElement('canvas');
+    canvas.width = preview.naturalWidth;
+    canvas.height = preview.naturalHeight;
+    canvas.getContext('2d')!.drawImage(preview, 0, 0);
+    return canvas.toDataURL('image/png');
+  });
+  const body = Buffer.from(dataUrl.split(',')[1]!, 'base64');
+  const original = await readFile(SAMPLE);
+  const clean = await sharp(original).raw().toBuffer();
+  expect((await sharp(body).greyscale().raw().toBuffer()).equals(clean)).toBe(false);
+  const api = (
+    await app.inject({
+      method: 'POST',
+      url: `/classify?timesteps=${TIMESTEPS}&profile=${await page.inputValue('#profile')}`,
+      headers: { 'content-type': 'image/png' },
+      payload: body,
+    })
+  ).json();
+  const { label, confidence } = api.prediction;
+  await page.screenshot({ path: path.join(REPORTS, 'page-noise.png'), fullPage: true });
+  expect(await page.textContent('#result')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
   expect(problems).toEqual([]);
 }, 60_000);
 
