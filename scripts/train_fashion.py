@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Train the default model, fashion-pc, and export it to models/fashion-pc/.
 
-    /usr/bin/python3 scripts/train_fashion.py            # full run (~15 min on 2 cores)
-    /usr/bin/python3 scripts/train_fashion.py --export-only   # re-export from checkpoint.pt
+    /usr/bin/python3 scripts/train_fashion.py                   # full run (~25 min on 2 cores)
+    /usr/bin/python3 scripts/train_fashion.py --feedback-only   # keep checkpoint.pt's backbone
+    /usr/bin/python3 scripts/train_fashion.py --export-only     # re-export from checkpoint.pt
 
-1. The backbone (fashion-cnn) is trained supervised on the 60k training images.
-2. The backbone is frozen and the feedback modules D_i are trained unsupervised, as the spec
-   describes: minimise sum_i mean((p_i(0) - r_{i-1}(0))^2) over the training images.
+1. The backbone (fashion-cnn) is trained supervised on training images 0..49 999.
+2. The backbone is frozen and the feedback modules D_i are trained without labels. With
+   --feedback-objective reconstruct, exactly the spec's objective: minimise
+   sum_i mean((p_i(0) - r_{i-1}(0))^2). With denoise (the default), half of each batch goes
+   up the backbone with Gaussian pixel noise (sigma uniform in [0, 0.3]) and D_i must still
+   predict the CLEAN r_{i-1}: the feedback learns to map a noisy upper representation to the
+   clean one below it, which is what the dynamics use it for (scripts/feedback_study.py and
+   docs/robustness.md compare the two).
 3. checkpoint.pt, the ONNX graphs, manifest.json, golden.json and a few sample images are
    written to the model directory. Everything is seeded: a rerun gives the same weights.
 """
@@ -87,13 +93,35 @@ def feedback_loss(model: PredifyModel, xb: torch.Tensor) -> torch.Tensor:
     return sum(F.mse_loss(model.predictors[i](reps[i + 1]), reps[i]) for i in range(len(model.blocks)))
 
 
-def train_feedback(model: PredifyModel, x: torch.Tensor, epochs: int, gen: torch.Generator) -> None:
+NOISE_SIGMA_MAX = 0.3  # in pixel units ([0, 1]); gaussian-noise severity 4 is 0.26
+
+
+def denoising_loss(model: PredifyModel, xb: torch.Tensor, gen: torch.Generator, std: float) -> torch.Tensor:
+    """sum_i mean((D_i(r_i(noisy)) - r_{i-1}(clean))^2), half the batch left clean."""
+    sigma = torch.rand(len(xb), 1, 1, 1, generator=gen) * NOISE_SIGMA_MAX / std
+    sigma[: len(xb) // 2] = 0
+    noisy = xb + sigma * torch.randn(xb.shape, generator=gen)
+    with torch.no_grad():
+        targets, ups, clean, up = [xb], [], xb, noisy
+        for block in model.blocks:
+            clean, up = block(clean), block(up)
+            targets.append(clean)
+            ups.append(up)
+    return sum(F.mse_loss(model.predictors[i](ups[i]), targets[i]) for i in range(len(model.blocks)))
+
+
+def train_feedback(
+    model: PredifyModel, x: torch.Tensor, epochs: int, gen: torch.Generator, objective: str = "reconstruct", std: float = 1.0
+) -> None:
     model.backbone.eval()
     for p in model.backbone.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.feedback_parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * ((len(x) + 127) // 128))
-    fit("feedback", lambda idx: feedback_loss(model, x[idx]), opt, sched, len(x), epochs, gen)
+    if objective == "denoise":
+        fit("feedback (denoise)", lambda idx: denoising_loss(model, x[idx], gen, std), opt, sched, len(x), epochs, gen)
+    else:
+        fit("feedback", lambda idx: feedback_loss(model, x[idx]), opt, sched, len(x), epochs, gen)
 
 
 def write_samples(images: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> list[str]:
@@ -112,9 +140,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--feedback-epochs", type=int, default=4)
+    ap.add_argument("--feedback-epochs", type=int, help="default 4; with --export-only, as recorded before")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--export-only", action="store_true", help="skip training, export checkpoint.pt")
+    ap.add_argument("--feedback-only", action="store_true", help="keep checkpoint.pt's backbone, retrain the feedback")
+    ap.add_argument("--drop-profiles", action="store_true", help="with --export-only: a new checkpoint, forget its profiles")
+    ap.add_argument(
+        "--feedback-objective",
+        choices=["denoise", "reconstruct"],
+        help="default denoise; with --export-only, as recorded before",
+    )
     ap.add_argument(
         "--holdout",
         type=int,
@@ -131,6 +166,16 @@ def main() -> None:
     test_images, test_labels = load_fashion("t10k")
     x_test, y_test = normalise(test_images, mean, std), torch.from_numpy(test_labels)
 
+    manifest_path = args.out / "manifest.json"
+    previous_training = json.loads(manifest_path.read_text()).get("training", {}) if manifest_path.exists() else {}
+    if args.export_only:
+        # The record says how checkpoint.pt was trained: as before, unless told otherwise.
+        args.feedback_epochs = args.feedback_epochs or previous_training.get("feedbackEpochs")
+        args.feedback_objective = args.feedback_objective or previous_training.get("feedbackObjective", "reconstruct")
+    else:
+        args.feedback_epochs = args.feedback_epochs or 4
+        args.feedback_objective = args.feedback_objective or "denoise"
+
     if args.export_only:
         model = PredifyModel.from_checkpoint(args.out / "checkpoint.pt")
     else:
@@ -140,9 +185,13 @@ def main() -> None:
         y_train = torch.from_numpy(train_labels[:keep])
         print(f"training on training images 0..{keep - 1}; {keep}..{len(train_images) - 1} held out", flush=True)
         model = PredifyModel(cfg)
-        train_backbone(model, x_train, y_train, args.epochs, gen)
+        if args.feedback_only:
+            # The predictors come from config.json (they may have changed); the backbone stays.
+            model.backbone.load_state_dict(torch.load(args.out / "checkpoint.pt", map_location="cpu")["backbone"])
+        else:
+            train_backbone(model, x_train, y_train, args.epochs, gen)
         print(f"clean test accuracy (t = 0): {evaluate(model, x_test, y_test):.4f}", flush=True)
-        train_feedback(model, x_train, args.feedback_epochs, gen)
+        train_feedback(model, x_train, args.feedback_epochs, gen, args.feedback_objective, std)
         torch.save(model.checkpoint(), args.out / "checkpoint.pt")
 
     accuracy = evaluate(model, x_test, y_test)
@@ -158,13 +207,15 @@ def main() -> None:
         golden_names=samples,
         golden_labels=[int(test_labels[i]) for i in SAMPLES],
         # Profiles calibrated for the old weights do not carry over to new ones.
-        keep_profiles=args.export_only,
+        keep_profiles=args.export_only and not args.drop_profiles,
         extra={
             "training": {
                 "script": "scripts/train_fashion.py",
                 "dataset": "Fashion-MNIST (Debian dataset-fashion-mnist)",
                 "trainingImages": f"Fashion-MNIST train 0..{59_999 - args.holdout}",
                 "heldOut": f"Fashion-MNIST train {60_000 - args.holdout}..59999 (validation for npm run calibrate)",
+                "feedbackObjective": args.feedback_objective,
+                "feedbackEpochs": args.feedback_epochs,
                 "cleanTestAccuracy": round(accuracy, 4),
                 "feedbackTestLoss": round(fb, 5),
             }
