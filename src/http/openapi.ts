@@ -9,6 +9,7 @@ import type { Classifier } from '../engine/classifier.js';
 import { errors } from '../errors.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
 import { inferRequestSchema } from '../protocol/open-inference.js';
+import { VERSION } from '../version.js';
 import {
   classificationSchema,
   classifyQuerySchema,
@@ -330,7 +331,7 @@ export function openApiDocument(config: Config, classifier?: Classifier): Json {
     openapi: '3.1.0',
     info: {
       title: 'predify-serve',
-      version: process.env['npm_package_version'] ?? '0.1.0',
+      version: VERSION,
       description:
         'Image classification with predictive-coding (Predify) dynamics: per-timestep confidence and PCoder errors. ' +
         'Errors on our routes have the body below with a stable code (PREDIFY_ERR_*); ' +

@@ -17,13 +17,14 @@ import {
   OUTPUT_NAMES,
 } from '../protocol/open-inference.js';
 import type { ServiceState } from '../service-state.js';
+import { VERSION } from '../version.js';
 
 interface Options {
   config: Config;
   state: ServiceState;
 }
 
-const SERVER = { name: 'predify-serve', version: process.env['npm_package_version'] ?? '0.1.0' };
+const SERVER = { name: 'predify-serve', version: VERSION };
 
 export default async function v2Routes(app: FastifyInstance, { config, state }: Options): Promise<void> {
   app.setErrorHandler((err: FastifyError | ProtocolError, request, reply) => {

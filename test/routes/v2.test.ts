@@ -4,23 +4,27 @@
  * Inference numbers are checked against the PyTorch goldens; errors must use the protocol's
  * {"error": "..."} body.
  */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { softmax } from '../../src/engine/results.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { readManifest, type Manifest } from '../../src/model/manifest.js';
 import { buildTestApp } from '../helpers.js';
-import { DEFAULT_MODEL } from '../paths.js';
+import { DEFAULT_MODEL, ROOT } from '../paths.js';
 
 let app: FastifyInstance;
 let golden: Golden;
 let manifest: Manifest;
+let pkg: { version: string };
 const NAME = 'fashion-pc';
 
 beforeAll(async () => {
   ({ app } = await buildTestApp({ BATCH_MAX_SIZE: '4', MAX_TIMESTEPS: '16' }));
   manifest = await readManifest(DEFAULT_MODEL);
   golden = await readGolden(DEFAULT_MODEL, manifest);
+  pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
 });
 afterAll(async () => app.close());
 
@@ -36,7 +40,7 @@ describe('server and model metadata', () => {
   it('GET /v2 describes the server', async () => {
     const res = await app.inject('/v2');
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual({ name: 'predify-serve', version: expect.any(String), extensions: [] });
+    expect(res.json()).toEqual({ name: 'predify-serve', version: pkg.version, extensions: [] });
   });
 
   it('health: live and ready', async () => {

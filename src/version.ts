@@ -1,0 +1,6 @@
+import { readFileSync } from 'node:fs';
+
+/** The package's version, from package.json at the package root (src/ or dist/ is one below). */
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
