@@ -10,7 +10,7 @@ port=${SMOKE_PORT:-18080}
 base=${NODE_IMAGE:-localhost/node:20-bookworm-slim}
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
-[ "$base" != "localhost/node:20-bookworm-slim" ] || ../shared/tools/local-node-base.sh "$base"
+[ "$base" != "localhost/node:20-bookworm-slim" ] || scripts/local-node-base.sh "$base"
 podman_ build --network=host --target cpu --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
 
 # These sandboxes refuse raising rlimits; podman's defaults raise them, so pin lower ones.
