@@ -38,6 +38,11 @@ export interface ClassifySource {
 /** A problem with one image (unreadable, refused): reported, and the other images go on. */
 export class ImageError extends Error {}
 
+const readImageFile = (file: string) =>
+  readFile(file).catch((err: Error) => {
+    throw new ImageError(err.message);
+  });
+
 export async function localSource(
   modelDir: string,
   providers: ExecutionProvider[],
@@ -67,9 +72,7 @@ export async function localSource(
         throw new Error(
           `model ${classifier.name} has no profile '${profile}': it has ${Object.keys(classifier.profiles).join(', ')}`,
         );
-      const bytes = await readFile(file).catch((err: Error) => {
-        throw new ImageError(err.message);
-      });
+      const bytes = await readImageFile(file);
       const image = await preprocess(bytes, classifier.manifest.input).catch((err: Error) => {
         throw new ImageError(err.message);
       });
@@ -105,9 +108,7 @@ export function serverSource(base: string, apiKey: string | undefined): Classify
   return {
     description: root,
     async classify(file, { timesteps, topk, profile }) {
-      const bytes = await readFile(file).catch((err: Error) => {
-        throw new ImageError(err.message);
-      });
+      const bytes = await readImageFile(file);
       const query = new URLSearchParams({ topk: String(topk) });
       if (timesteps !== undefined) query.set('timesteps', String(timesteps));
       if (profile !== undefined) query.set('profile', profile);

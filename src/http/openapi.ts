@@ -101,6 +101,15 @@ export function openApiDocument(config: Config, classifier?: Classifier): Json {
     IMAGE_MEDIA_TYPES.map((type) => [type, { schema: { type: 'string', contentMediaType: type } }]),
   );
   const publicRoute = { security: [] };
+  /** A route without an API key that answers one document of `type`. */
+  const publicGet = (
+    summary: string,
+    description: string,
+    type: string,
+    schema: Json = { type: 'string' },
+  ) => ({
+    get: { summary, ...publicRoute, responses: { 200: { description, content: { [type]: { schema } } } } },
+  });
   const modelName = {
     name: 'name',
     in: 'path',
@@ -192,62 +201,16 @@ export function openApiDocument(config: Config, classifier?: Classifier): Json {
         },
       },
     },
-    '/metrics': {
-      get: {
-        summary: 'Prometheus metrics',
-        ...publicRoute,
-        responses: {
-          200: {
-            description: 'text exposition format',
-            content: { 'text/plain': { schema: { type: 'string' } } },
-          },
-        },
-      },
-    },
-    '/openapi.json': {
-      get: {
-        summary: 'This document',
-        ...publicRoute,
-        responses: {
-          200: {
-            description: 'OpenAPI 3.1',
-            content: { 'application/json': { schema: { type: 'object' } } },
-          },
-        },
-      },
-    },
-    '/docs': {
-      get: {
-        summary: 'This document, rendered (Swagger UI, served locally)',
-        ...publicRoute,
-        responses: {
-          200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } },
-        },
-      },
-    },
-    '/': {
-      get: {
-        summary: 'The page: choose an image and watch its classification stream in, timestep by timestep',
-        ...publicRoute,
-        responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } },
-      },
-    },
-    '/page/app.js': {
-      get: {
-        summary: "The page's script",
-        ...publicRoute,
-        responses: {
-          200: { description: 'JavaScript', content: { 'text/javascript': { schema: { type: 'string' } } } },
-        },
-      },
-    },
-    '/page/style.css': {
-      get: {
-        summary: "The page's style sheet",
-        ...publicRoute,
-        responses: { 200: { description: 'CSS', content: { 'text/css': { schema: { type: 'string' } } } } },
-      },
-    },
+    '/metrics': publicGet('Prometheus metrics', 'text exposition format', 'text/plain'),
+    '/openapi.json': publicGet('This document', 'OpenAPI 3.1', 'application/json', { type: 'object' }),
+    '/docs': publicGet('This document, rendered (Swagger UI, served locally)', 'HTML', 'text/html'),
+    '/': publicGet(
+      'The page: choose an image and watch its classification stream in, timestep by timestep',
+      'HTML',
+      'text/html',
+    ),
+    '/page/app.js': publicGet("The page's script", 'JavaScript', 'text/javascript'),
+    '/page/style.css': publicGet("The page's style sheet", 'CSS', 'text/css'),
     '/v2': {
       get: {
         summary: 'Open Inference Protocol: server metadata',
