@@ -11,21 +11,36 @@ import { DEFAULT_MODEL_DIR } from '../config.js';
 import { PredictiveStepper } from '../engine/predictive-step.js';
 import { loadModel } from '../model/load-model.js';
 import { MANIFEST_FILE, parseManifest } from '../model/manifest.js';
-import { calibrate, DEFAULT_SPACE } from '../robustness/calibrate.js';
+import {
+  calibrate,
+  DEFAULT_SPACE,
+  finalRecommendation,
+  type Candidate,
+  type Measurement,
+} from '../robustness/calibrate.js';
 import { NOISE_CORRUPTIONS } from '../robustness/corruptions.js';
 import { stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { parseCli, wholeNumber } from './args.js';
 
-/** The validation split: the last 10 000 training images (the backbone saw them unperturbed). */
+/**
+ * The validation split: the last 10 000 training images (the backbone saw them unperturbed).
+ * The search draws from its first half, the confirmation of the finalists from its second.
+ */
 const VALIDATION = { from: 50_000, to: 60_000 };
+const SEARCH = { from: VALIDATION.from, to: 55_000 };
+const CONFIRM = { from: 55_000, to: VALIDATION.to };
 
 const usage = `usage: npm run calibrate -- [--name NAME] [--images N] [--timesteps T] [--model DIR] [--write] [--default]
 
   --name       profile to write (default robust)
-  --images     validation images per noise condition (default 200), from training images ${VALIDATION.from}..${VALIDATION.to - 1}
-  --clean-images  validation images for the clean condition (default 600): the clean constraint is a fine margin
+  --images     search images per noise condition (default 200), from training images ${SEARCH.from}..${SEARCH.to - 1}
+  --clean-images  search images for the clean condition (default 600): the clean constraint is a fine margin
   --severities noise severities evaluated (default 2,4)
+  --finalists  the search's best candidates measured again on training images ${CONFIRM.from}..${CONFIRM.to - 1} (default 5; 0: no confirmation)
+  --confirm-images        confirmation images per noise condition (default 400)
+  --confirm-clean-images  confirmation images for the clean condition (default 3000)
+  --confirm-tolerance     points of clean accuracy a finalist may lose on them (default 0.25: a safety margin under the 0.5 target)
   --timesteps  T (default 10)
   --write      write the profile (and the exported hyperparameters' recommended timesteps) into the manifest
   --default    also make it the model's default profile, if it beats the exported hyperparameters
@@ -38,6 +53,10 @@ const { values } = parseCli(
       images: { type: 'string' },
       'clean-images': { type: 'string' },
       severities: { type: 'string', default: '2,4' },
+      finalists: { type: 'string' },
+      'confirm-images': { type: 'string' },
+      'confirm-clean-images': { type: 'string' },
+      'confirm-tolerance': { type: 'string', default: '0.25' },
       timesteps: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
       write: { type: 'boolean', default: false },
@@ -52,6 +71,14 @@ const images = wholeNumber('images', values.images, 200);
 const cleanImages = wholeNumber('clean-images', values['clean-images'], 600);
 const timesteps = wholeNumber('timesteps', values.timesteps, 10);
 const batch = wholeNumber('batch', values.batch, 100);
+const finalists = wholeNumber('finalists', values.finalists, 5);
+const confirmImages = wholeNumber('confirm-images', values['confirm-images'], 400);
+const confirmCleanImages = wholeNumber('confirm-clean-images', values['confirm-clean-images'], 3000);
+const confirmTolerance = Number(values['confirm-tolerance']);
+if (!(confirmTolerance >= 0)) {
+  console.error(`--confirm-tolerance takes a number of points >= 0, got '${values['confirm-tolerance']}'`);
+  process.exit(2);
+}
 const severities = values.severities.split(',').map(Number);
 if (severities.some((s) => !Number.isInteger(s) || s < 1 || s > 5)) {
   console.error(`--severities takes numbers 1..5, got '${values.severities}'`);
@@ -66,18 +93,35 @@ const model = await loadModel(
 const { manifest } = model;
 const stepper = new PredictiveStepper(model);
 const data = await loadFashion('train');
-const indices = stratifiedIndices(data, images, VALIDATION.from, VALIDATION.to);
-const cleanIndices = stratifiedIndices(data, cleanImages, VALIDATION.from, VALIDATION.to);
+const indices = stratifiedIndices(data, images, SEARCH.from, SEARCH.to);
+const cleanIndices = stratifiedIndices(data, cleanImages, SEARCH.from, SEARCH.to);
+const confirm =
+  finalists > 0
+    ? {
+        indices: stratifiedIndices(data, confirmImages, CONFIRM.from, CONFIRM.to),
+        cleanIndices: stratifiedIndices(data, confirmCleanImages, CONFIRM.from, CONFIRM.to),
+        finalists,
+        cleanTolerance: confirmTolerance,
+        onFinalist: (c: Candidate, k: number) =>
+          console.error(`  finalist ${k} ${fmt(c.hyperparameters)}: ${report(c.confirmation!)}`),
+      }
+    : undefined;
 const conditions: Condition[] = NOISE_CORRUPTIONS.flatMap((corruption) =>
   severities.map((severity) => ({ corruption, severity })),
 );
 console.error(
-  `calibrating ${manifest.name} on validation images: ${cleanIndices.length} clean, ${indices.length} x ${conditions.length} noise conditions; t = 0..${timesteps}`,
+  `calibrating ${manifest.name} on validation images: ${cleanIndices.length} clean, ${indices.length} x ${conditions.length} noise conditions; t = 0..${timesteps}` +
+    (confirm
+      ? `; the best ${finalists} confirmed on ${confirm.cleanIndices.length} clean and ${confirm.indices.length} x ${conditions.length} other images`
+      : ''),
 );
-const fmt = (hs: { beta: number; lambda: number; alpha: number }[]) =>
-  hs.map((h) => `(${h.beta}, ${h.lambda}, ${h.alpha})`).join(' ');
 const started = performance.now();
-const { best, exported, candidates } = await calibrate(
+const {
+  best,
+  exported,
+  candidates,
+  finalists: finalistsOut,
+} = await calibrate(
   stepper,
   data,
   manifest.pcoders.map((pc) => pc.hyperparameters),
@@ -89,17 +133,17 @@ const { best, exported, candidates } = await calibrate(
     batch,
     space: DEFAULT_SPACE,
     onCandidate: (c, k) =>
-      console.error(
-        `  #${k} ${c.stage.padEnd(8)} ${fmt(c.hyperparameters)}: noise ${c.recommended.noiseGain >= 0 ? '+' : ''}${c.recommended.noiseGain.toFixed(2)} at t=${c.recommended.timesteps}, clean ${c.recommended.cleanChange >= 0 ? '+' : ''}${c.recommended.cleanChange.toFixed(2)}\n` +
-          `     clean ${curve(c.clean)}\n     noise ${curve(c.noiseMean)}`,
-      ),
+      console.error(`  #${k} ${c.stage.padEnd(8)} ${fmt(c.hyperparameters)}: ${report(c)}`),
+    ...(confirm ? { confirm } : {}),
   },
 );
 await model.release();
 const seconds = Math.round((performance.now() - started) / 1000);
+const chosen = finalRecommendation(best);
+const exportedChosen = finalRecommendation(exported);
 console.log(
-  `best: ${fmt(best.hyperparameters)} (beta, lambda, alpha per PCoder): noise mean +${best.recommended.noiseGain.toFixed(2)} points at t=${best.recommended.timesteps}, clean ${best.recommended.cleanChange.toFixed(2)}; ` +
-    `exported: +${exported.recommended.noiseGain.toFixed(2)} at t=${exported.recommended.timesteps}. ${candidates.length} candidates, ${seconds} s.`,
+  `best: ${fmt(best.hyperparameters)} (beta, lambda, alpha per PCoder): noise mean ${signed(chosen.noiseGain)} points at t=${chosen.timesteps}, clean ${signed(chosen.cleanChange)}; ` +
+    `exported: ${signed(exportedChosen.noiseGain)} at t=${exportedChosen.timesteps}${confirm ? ' (on the confirmation images)' : ''}. ${candidates.length} candidates, ${seconds} s.`,
 );
 
 if (values.write) {
@@ -107,16 +151,40 @@ if (values.write) {
   const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
   const calibration = {
     method:
-      'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = noise-mean accuracy gain over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0',
-    split: `Fashion-MNIST training images ${VALIDATION.from}..${VALIDATION.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition (the same number per class)`,
+      'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = noise-mean accuracy gain over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0' +
+      (confirm
+        ? `; then the ${finalists} best and the exported values measured again on other images, keeping clean accuracy within ${confirmTolerance} points, and the best there chosen`
+        : ''),
+    split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition (the same number per class)`,
     conditions: ['clean', ...conditions.map((c) => `${c.corruption}/${c.severity}`)],
     timesteps,
     space: DEFAULT_SPACE,
     validation: {
-      noiseGain: round(best.recommended.noiseGain),
-      cleanChange: round(best.recommended.cleanChange),
-      exportedNoiseGain: round(exported.recommended.noiseGain),
+      noiseGain: round(chosen.noiseGain),
+      cleanChange: round(chosen.cleanChange),
+      exportedNoiseGain: round(exportedChosen.noiseGain),
     },
+    ...(confirm
+      ? {
+          confirmation: {
+            split: `Fashion-MNIST training images ${CONFIRM.from}..${CONFIRM.to - 1}: ${confirm.cleanIndices.length} clean, ${confirm.indices.length} per noise condition`,
+            cleanTolerance: confirmTolerance,
+            finalists: (finalistsOut ?? []).map((c) => ({
+              hyperparameters: c.hyperparameters,
+              search: {
+                timesteps: c.recommended.timesteps,
+                noiseGain: round(c.recommended.noiseGain),
+                cleanChange: round(c.recommended.cleanChange),
+              },
+              timesteps: c.confirmation!.recommended.timesteps,
+              noiseGain: round(c.confirmation!.recommended.noiseGain),
+              cleanChange: round(c.confirmation!.recommended.cleanChange),
+              clean: c.confirmation!.clean.map(round4),
+              noiseMean: c.confirmation!.noiseMean.map(round4),
+            })),
+          },
+        }
+      : {}),
     candidates: candidates.map((c) => ({
       stage: c.stage,
       hyperparameters: c.hyperparameters,
@@ -129,12 +197,12 @@ if (values.write) {
   profiles[values.name] = {
     description: `calibrated for noisy inputs by npm run calibrate (${new Date().toISOString().slice(0, 10)})`,
     hyperparameters: best.hyperparameters,
-    recommendedTimesteps: best.recommended.timesteps,
+    recommendedTimesteps: chosen.timesteps,
     calibration,
   };
   raw['profiles'] = profiles;
-  raw['recommendedTimesteps'] = exported.recommended.timesteps;
-  if (values.default && best !== exported && best.recommended.noiseGain > exported.recommended.noiseGain)
+  raw['recommendedTimesteps'] = exportedChosen.timesteps;
+  if (values.default && best !== exported && chosen.noiseGain > exportedChosen.noiseGain)
     raw['defaultProfile'] = values.name;
   parseManifest(raw, file); // never write a manifest the server would refuse
   await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
@@ -143,10 +211,30 @@ if (values.write) {
   );
 }
 
+function fmt(hs: { beta: number; lambda: number; alpha: number }[]) {
+  return hs.map((h) => `(${h.beta}, ${h.lambda}, ${h.alpha})`).join(' ');
+}
+
+function report(m: Measurement) {
+  const r = m.recommended;
+  return (
+    `noise ${signed(r.noiseGain)} at t=${r.timesteps}, clean ${signed(r.cleanChange)}\n` +
+    `     clean ${curve(m.clean)}\n     noise ${curve(m.noiseMean)}`
+  );
+}
+
 function curve(values: number[]) {
   return values.map((v) => (v * 100).toFixed(1)).join(' ');
 }
 
+function signed(x: number) {
+  return `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+}
+
 function round(x: number) {
   return Math.round(x * 100) / 100;
+}
+
+function round4(x: number) {
+  return Math.round(x * 10_000) / 10_000;
 }

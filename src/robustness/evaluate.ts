@@ -91,6 +91,14 @@ export async function evaluate(
   return results;
 }
 
+/** One condition's results over two disjoint sets of images, as if measured at once. */
+export function mergeCounts(a: ConditionResult, b: ConditionResult | undefined): ConditionResult {
+  if (!b || b.count === 0) return a;
+  const count = a.count + b.count;
+  const correct = a.correct.map((c, t) => c + b.correct[t]!);
+  return { condition: a.condition, count, correct, accuracy: correct.map((c) => c / count) };
+}
+
 /**
  * `count` indices of `data`, the same number from every class (as far as the data allows),
  * spread over the whole set: a fixed, reproducible subset.

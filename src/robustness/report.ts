@@ -4,7 +4,10 @@ import { conditionName, type ConditionResult } from './evaluate.js';
 
 export interface Summary {
   timesteps: number;
+  /** images per corruption condition */
   images: number;
+  /** images of the clean condition, which may be more: its constraint is a fine margin */
+  cleanImages: number;
   clean: number[];
   /** per corruption, accuracy at t averaged over its severities */
   corruptions: Partial<Record<Corruption, number[]>>;
@@ -52,7 +55,8 @@ export function recommend(clean: number[], noiseMean: number[], cleanTolerance =
 export function summarise(results: readonly ConditionResult[]): Summary {
   const timesteps = results[0]!.accuracy.length - 1;
   const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
-  const clean = results.find((r) => r.condition.corruption === 'clean')?.accuracy ?? ts.map(() => NaN);
+  const cleanResult = results.find((r) => r.condition.corruption === 'clean');
+  const clean = cleanResult?.accuracy ?? ts.map(() => NaN);
   const of = (c: Corruption) => results.filter((r) => r.condition.corruption === c);
   const corruptions: Summary['corruptions'] = {};
   for (const c of CORRUPTIONS) {
@@ -76,7 +80,8 @@ export function summarise(results: readonly ConditionResult[]): Summary {
     });
   return {
     timesteps,
-    images: results[0]!.count,
+    images: (results.find((r) => r !== cleanResult) ?? results[0]!).count,
+    cleanImages: cleanResult?.count ?? 0,
     clean,
     corruptions,
     noiseMean,
@@ -96,7 +101,7 @@ export function markdown(results: readonly ConditionResult[], summary: Summary, 
   return [
     `## ${title}`,
     '',
-    `${summary.images} images per condition. Accuracy (%) per timestep; corruption means average the severities.`,
+    `${summary.images} images per condition${summary.cleanImages !== summary.images ? `, ${summary.cleanImages} for clean` : ''}. Accuracy (%) per timestep; corruption means average the severities.`,
     '',
     header,
     row('**clean**', summary.clean),

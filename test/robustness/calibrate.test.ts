@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictiveStepper } from '../../src/engine/predictive-step.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
-import { calibrate } from '../../src/robustness/calibrate.js';
+import { calibrate, finalRecommendation } from '../../src/robustness/calibrate.js';
 import { stratifiedIndices } from '../../src/robustness/evaluate.js';
 import { loadFashion } from '../../src/robustness/fashion-mnist.js';
 import { correlationDistance, representationDistances } from '../../src/robustness/representations.js';
@@ -46,6 +46,59 @@ describe('calibrate', () => {
       expect(best.recommended.noiseGain).toBeGreaterThanOrEqual(c.recommended.noiseGain);
     }
   }, 60_000);
+
+  it('confirms the best candidates and the exported values on other images, and picks the best there', async () => {
+    const data = await loadFashion('train');
+    const stepper = new PredictiveStepper(model);
+    const start = model.manifest.pcoders.map((pc) => pc.hyperparameters);
+    const seen: number[] = [];
+    const { best, exported, candidates, finalists } = await calibrate(stepper, data, start, {
+      indices: stratifiedIndices(data, 40, 50_000, 55_000),
+      cleanIndices: stratifiedIndices(data, 20, 50_000, 55_000),
+      conditions: [{ corruption: 'gaussian-noise', severity: 2 }],
+      timesteps: 3,
+      batch: 20,
+      space: {
+        shared: [[0.6, 0.3]],
+        perPCoder: [
+          [1, 0],
+          [0.8, 0.2],
+        ],
+        alpha: [],
+      },
+      confirm: {
+        indices: stratifiedIndices(data, 30, 55_000, 60_000),
+        cleanIndices: stratifiedIndices(data, 40, 55_000, 60_000),
+        finalists: 2,
+        // Not one clean image of 40 may change its answer.
+        cleanTolerance: 0,
+        onFinalist: (_, k) => seen.push(k),
+      },
+    });
+    expect(finalists).toBeDefined();
+    expect(finalists).toContain(exported);
+    expect(seen).toEqual(finalists!.map((_, k) => k + 1));
+    const ranked = candidates.filter((c) => c.recommended.noiseGain > 0 && c !== exported);
+    expect(ranked.length).toBeGreaterThan(2); // so that the choice of finalists is tested
+    expect(finalists!.length).toBe(3);
+    for (const c of candidates) expect(c.confirmation !== undefined).toBe(finalists!.includes(c));
+    // Finalists are the search's best: none left out scored above one taken.
+    const minTaken = Math.min(
+      ...finalists!.filter((c) => c !== exported).map((c) => c.recommended.noiseGain),
+    );
+    for (const c of ranked.filter((c) => !finalists!.includes(c)))
+      expect(c.recommended.noiseGain).toBeLessThanOrEqual(minTaken);
+    for (const c of finalists!) {
+      const m = c.confirmation!;
+      const t = m.recommended.timesteps;
+      // The confirmed recommendation is recomputed from the confirmation's own curves, under its tolerance.
+      expect(m.recommended.cleanChange).toBeCloseTo((m.clean[t]! - m.clean[0]!) * 100, 9);
+      expect(m.recommended.noiseGain).toBeCloseTo((m.noiseMean[t]! - m.noiseMean[0]!) * 100, 9);
+      expect(m.recommended.cleanChange).toBeGreaterThanOrEqual(-1e-9);
+      expect(finalRecommendation(best).noiseGain).toBeGreaterThanOrEqual(m.recommended.noiseGain);
+    }
+    expect(finalists).toContain(best);
+  }, 120_000);
 });
 
 describe('representation distances', () => {

@@ -15,6 +15,7 @@ import {
   argmax,
   evaluate,
   inputFor,
+  mergeCounts,
   stratifiedIndices,
   type ConditionResult,
 } from '../../src/robustness/evaluate.js';
@@ -75,6 +76,19 @@ describe('evaluate', () => {
     // 0017-coat (as Shirt) and 0023-ankle-boot (as Sandal) are misclassified: not every count is 8.
     expect(Math.min(...expected)).toBeLessThan(8);
   });
+
+  it('counts a condition over two sets of images as over their union', async () => {
+    const stepper = new PredictiveStepper(model);
+    const clean = [{ corruption: 'clean', severity: 0 } as const];
+    const options = { conditions: clean, timesteps: 2, batch: 8 };
+    const all = stratifiedIndices(test, 20);
+    const [whole] = await evaluate(stepper, test, { ...options, indices: all });
+    const [first] = await evaluate(stepper, test, { ...options, indices: all.slice(0, 7) });
+    const [rest] = await evaluate(stepper, test, { ...options, indices: all.slice(7) });
+    expect(mergeCounts(first!, rest)).toEqual(whole);
+    const [none] = await evaluate(stepper, test, { ...options, indices: [] });
+    expect(mergeCounts(whole!, none)).toBe(whole);
+  });
 });
 
 describe('summaries', () => {
@@ -111,6 +125,13 @@ describe('summaries', () => {
     });
     expect(recommend([0.9, 0.8], [0.5, 0.9]).timesteps).toBe(0);
     expect(recommend([0.9, 0.9, 0.9], [0.5, 0.6, 0.6]).timesteps).toBe(1);
+  });
+
+  it('count the clean images apart when there are more of them', () => {
+    const moreClean = { ...results[0]!, count: 500, correct: results[0]!.accuracy.map((a) => a * 500) };
+    const s = summarise([moreClean, ...results.slice(1)]);
+    expect([s.images, s.cleanImages]).toEqual([100, 500]);
+    expect(summarise(results).cleanImages).toBe(100);
   });
 
   it('draw a chart with a line and a legend entry per series', async () => {
