@@ -39,8 +39,9 @@ const usage = `usage: npm run calibrate -- [--name NAME] [--images N] [--timeste
   --severities noise severities evaluated (default 2,4)
   --finalists  the search's best candidates measured again on training images ${CONFIRM.from}..${CONFIRM.to - 1} (default 5; 0: no confirmation)
   --confirm-images        confirmation images per noise condition (default 400)
-  --confirm-clean-images  confirmation images for the clean condition (default 3000)
-  --confirm-tolerance     points of clean accuracy a finalist may lose on them (default 0.25: a safety margin under the 0.5 target)
+  --confirm-clean-images  confirmation images for the clean condition (default 5000: all of them)
+  --confirm-tolerance     points of clean accuracy a finalist may lose on them (default 0.5, the target)...
+  --confirm-margin        ...less this many standard errors of the paired clean change (default 1)
   --timesteps  T (default 10)
   --write      write the profile (and the exported hyperparameters' recommended timesteps) into the manifest
   --default    also make it the model's default profile, if it beats the exported hyperparameters
@@ -56,7 +57,8 @@ const { values } = parseCli(
       finalists: { type: 'string' },
       'confirm-images': { type: 'string' },
       'confirm-clean-images': { type: 'string' },
-      'confirm-tolerance': { type: 'string', default: '0.25' },
+      'confirm-tolerance': { type: 'string', default: '0.5' },
+      'confirm-margin': { type: 'string', default: '1' },
       timesteps: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
       write: { type: 'boolean', default: false },
@@ -73,12 +75,9 @@ const timesteps = wholeNumber('timesteps', values.timesteps, 10);
 const batch = wholeNumber('batch', values.batch, 100);
 const finalists = wholeNumber('finalists', values.finalists, 5);
 const confirmImages = wholeNumber('confirm-images', values['confirm-images'], 400);
-const confirmCleanImages = wholeNumber('confirm-clean-images', values['confirm-clean-images'], 3000);
-const confirmTolerance = Number(values['confirm-tolerance']);
-if (!(confirmTolerance >= 0)) {
-  console.error(`--confirm-tolerance takes a number of points >= 0, got '${values['confirm-tolerance']}'`);
-  process.exit(2);
-}
+const confirmCleanImages = wholeNumber('confirm-clean-images', values['confirm-clean-images'], 5000);
+const confirmTolerance = nonNegative('confirm-tolerance');
+const confirmMargin = nonNegative('confirm-margin');
 const severities = values.severities.split(',').map(Number);
 if (severities.some((s) => !Number.isInteger(s) || s < 1 || s > 5)) {
   console.error(`--severities takes numbers 1..5, got '${values.severities}'`);
@@ -102,6 +101,7 @@ const confirm =
         cleanIndices: stratifiedIndices(data, confirmCleanImages, CONFIRM.from, CONFIRM.to),
         finalists,
         cleanTolerance: confirmTolerance,
+        standardErrors: confirmMargin,
         onFinalist: (c: Candidate, k: number) =>
           console.error(`  finalist ${k} ${fmt(c.hyperparameters)}: ${report(c.confirmation!)}`),
       }
@@ -153,7 +153,7 @@ if (values.write) {
     method:
       'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = noise-mean accuracy gain over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0' +
       (confirm
-        ? `; then the ${finalists} best and the exported values measured again on other images, keeping clean accuracy within ${confirmTolerance} points, and the best there chosen`
+        ? `; then the ${finalists} best and the exported values measured again on other images, where clean accuracy must stay within ${confirmTolerance} points less ${confirmMargin} standard error(s) of the paired change, and the best there chosen`
         : ''),
     split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition (the same number per class)`,
     conditions: ['clean', ...conditions.map((c) => `${c.corruption}/${c.severity}`)],
@@ -169,6 +169,7 @@ if (values.write) {
           confirmation: {
             split: `Fashion-MNIST training images ${CONFIRM.from}..${CONFIRM.to - 1}: ${confirm.cleanIndices.length} clean, ${confirm.indices.length} per noise condition`,
             cleanTolerance: confirmTolerance,
+            standardErrors: confirmMargin,
             finalists: (finalistsOut ?? []).map((c) => ({
               hyperparameters: c.hyperparameters,
               search: {
@@ -180,6 +181,7 @@ if (values.write) {
               noiseGain: round(c.confirmation!.recommended.noiseGain),
               cleanChange: round(c.confirmation!.recommended.cleanChange),
               clean: c.confirmation!.clean.map(round4),
+              cleanChangeSE: c.confirmation!.cleanChangeSE.map(round),
               noiseMean: c.confirmation!.noiseMean.map(round4),
             })),
           },
@@ -211,6 +213,15 @@ if (values.write) {
   );
 }
 
+function nonNegative(name: 'confirm-tolerance' | 'confirm-margin') {
+  const x = Number(values[name]);
+  if (!(x >= 0)) {
+    console.error(`--${name} takes a number >= 0, got '${values[name]}'`);
+    process.exit(2);
+  }
+  return x;
+}
+
 function fmt(hs: { beta: number; lambda: number; alpha: number }[]) {
   return hs.map((h) => `(${h.beta}, ${h.lambda}, ${h.alpha})`).join(' ');
 }
@@ -218,7 +229,7 @@ function fmt(hs: { beta: number; lambda: number; alpha: number }[]) {
 function report(m: Measurement) {
   const r = m.recommended;
   return (
-    `noise ${signed(r.noiseGain)} at t=${r.timesteps}, clean ${signed(r.cleanChange)}\n` +
+    `noise ${signed(r.noiseGain)} at t=${r.timesteps}, clean ${signed(r.cleanChange)} (SE ${m.cleanChangeSE[r.timesteps]!.toFixed(2)})\n` +
     `     clean ${curve(m.clean)}\n     noise ${curve(m.noiseMean)}`
   );
 }

@@ -8,19 +8,22 @@
  * Every candidate sits at the edge of that constraint (most choose the last timestep that
  * still keeps clean accuracy), and the search picks the luckiest of them on its own images,
  * so the winner's clean change on new images lands on either side of the edge. The
- * confirmation stage measures the finalists again on images the search never saw, under a
- * stricter clean tolerance, and the best of them there wins.
+ * confirmation stage measures the finalists again on images the search never saw, where a
+ * timestep qualifies only if its clean change stays within the tolerance by a margin of
+ * standard errors of that change, and the best of them there wins.
  */
 import type { Hyperparameters, PredictiveStepper } from '../engine/predictive-step.js';
 import { evaluate, type Condition } from './evaluate.js';
 import type { Dataset } from './fashion-mnist.js';
-import { recommend, summarise, type Recommendation } from './report.js';
+import { changeStandardError, recommend, summarise, type Recommendation } from './report.js';
 
 export interface Measurement {
   recommended: Recommendation;
   /** noise-mean and clean accuracy per timestep */
   noiseMean: number[];
   clean: number[];
+  /** standard error (points) of the clean change from t = 0, per timestep */
+  cleanChangeSE: number[];
 }
 
 export interface Candidate extends Measurement {
@@ -78,8 +81,10 @@ export interface ConfirmOptions {
   cleanIndices: readonly number[];
   /** how many of the search's best candidates to confirm (the exported values always are) */
   finalists: number;
-  /** clean accuracy may fall at most this many points below t = 0 on these images */
+  /** clean accuracy may fall at most this many points below t = 0 on these images... */
   cleanTolerance: number;
+  /** ...less this many standard errors of the change (0: the estimate alone decides) */
+  standardErrors: number;
   /** called after each finalist */
   onFinalist?: (candidate: Candidate, index: number) => void;
 }
@@ -103,7 +108,7 @@ export async function calibrate(
     hyperparameters: Hyperparameters[],
     cleanIndices: readonly number[],
     indices: readonly number[],
-    cleanTolerance?: number,
+    margin?: { cleanTolerance: number; standardErrors: number },
   ): Promise<Measurement> => {
     const run = (indices: readonly number[], conditions: readonly Condition[]) =>
       evaluate(stepper, data, {
@@ -116,10 +121,15 @@ export async function calibrate(
     const clean = await run(cleanIndices, [{ corruption: 'clean', severity: 0 }]);
     const noisy = await run(indices, options.conditions);
     const summary = summarise([...clean, ...noisy]);
+    const cleanChangeSE = changeStandardError(clean[0]!);
+    const tolerance = margin
+      ? cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se)
+      : undefined;
     return {
-      recommended: recommend(summary.clean, summary.noiseMean, cleanTolerance),
+      recommended: recommend(summary.clean, summary.noiseMean, tolerance),
       noiseMean: summary.noiseMean,
       clean: summary.clean,
+      cleanChangeSE,
     };
   };
   const n = start.length;
@@ -175,12 +185,7 @@ export async function calibrate(
   if (!finalists.includes(exported)) finalists.push(exported);
   let confirmedBest = exported;
   for (const [k, c] of finalists.entries()) {
-    c.confirmation = await measure(
-      c.hyperparameters,
-      confirm.cleanIndices,
-      confirm.indices,
-      confirm.cleanTolerance,
-    );
+    c.confirmation = await measure(c.hyperparameters, confirm.cleanIndices, confirm.indices, confirm);
     confirm.onFinalist?.(c, k + 1);
   }
   for (const c of finalists)

@@ -23,6 +23,9 @@ export interface ConditionResult {
   correct: number[];
   /** correct[t] / count */
   accuracy: number[];
+  /** images right at t = 0 and wrong at t, and the other way round: what the dynamics changed */
+  lost: number[];
+  gained: number[];
 }
 
 export interface EvaluateOptions {
@@ -67,15 +70,22 @@ export async function evaluate(
   const results: ConditionResult[] = [];
   for (const condition of conditions) {
     const correct = new Array<number>(timesteps + 1).fill(0);
+    const lost = new Array<number>(timesteps + 1).fill(0);
+    const gained = new Array<number>(timesteps + 1).fill(0);
     for (let start = 0; start < indices.length; start += batch) {
       const chunk = indices.slice(start, start + batch);
       const samples: SampleState[] = chunk.map((index) =>
         newSample(inputFor(data, index, condition, spec), coefficients),
       );
+      const rightAtZero: boolean[] = [];
       for (let t = 0; t <= timesteps; t++) {
         const outputs = await stepper.step(samples);
         outputs.forEach((out, b) => {
-          if (argmax(out.logits) === data.labels[chunk[b]!]) correct[t]!++;
+          const right = argmax(out.logits) === data.labels[chunk[b]!];
+          if (t === 0) rightAtZero[b] = right;
+          if (right) correct[t]!++;
+          if (rightAtZero[b] && !right) lost[t]!++;
+          if (!rightAtZero[b] && right) gained[t]!++;
         });
         done += chunk.length;
         onProgress?.(done, total);
@@ -86,6 +96,8 @@ export async function evaluate(
       count: indices.length,
       correct,
       accuracy: correct.map((c) => c / indices.length),
+      lost,
+      gained,
     });
   }
   return results;
@@ -95,8 +107,16 @@ export async function evaluate(
 export function mergeCounts(a: ConditionResult, b: ConditionResult | undefined): ConditionResult {
   if (!b || b.count === 0) return a;
   const count = a.count + b.count;
-  const correct = a.correct.map((c, t) => c + b.correct[t]!);
-  return { condition: a.condition, count, correct, accuracy: correct.map((c) => c / count) };
+  const sum = (x: number[], y: number[]) => x.map((v, t) => v + y[t]!);
+  const correct = sum(a.correct, b.correct);
+  return {
+    condition: a.condition,
+    count,
+    correct,
+    accuracy: correct.map((c) => c / count),
+    lost: sum(a.lost, b.lost),
+    gained: sum(a.gained, b.gained),
+  };
 }
 
 /**

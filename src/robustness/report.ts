@@ -36,13 +36,19 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /**
  * The timestep with the best noise-mean accuracy among those whose clean accuracy stays within
- * `cleanTolerance` (points) of t = 0; the smallest such t on ties (fewer steps cost less).
+ * `cleanTolerance` (points; one for every t, or one per t) of t = 0; the smallest such t on
+ * ties (fewer steps cost less).
  */
-export function recommend(clean: number[], noiseMean: number[], cleanTolerance = 0.5): Recommendation {
+export function recommend(
+  clean: number[],
+  noiseMean: number[],
+  cleanTolerance: number | readonly number[] = 0.5,
+): Recommendation {
+  const tolerance = (t: number) => (typeof cleanTolerance === 'number' ? cleanTolerance : cleanTolerance[t]!);
   let best = 0;
   for (let t = 1; t < noiseMean.length; t++) {
     // (1e-9: a change of exactly the tolerance, e.g. one image in 200, must pass despite rounding)
-    const keepsClean = (clean[t]! - clean[0]!) * 100 >= -cleanTolerance - 1e-9;
+    const keepsClean = (clean[t]! - clean[0]!) * 100 >= -tolerance(t) - 1e-9;
     if (keepsClean && noiseMean[t]! > noiseMean[best]! + 1e-12) best = t;
   }
   return {
@@ -50,6 +56,18 @@ export function recommend(clean: number[], noiseMean: number[], cleanTolerance =
     noiseGain: (noiseMean[best]! - noiseMean[0]!) * 100,
     cleanChange: (clean[best]! - clean[0]!) * 100,
   };
+}
+
+/**
+ * The standard error, in points, of the accuracy change from t = 0 to each t, for paired
+ * answers on the same images: sqrt(b + c - (b - c)^2 / n) / n with b images lost and c gained.
+ */
+export function changeStandardError(result: ConditionResult): number[] {
+  const n = result.count;
+  return result.lost.map((b, t) => {
+    const c = result.gained[t]!;
+    return n > 0 ? (Math.sqrt(Math.max(0, b + c - (b - c) ** 2 / n)) / n) * 100 : NaN;
+  });
 }
 
 export function summarise(results: readonly ConditionResult[]): Summary {

@@ -72,6 +72,7 @@ describe('calibrate', () => {
         finalists: 2,
         // Not one clean image of 40 may change its answer.
         cleanTolerance: 0,
+        standardErrors: 0,
         onFinalist: (_, k) => seen.push(k),
       },
     });
@@ -95,6 +96,8 @@ describe('calibrate', () => {
       expect(m.recommended.cleanChange).toBeCloseTo((m.clean[t]! - m.clean[0]!) * 100, 9);
       expect(m.recommended.noiseGain).toBeCloseTo((m.noiseMean[t]! - m.noiseMean[0]!) * 100, 9);
       expect(m.recommended.cleanChange).toBeGreaterThanOrEqual(-1e-9);
+      expect(m.cleanChangeSE).toHaveLength(4);
+      expect(m.cleanChangeSE[0]).toBe(0);
       expect(finalRecommendation(best).noiseGain).toBeGreaterThanOrEqual(m.recommended.noiseGain);
     }
     expect(finalists).toContain(best);

@@ -20,7 +20,7 @@ import {
   type ConditionResult,
 } from '../../src/robustness/evaluate.js';
 import { loadFashion, type Dataset } from '../../src/robustness/fashion-mnist.js';
-import { recommend, summarise } from '../../src/robustness/report.js';
+import { changeStandardError, recommend, summarise } from '../../src/robustness/report.js';
 import { openModel } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
 
@@ -73,6 +73,14 @@ describe('evaluate', () => {
       (_, t) => golden.cases.filter((c) => argmax(c.logits[t]!) === test.labels[indexOf(c.name)]).length,
     );
     expect(result!.correct).toEqual(expected);
+    const right = (c: Golden['cases'][number], t: number) =>
+      argmax(c.logits[t]!) === test.labels[indexOf(c.name)];
+    expect(result!.lost).toEqual(
+      expected.map((_, t) => golden.cases.filter((c) => right(c, 0) && !right(c, t)).length),
+    );
+    expect(result!.gained).toEqual(
+      expected.map((_, t) => golden.cases.filter((c) => !right(c, 0) && right(c, t)).length),
+    );
     // 0017-coat (as Shirt) and 0023-ankle-boot (as Sandal) are misclassified: not every count is 8.
     expect(Math.min(...expected)).toBeLessThan(8);
   });
@@ -98,6 +106,8 @@ describe('summaries', () => {
       count: 100,
       correct: accuracy.map((a) => a * 100),
       accuracy,
+      lost: accuracy.map(() => 0),
+      gained: accuracy.map(() => 0),
     }) as ConditionResult;
   const results = [
     result('clean', 0, [0.9, 0.9, 0.895, 0.88]),
@@ -125,6 +135,17 @@ describe('summaries', () => {
     });
     expect(recommend([0.9, 0.8], [0.5, 0.9]).timesteps).toBe(0);
     expect(recommend([0.9, 0.9, 0.9], [0.5, 0.6, 0.6]).timesteps).toBe(1);
+    // A tolerance per timestep: t = 2 (-0.5) qualifies under 0.5 but not under 0.4.
+    expect(recommend(results[0]!.accuracy, [0.5, 0.6, 0.7, 0.8], [0.5, 0.5, 0.4, 0.4]).timesteps).toBe(1);
+  });
+
+  it('give the standard error of a paired accuracy change from the images lost and gained', () => {
+    // 1000 images; at t = 1, 10 lost and 4 gained: sqrt(14 - 36/1000) / 1000 = 0.3737 points.
+    const r = { ...results[0]!, count: 1000, lost: [0, 10, 0], gained: [0, 4, 0] };
+    const se = changeStandardError(r);
+    expect(se[0]).toBe(0);
+    expect(se[1]).toBeCloseTo(0.37368, 4);
+    expect(se[2]).toBe(0);
   });
 
   it('count the clean images apart when there are more of them', () => {
