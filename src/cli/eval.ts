@@ -120,7 +120,13 @@ try {
     severities: Object.fromEntries(CORRUPTIONS.map((c) => [c, { ...SEVERITIES[c], used: severities }])),
     seconds: Math.round(seconds),
     summary,
-    conditions: results.map((r) => ({ ...r.condition, accuracy: r.accuracy, correct: r.correct })),
+    conditions: results.map((r) => ({
+      ...r.condition,
+      accuracy: r.accuracy,
+      correct: r.correct,
+      lost: r.lost,
+      gained: r.gained,
+    })),
   };
   const svg = accuracyChart(summary, title);
   await writeFile(path.join(out, 'results.json'), JSON.stringify(report, null, 2) + '\n');
@@ -130,7 +136,7 @@ try {
   const r = summary.recommended;
   console.log(
     `${manifest.name} (${profile}): clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0; noise mean ${(summary.noiseMean[0]! * 100).toFixed(2)}% at t=0, ` +
-      `${(summary.noiseMean[r.timesteps]! * 100).toFixed(2)}% at t=${r.timesteps} (${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)}); ` +
+      `${(summary.noiseMean[r.timesteps]! * 100).toFixed(2)}% at t=${r.timesteps} (${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)} ± ${summary.cleanChangeSE[r.timesteps]!.toFixed(2)} SE); ` +
       `relative mCE at t=${r.timesteps}: ${(summary.relativeMCE[r.timesteps]! * 100).toFixed(1)}%. ` +
       `Clean on the ${indices.length} corruption images alone: ${(cleanOnSubset.accuracy[0]! * 100).toFixed(2)}% -> ${(cleanOnSubset.accuracy[r.timesteps]! * 100).toFixed(2)}%. ` +
       `${Math.round(seconds)} s. Written to ${out}/`,

@@ -8,6 +8,8 @@ export interface Summary {
   images: number;
   /** images of the clean condition, which may be more: its constraint is a fine margin */
   cleanImages: number;
+  /** standard error (points) of the clean change from t = 0, per t */
+  cleanChangeSE: number[];
   clean: number[];
   /** per corruption, accuracy at t averaged over its severities */
   corruptions: Partial<Record<Corruption, number[]>>;
@@ -100,6 +102,7 @@ export function summarise(results: readonly ConditionResult[]): Summary {
     timesteps,
     images: (results.find((r) => r !== cleanResult) ?? results[0]!).count,
     cleanImages: cleanResult?.count ?? 0,
+    cleanChangeSE: cleanResult ? changeStandardError(cleanResult) : ts.map(() => NaN),
     clean,
     corruptions,
     noiseMean,
@@ -123,12 +126,13 @@ export function markdown(results: readonly ConditionResult[], summary: Summary, 
     '',
     header,
     row('**clean**', summary.clean),
+    row('clean change, SE (points)', summary.cleanChangeSE, (x) => x.toFixed(2)),
     ...Object.entries(summary.corruptions).map(([c, values]) => row(`**${c}** (mean)`, values)),
     row('**noise mean**', summary.noiseMean),
     row('relative mCE, all (%)', summary.relativeMCE, (x) => (x * 100).toFixed(1)),
     row('relative mCE, noise (%)', summary.noiseRelativeMCE, (x) => (x * 100).toFixed(1)),
     '',
-    `Best timestep on these images (noise mean, clean within 0.5 points): **${r.timesteps}** (noise mean ${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points over t = 0, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)}).`,
+    `Best timestep on these images (noise mean, clean within 0.5 points): **${r.timesteps}** (noise mean ${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points over t = 0, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)} ± ${summary.cleanChangeSE[r.timesteps]!.toFixed(2)} SE).`,
     '',
     '### Every condition',
     '',
