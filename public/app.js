@@ -90,7 +90,8 @@ async function loadModel() {
   const select = $('profile');
   select.replaceChildren(
     ...model.profiles.map((p) => {
-      const option = new Option(`${p.name} (${p.recommendedTimesteps ?? p.defaultTimesteps} steps)`, p.name);
+      const steps = p.recommendedTimesteps ?? p.defaultTimesteps;
+      const option = new Option(`${p.name} (${steps} ${steps === 1 ? 'timestep' : 'timesteps'})`, p.name);
       option.title = p.description ?? '';
       return option;
     }),
