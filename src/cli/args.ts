@@ -48,5 +48,6 @@ export async function openModelWithProfile(dir: string, profile: string | undefi
     process.exit(2);
   }
   const stepper = new PredictiveStepper(model);
-  return { model, stepper, profile: name, hyperparameters: profiles[name]!.hyperparameters };
+  const { hyperparameters, recommendedTimesteps } = profiles[name]!;
+  return { model, stepper, profile: name, hyperparameters, recommendedTimesteps };
 }

@@ -12,7 +12,7 @@ import { CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
 import { evaluate, mergeCounts, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { progressReporter } from '../robustness/progress.js';
-import { markdown, summarise } from '../robustness/report.js';
+import { changeAt, describeChange, markdown, summarise } from '../robustness/report.js';
 import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
 
 const usage = `usage: npm run eval -- [--quick] [--profile NAME] [--images N] [--timesteps T] [--model DIR] [--out DIR]
@@ -57,7 +57,7 @@ const batch = Math.max(1, wholeNumber('batch', values.batch, 100));
 const threads = wholeNumber('threads', values.threads, 2);
 const severities = values.quick ? [1, 3, 5] : [1, 2, 3, 4, 5];
 
-const { model, stepper, profile, hyperparameters } = await openModelWithProfile(
+const { model, stepper, profile, hyperparameters, recommendedTimesteps } = await openModelWithProfile(
   values.model,
   values.profile,
   threads,
@@ -102,6 +102,11 @@ try {
   const cleanOnSubset = onSubset[0]!;
   const results = [mergeCounts(cleanOnSubset, moreResult), ...onSubset.slice(1)];
   const seconds = (performance.now() - started) / 1000;
+  // The profile's own recommendation (from validation images), when this run reaches it.
+  const recommended =
+    recommendedTimesteps !== undefined && recommendedTimesteps <= timesteps
+      ? recommendedTimesteps
+      : undefined;
   const summary = summarise(results);
   const title = `${manifest.name}, profile ${profile}: accuracy over timesteps (${indices.length} test images per condition, ${cleanIndices.length} clean)`;
   await mkdir(out, { recursive: true });
@@ -117,6 +122,7 @@ try {
     // What the clean condition gives on the corruption images alone, for comparison.
     cleanOnCorruptionImages: cleanOnSubset.accuracy,
     timesteps,
+    recommendedTimesteps: recommendedTimesteps ?? null,
     severities: Object.fromEntries(CORRUPTIONS.map((c) => [c, { ...SEVERITIES[c], used: severities }])),
     seconds: Math.round(seconds),
     summary,
@@ -128,17 +134,25 @@ try {
       gained: r.gained,
     })),
   };
-  const svg = accuracyChart(summary, title);
+  const svg = accuracyChart(
+    summary,
+    title,
+    recommended !== undefined ? { timesteps: recommended, label: 'recommended' } : undefined,
+  );
   await writeFile(path.join(out, 'results.json'), JSON.stringify(report, null, 2) + '\n');
-  await writeFile(path.join(out, 'results.md'), markdown(results, summary, title));
+  await writeFile(path.join(out, 'results.md'), markdown(results, summary, title, recommended));
   await writeFile(path.join(out, 'accuracy.svg'), svg);
   await writeFile(path.join(out, 'accuracy.png'), await svgToPng(svg));
-  const r = summary.recommended;
+  const best = summary.recommended.timesteps;
+  const marked = recommended ?? best;
   console.log(
-    `${manifest.name} (${profile}): clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0; noise mean ${(summary.noiseMean[0]! * 100).toFixed(2)}% at t=0, ` +
-      `${(summary.noiseMean[r.timesteps]! * 100).toFixed(2)}% at t=${r.timesteps} (${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)} ± ${summary.cleanChangeSE[r.timesteps]!.toFixed(2)} SE); ` +
-      `relative mCE at t=${r.timesteps}: ${(summary.relativeMCE[r.timesteps]! * 100).toFixed(1)}%. ` +
-      `Clean on the ${indices.length} corruption images alone: ${(cleanOnSubset.accuracy[0]! * 100).toFixed(2)}% -> ${(cleanOnSubset.accuracy[r.timesteps]! * 100).toFixed(2)}%. ` +
+    `${manifest.name} (${profile}): clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, noise mean ${(summary.noiseMean[0]! * 100).toFixed(2)}%. ` +
+      (recommended !== undefined
+        ? `At the recommended t=${recommended}: ${describeChange(changeAt(summary, recommended))}. `
+        : '') +
+      `Best here, t=${best}: ${describeChange(changeAt(summary, best))}. ` +
+      `Relative mCE at t=${marked}: ${(summary.relativeMCE[marked]! * 100).toFixed(1)}%. ` +
+      `Clean on the ${indices.length} corruption images alone: ${(cleanOnSubset.accuracy[0]! * 100).toFixed(2)}% -> ${(cleanOnSubset.accuracy[marked]! * 100).toFixed(2)}% at t=${marked}. ` +
       `${Math.round(seconds)} s. Written to ${out}/`,
   );
 } finally {

@@ -6,7 +6,21 @@ const COLOURS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02
 
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-export function accuracyChart(summary: Summary, title: string): string {
+/** The timestep the chart marks, and the legend reads its values at. */
+export interface Marker {
+  timesteps: number;
+  label: string;
+}
+
+/**
+ * Accuracy against timestep, one line per series; marks `marker` (by default the best
+ * timestep on these images) and gives each series' t = 0 and marked values in the legend.
+ */
+export function accuracyChart(
+  summary: Summary,
+  title: string,
+  marker: Marker = { timesteps: summary.recommended.timesteps, label: 'best here' },
+): string {
   const width = 940;
   const height = 460;
   const plot = { left: 60, top: 40, right: 600, bottom: 400 };
@@ -45,10 +59,10 @@ export function accuracyChart(summary: Summary, title: string): string {
     `<text x="${(plot.left + plot.right) / 2}" y="${plot.bottom + 40}" text-anchor="middle">timestep</text>`,
     `<text transform="translate(16 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">accuracy</text>`,
   );
-  const best = summary.recommended.timesteps;
+  const marked = marker.timesteps;
   parts.push(
-    `<line x1="${x(best)}" x2="${x(best)}" y1="${plot.top}" y2="${plot.bottom}" stroke="#888" stroke-dasharray="2 3"/>`,
-    `<text x="${x(best) + 4}" y="${plot.bottom - 6}" fill="#555">best here: t = ${best}</text>`,
+    `<line x1="${x(marked)}" x2="${x(marked)}" y1="${plot.top}" y2="${plot.bottom}" stroke="#888" stroke-dasharray="2 3"/>`,
+    `<text x="${x(marked) + 4}" y="${plot.bottom - 6}" fill="#555">${escape(marker.label)}: t = ${marked}</text>`,
   );
   series.forEach((s, k) => {
     const points = s.values.map((a, t) => `${x(t).toFixed(1)},${y(a).toFixed(1)}`).join(' ');
@@ -58,7 +72,7 @@ export function accuracyChart(summary: Summary, title: string): string {
     const ly = plot.top + 10 + k * 22;
     parts.push(
       `<line x1="${plot.right + 20}" x2="${plot.right + 50}" y1="${ly}" y2="${ly}" stroke="${s.colour}" stroke-width="${s.bold ? 3 : 2}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
-      `<text x="${plot.right + 58}" y="${ly + 4}">${escape(s.name)} (${(s.values[0]! * 100).toFixed(1)} → ${(s.values[best]! * 100).toFixed(1)})</text>`,
+      `<text x="${plot.right + 58}" y="${ly + 4}">${escape(s.name)} (${(s.values[0]! * 100).toFixed(1)} → ${(s.values[marked]! * 100).toFixed(1)})</text>`,
     );
   });
   parts.push('</svg>');

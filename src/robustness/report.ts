@@ -114,7 +114,33 @@ export function summarise(results: readonly ConditionResult[]): Summary {
 
 const pct = (x: number) => (x * 100).toFixed(1);
 
-export function markdown(results: readonly ConditionResult[], summary: Summary, title: string): string {
+/** The noise-mean and clean change from t = 0 to `t`, in points, and the clean change's SE. */
+export function changeAt(summary: Summary, t: number): Recommendation & { cleanChangeSE: number } {
+  return {
+    timesteps: t,
+    noiseGain: (summary.noiseMean[t]! - summary.noiseMean[0]!) * 100,
+    cleanChange: (summary.clean[t]! - summary.clean[0]!) * 100,
+    cleanChangeSE: summary.cleanChangeSE[t]!,
+  };
+}
+
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+
+/** One line: the changes at a timestep. */
+export function describeChange(c: ReturnType<typeof changeAt>): string {
+  return `noise mean ${signed(c.noiseGain)} points over t = 0, clean ${signed(c.cleanChange)} ± ${c.cleanChangeSE.toFixed(2)} SE`;
+}
+
+/**
+ * The report's tables; with `recommendedTimesteps` (the profile's, chosen on validation
+ * images) also the changes at that timestep, apart from the best one on these images.
+ */
+export function markdown(
+  results: readonly ConditionResult[],
+  summary: Summary,
+  title: string,
+  recommendedTimesteps?: number,
+): string {
   const ts = Array.from({ length: summary.timesteps + 1 }, (_, t) => t);
   const header = `| | ${ts.map((t) => `t=${t}`).join(' | ')} |\n|---|${ts.map(() => '---:').join('|')}|`;
   const row = (name: string, values: number[], fmt = pct) => `| ${name} | ${values.map(fmt).join(' | ')} |`;
@@ -132,7 +158,13 @@ export function markdown(results: readonly ConditionResult[], summary: Summary, 
     row('relative mCE, all (%)', summary.relativeMCE, (x) => (x * 100).toFixed(1)),
     row('relative mCE, noise (%)', summary.noiseRelativeMCE, (x) => (x * 100).toFixed(1)),
     '',
-    `Best timestep on these images (noise mean, clean within 0.5 points): **${r.timesteps}** (noise mean ${r.noiseGain >= 0 ? '+' : ''}${r.noiseGain.toFixed(2)} points over t = 0, clean ${r.cleanChange >= 0 ? '+' : ''}${r.cleanChange.toFixed(2)} ± ${summary.cleanChangeSE[r.timesteps]!.toFixed(2)} SE).`,
+    ...(recommendedTimesteps !== undefined && recommendedTimesteps <= summary.timesteps
+      ? [
+          `At the profile's recommended timesteps, **${recommendedTimesteps}**: ${describeChange(changeAt(summary, recommendedTimesteps))}.`,
+          '',
+        ]
+      : []),
+    `Best timestep on these images (noise mean, clean within 0.5 points): **${r.timesteps}** (${describeChange(changeAt(summary, r.timesteps))}).`,
     '',
     '### Every condition',
     '',

@@ -20,7 +20,7 @@ import {
   type ConditionResult,
 } from '../../src/robustness/evaluate.js';
 import { loadFashion, type Dataset } from '../../src/robustness/fashion-mnist.js';
-import { changeStandardError, recommend, summarise } from '../../src/robustness/report.js';
+import { changeStandardError, markdown, recommend, summarise } from '../../src/robustness/report.js';
 import { openModel } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
 
@@ -162,5 +162,23 @@ describe('summaries', () => {
       expect(svg).toContain(name);
     const png = await svgToPng(svg);
     expect(png.subarray(1, 4).toString('ascii')).toBe('PNG');
+  });
+
+  it('mark a given timestep instead, with the legend read at it', () => {
+    const svg = accuracyChart(summarise(results), 'test chart', { timesteps: 1, label: 'recommended' });
+    expect(svg).toContain('recommended: t = 1');
+    expect(svg).not.toContain('best here');
+    expect(svg).toContain('clean (90.0 → 90.0)');
+    expect(svg).toContain('gaussian-noise (50.0 → 60.0)');
+  });
+
+  it('report the changes at the recommended timestep apart from the best one here', () => {
+    const md = markdown(results, summarise(results), 'test', 1);
+    // t = 1: noise mean (0.7 + 0.5) / 2 = 0.6 against 0.5 at t = 0; clean unchanged.
+    expect(md).toContain(
+      "At the profile's recommended timesteps, **1**: noise mean +10.00 points over t = 0, clean +0.00 ± 0.00 SE.",
+    );
+    expect(md).toContain('Best timestep on these images (noise mean, clean within 0.5 points): **2**');
+    expect(markdown(results, summarise(results), 'test')).not.toContain('recommended timesteps');
   });
 });
