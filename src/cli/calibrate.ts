@@ -19,6 +19,7 @@ import {
   type Measurement,
 } from '../robustness/calibrate.js';
 import { NOISE_CORRUPTIONS } from '../robustness/corruptions.js';
+import { signed } from '../robustness/report.js';
 import { stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { parseCli, wholeNumber } from './args.js';
@@ -236,10 +237,6 @@ function report(m: Measurement) {
 
 function curve(values: number[]) {
   return values.map((v) => (v * 100).toFixed(1)).join(' ');
-}
-
-function signed(x: number) {
-  return `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
 }
 
 function round(x: number) {

@@ -20,7 +20,7 @@ const usage = `usage: npm run eval -- [--quick] [--profile NAME] [--images N] [-
   --quick      100 images per condition, severities 1, 3 and 5 (about a minute)
   --images     test images per condition, the same number from every class (default 600)
   --clean-images  test images for the clean condition (default 5000; at least --images): the
-               clean constraint is a fine margin, and one clean image costs a 20th of the rest
+               clean constraint is a fine margin, and one clean image costs a 31st of one image under every condition
   --timesteps  T: accuracy is reported for t = 0..T (default 10)
   --profile    the model's hyperparameter profile (default: the model's default profile)
   --model      model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})

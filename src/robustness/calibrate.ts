@@ -15,7 +15,7 @@
 import type { Hyperparameters, PredictiveStepper } from '../engine/predictive-step.js';
 import { evaluate, type Condition } from './evaluate.js';
 import type { Dataset } from './fashion-mnist.js';
-import { changeStandardError, recommend, summarise, type Recommendation } from './report.js';
+import { recommend, summarise, type Recommendation } from './report.js';
 
 export interface Measurement {
   recommended: Recommendation;
@@ -121,12 +121,16 @@ export async function calibrate(
     const clean = await run(cleanIndices, [{ corruption: 'clean', severity: 0 }]);
     const noisy = await run(indices, options.conditions);
     const summary = summarise([...clean, ...noisy]);
-    const cleanChangeSE = changeStandardError(clean[0]!);
-    const tolerance = margin
-      ? cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se)
-      : undefined;
+    const { cleanChangeSE } = summary;
     return {
-      recommended: recommend(summary.clean, summary.noiseMean, tolerance),
+      // Without a margin, the summary's own recommendation (clean within 0.5 points) is the score.
+      recommended: margin
+        ? recommend(
+            summary.clean,
+            summary.noiseMean,
+            cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se),
+          )
+        : summary.recommended,
       noiseMean: summary.noiseMean,
       clean: summary.clean,
       cleanChangeSE,

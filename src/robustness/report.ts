@@ -124,7 +124,8 @@ export function changeAt(summary: Summary, t: number): Recommendation & { cleanC
   };
 }
 
-const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+/** A change in points, with its sign. */
+export const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
 
 /** One line: the changes at a timestep. */
 export function describeChange(c: ReturnType<typeof changeAt>): string {
