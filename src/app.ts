@@ -13,8 +13,10 @@ import { errorBody, errors } from './errors.js';
 import { installApiKeyAuth } from './http/api-key.js';
 import { answerError } from './http/answer-error.js';
 import { installDeadline } from './http/deadline.js';
+import { installRequestLifetime } from './http/request-lifetime.js';
 import './http/route-config.js';
-import type { Config } from './config.js';
+import { httpServerSettings, type Config } from './config.js';
+import { answerUnknownExpectations, clientErrorHandler } from './http/connection-errors.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import classifyRoutes from './routes/classify.js';
 import healthRoutes from './routes/health.js';
@@ -65,12 +67,21 @@ export async function buildApp({
     bodyLimit: config.JSON_BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     logController: new OneLinePerRequest(),
+    ...httpServerSettings(config),
+    clientErrorHandler: clientErrorHandler(config.HEADERS_TIMEOUT_MS),
   });
+  answerUnknownExpectations(app.server);
+
+  // First, so that every later hook can hang what it takes on the request's lifetime.
+  installRequestLifetime(app);
 
   // While draining, keep-alive connections must not hold the server open after their
   // in-flight request has been answered.
-  app.addHook('onSend', async (_request, reply) => {
-    if (state.closing) reply.header('connection', 'close');
+  // An answer given before the body has arrived (a 415, a 401, a refusal for load) closes the
+  // connection too: otherwise the rest of the body is read, and a client dribbling it holds
+  // the connection, each byte resetting the keep-alive timer.
+  app.addHook('onSend', async (request, reply) => {
+    if (state.closing || !request.raw.complete) reply.header('connection', 'close');
   });
 
   // Headers for browsers: no sniffing, no framing, no referrer, scripts only from here.

@@ -48,6 +48,10 @@ const schema = z
     BODY_LIMIT_BYTES: integer('BODY_LIMIT_BYTES', 1024, 1 << 30, 10 * 1024 * 1024),
     JSON_BODY_LIMIT_BYTES: integer('JSON_BODY_LIMIT_BYTES', 1024, 1 << 30, 1024 * 1024),
     REQUEST_TIMEOUT_MS: integer('REQUEST_TIMEOUT_MS', 0, 3_600_000, 30_000),
+    HEADERS_TIMEOUT_MS: integer('HEADERS_TIMEOUT_MS', 100, 600_000, 10_000),
+    // Longer than the idle timeout of common load balancers (60 s), so that they, not we,
+    // close idle connections and never send on one we are closing.
+    KEEP_ALIVE_TIMEOUT_MS: integer('KEEP_ALIVE_TIMEOUT_MS', 100, 3_600_000, 72_000),
     EVENT_LOOP_MAX_DELAY_MS: integer('EVENT_LOOP_MAX_DELAY_MS', 0, 60_000, 1000),
     // Keys are never echoed back in errors: only their length is checked.
     API_KEYS: commaList()
@@ -103,6 +107,25 @@ export const FALLBACK_TIMESTEPS = 8;
 /** What a request that names no timesteps gets: config, else the profile's recommendation. */
 export function defaultTimesteps(config: Config, recommended: number | undefined): number {
   return Math.min(config.DEFAULT_TIMESTEPS ?? recommended ?? FALLBACK_TIMESTEPS, config.MAX_TIMESTEPS);
+}
+
+/**
+ * The HTTP server's own limits. Our deadline (REQUEST_TIMEOUT_MS) starts when a request's
+ * headers are in and answers in JSON; Node's request limit counts from the request's first
+ * byte, so it is set a second beyond both, as the backstop for what the deadline cannot
+ * answer. Node checks its limits on an interval, by default 30 s: here often enough that a
+ * header timeout holds to within a quarter of itself.
+ */
+export function httpServerSettings(config: Config) {
+  const { HEADERS_TIMEOUT_MS: headers, REQUEST_TIMEOUT_MS: request } = config;
+  return {
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
+    requestTimeout: request > 0 ? headers + request + 1000 : 0,
+    http: {
+      headersTimeout: headers,
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(headers / 4))),
+    },
+  };
 }
 
 /** The engine's part of the configuration. */

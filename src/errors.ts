@@ -135,6 +135,26 @@ export const errors = {
     408,
     (ms: number) => `the request body did not arrive within ${ms} ms`,
   ),
+  headersTimeout: define(
+    'PREDIFY_ERR_HEADERS_TIMEOUT',
+    408,
+    (ms: number) => `the request headers did not arrive within ${ms} ms`,
+  ),
+  headersTooLarge: define(
+    'PREDIFY_ERR_HEADERS_TOO_LARGE',
+    431,
+    () => 'the request headers are larger than the server accepts',
+  ),
+  malformedHttp: define(
+    'PREDIFY_ERR_MALFORMED_HTTP',
+    400,
+    (detail: string) => `malformed HTTP request: ${detail}`,
+  ),
+  expectationFailed: define(
+    'PREDIFY_ERR_EXPECTATION_FAILED',
+    417,
+    (value: string) => `unsupported Expect header '${value}': only 100-continue is understood`,
+  ),
   answerTimeout: define(
     'PREDIFY_ERR_TIMEOUT',
     504,

@@ -15,6 +15,8 @@ describe('loadConfig', () => {
       BODY_LIMIT_BYTES: 10 * 1024 * 1024,
       JSON_BODY_LIMIT_BYTES: 1024 * 1024,
       REQUEST_TIMEOUT_MS: 30_000,
+      HEADERS_TIMEOUT_MS: 10_000,
+      KEEP_ALIVE_TIMEOUT_MS: 72_000,
       EVENT_LOOP_MAX_DELAY_MS: 1000,
       API_KEYS: [],
       CORS_ORIGINS: [],

@@ -1,6 +1,7 @@
 /**
  * One deadline per request, from the moment its headers have arrived: a body still arriving
- * when it passes is a 408, a request still queued or computing is a 504 and leaves the engine.
+ * when it passes is a 408, a request still queued or computing is a 504 and leaves the engine,
+ * and an answer the client has not taken by then is dropped with its connection.
  * (Fastify's own handlerTimeout is cleared as soon as the body has been read, which is when
  * our work starts, so it cannot serve here.)
  */
@@ -21,9 +22,11 @@ export function installDeadline(app: FastifyInstance, ms: number): void {
     const controller = new AbortController();
     request.deadline = controller.signal;
     const timer = setTimeout(() => {
-      if (reply.sent) return;
+      // An answer written but still not taken by the client by now never will be.
+      if (reply.sent) return void (reply.raw.writableFinished || reply.raw.destroy());
       const err = request.raw.complete ? errors.answerTimeout(ms) : errors.requestTimeout(ms);
       controller.abort(err);
+      request.lifetime.abandon(err);
       request.log.warn({ code: err.code, ms }, err.message);
       // A stream that has begun cannot change its status any more: it is cut instead.
       if (reply.raw.headersSent) return void reply.raw.destroy(err);
@@ -33,7 +36,7 @@ export function installDeadline(app: FastifyInstance, ms: number): void {
         .header('connection', 'close')
         .send(errorBody(err.statusCode, err.message, err.code));
     }, ms);
-    reply.raw.once('close', () => clearTimeout(timer));
+    request.lifetime.finally(() => clearTimeout(timer));
   });
 }
 

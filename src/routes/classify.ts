@@ -49,11 +49,11 @@ export default async function classifyRoutes(
   // by the engine. Under a flood this keeps the cores for the requests already admitted.
   const capacity = config.MAX_QUEUE > 0 ? config.MAX_QUEUE + config.BATCH_MAX_SIZE : Infinity;
   let inFlight = 0;
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async (request) => {
     if (inFlight >= capacity) throw errors.overloaded(inFlight);
     inFlight++;
     metrics.classifyInFlight.inc();
-    reply.raw.once('close', () => {
+    request.lifetime.finally(() => {
       inFlight--;
       metrics.classifyInFlight.dec();
     });
@@ -97,13 +97,9 @@ export default async function classifyRoutes(
     const decodeMs = performance.now() - decodeStart;
 
     // A client that disconnects, or a request past its deadline, leaves the batch at the
-    // next timestep boundary.
-    const abort = new AbortController();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort();
-    });
-    request.deadline?.addEventListener('abort', () => abort.abort(), { once: true });
-    const job = { ...query, signal: abort.signal, requestId: request.id };
+    // next timestep boundary (or never joins it).
+    const { signal } = request.lifetime;
+    const job = { ...query, signal, requestId: request.id };
     const summary = (result: Classification) => {
       metrics.queueWait.observe(result.queueMs / 1000);
       metrics.inference.observe(result.inferenceMs / 1000);
@@ -142,7 +138,7 @@ export default async function classifyRoutes(
       .then(
         (result) => write('result', summary(result)),
         (err: Error & { statusCode?: number; code?: string; context?: object }) => {
-          if (abort.signal.aborted) return;
+          if (signal.aborted) return;
           request.log.error({ err, ...err.context }, 'streamed classification failed');
           const status = err.statusCode ?? 500;
           write(
@@ -182,20 +178,25 @@ async function readImage(request: FastifyRequest, limit: number): Promise<Buffer
     if (err instanceof ServiceError || (err.statusCode && err.statusCode < 500)) return err;
     return errors.multipartInvalid(err.message.split('\n')[0]!);
   };
-  const part = await request.file().catch((err: Error) => {
-    throw clientFault(err);
-  });
-  if (!part) throw errors.noImageInForm();
-  const type = part.mimetype.toLowerCase();
-  if (!mediaTypes.includes(type)) {
-    part.file.resume();
-    throw errors.unsupportedMediaType(part.mimetype, mediaTypes);
+  // Every part is read, so that a second file is refused (413) rather than ignored.
+  let image: Buffer | undefined;
+  try {
+    for await (const part of request.parts()) {
+      if (part.type !== 'file') continue;
+      // The parser cuts a part's headers at 80 KiB without saying so, and what is cut (often
+      // the part's content type, after a huge file name) would be reported as something else.
+      if (Buffer.byteLength(part.filename) > MAX_FILENAME_BYTES)
+        throw errors.multipartInvalid(`the file name is longer than ${MAX_FILENAME_BYTES} bytes`);
+      const type = part.mimetype.toLowerCase();
+      if (!mediaTypes.includes(type)) throw errors.unsupportedMediaType(part.mimetype, mediaTypes);
+      image = await part.toBuffer();
+    }
+  } catch (err) {
+    throw clientFault(err as Error);
   }
-  const bytes = await part.toBuffer().catch((err: Error) => {
-    throw clientFault(err);
-  });
-  if (bytes.length === 0) throw errors.imageMissing();
-  return bytes;
+  if (!image) throw errors.noImageInForm();
+  if (image.length === 0) throw errors.imageMissing();
+  return image;
 }
 
 /** @fastify/multipart's limit errors, by what there was too much of */
@@ -204,5 +205,7 @@ const MULTIPART_LIMITS: Record<string, string> = {
   FST_FILES_LIMIT: 'files',
   FST_FIELDS_LIMIT: 'fields',
 };
+
+const MAX_FILENAME_BYTES = 1024;
 
 const round = (ms: number) => Math.round(ms * 100) / 100;

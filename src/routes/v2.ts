@@ -90,7 +90,7 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
     '/models/:name/infer',
     // Tensors as JSON numbers take ~10 bytes a value: the image limit, not the JSON one.
     { bodyLimit: config.BODY_LIMIT_BYTES },
-    async (request, reply) => {
+    async (request) => {
       const classifier = model(request.params.name);
       const { manifest } = classifier;
       const parsed = inferRequestSchema({
@@ -110,11 +110,6 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
         body.parameters?.timesteps ??
         defaultTimesteps(config, classifier.profiles[profile]!.recommendedTimesteps);
 
-      const abort = new AbortController();
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) abort.abort();
-      });
-      request.deadline?.addEventListener('abort', () => abort.abort(), { once: true });
       // One engine job per image: they share the engine's batches like any other requests.
       const settled = await Promise.allSettled(
         images.map((image) =>
@@ -122,7 +117,7 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
             timesteps,
             topk: manifest.labels.length,
             profile,
-            signal: abort.signal,
+            signal: request.lifetime.signal,
             requestId: request.id,
           }),
         ),

@@ -1,0 +1,131 @@
+/**
+ * Hostile clients against a default server (dist/server.js), over loopback: the probes of
+ * docs/reliability.md's "Hostile clients" section. For each probe it prints what the server
+ * did, its resident memory and the p99 latency of /healthz, polled every 50 ms meanwhile.
+ *
+ *   npm run bench:hostile
+ */
+import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import { DEFAULT_MODEL, machine, metric, quantile, rssMiB, sleep, startServer, table } from './lib.js';
+
+const server = await startServer({});
+const { hostname, port } = new URL(server.base);
+const sample = await readFile(path.join(DEFAULT_MODEL, 'samples', '0000-ankle-boot.png'));
+const image = sample.toString('latin1');
+const head = (timesteps: number, length: number, type = 'image/png') =>
+  `POST /classify?timesteps=${timesteps} HTTP/1.1\r\nHost: b\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`;
+
+function open(): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(Number(port), hostname, () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+/** Resolves with [ms to the first answer byte, ms to the server's close] from `sent`. */
+function timings(s: Socket, sent: number): Promise<[number, number]> {
+  return new Promise((resolve) => {
+    let first = NaN;
+    s.on('data', () => (first = Number.isNaN(first) ? performance.now() - sent : first));
+    s.on('error', () => {});
+    s.on('close', () => resolve([first, performance.now() - sent]));
+  });
+}
+
+const steps = async () => metric(await server.metrics(), 'predify_timesteps_total');
+const inFlight = async () => metric(await server.metrics(), 'predify_classify_in_flight');
+const classify = (timesteps = 1) =>
+  fetch(`${server.base}/classify?timesteps=${timesteps}`, {
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: new Uint8Array(sample),
+  });
+
+/** Runs `probe` while polling /healthz and sampling RSS. */
+async function during(name: string, probe: () => Promise<string>): Promise<(string | number)[]> {
+  const health: number[] = [];
+  let rss = 0;
+  let running = true;
+  const poll = (async () => {
+    while (running) {
+      const t = performance.now();
+      await fetch(`${server.base}/healthz`);
+      health.push(performance.now() - t);
+      rss = Math.max(rss, await rssMiB(server.pid));
+      await sleep(50);
+    }
+  })();
+  const outcome = await probe();
+  running = false;
+  await poll;
+  return [name, outcome, Math.round(rss), quantile(health, 0.99)];
+}
+
+const rows = [
+  await during('34 sockets x 10 pipelined /classify?timesteps=64, closed after 200 ms', async () => {
+    const sockets = await Promise.all(Array.from({ length: 34 }, open));
+    for (const s of sockets)
+      s.write(Array.from({ length: 10 }, () => head(64, sample.length) + image).join(''), 'latin1');
+    await sleep(200);
+    for (const s of sockets) s.destroy();
+    await sleep(2000);
+    const left = await inFlight();
+    const burst = await Promise.all(Array.from({ length: 64 }, () => classify()));
+    return `in flight 2 s later: ${left}; then ${burst.filter((r) => r.ok).length}/64 requests admitted`;
+  }),
+  await during('200 requests at timesteps=64, sockets destroyed 50 ms after sending', async () => {
+    await sleep(500);
+    const before = await steps();
+    const sockets = await Promise.all(Array.from({ length: 200 }, open));
+    for (const s of sockets) s.write(head(64, sample.length) + image, 'latin1');
+    await sleep(50);
+    for (const s of sockets) s.destroy();
+    await sleep(2000);
+    const computed = (await steps()) - before;
+    const t = performance.now();
+    await classify(8);
+    return `${computed} sample-steps computed for them (a full run would be ${200 * 65}); a request 2 s later took ${Math.round(performance.now() - t)} ms`;
+  }),
+  await during('20 early answers (415) with a 5 MB body dribbled a byte every 100 ms', async () => {
+    const closes = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const s = await open();
+        const done = timings(s, performance.now());
+        s.write(head(1, 5 << 20, 'text/plain'));
+        const timer = setInterval(() => s.writable && s.write('x'), 100);
+        const [answer, close] = await Promise.race([
+          done,
+          sleep(10_000).then(() => [0, Infinity] as [number, number]),
+        ]);
+        clearInterval(timer);
+        s.destroy();
+        return close - answer;
+      }),
+    );
+    return `closed ${Math.round(quantile(closes, 1))} ms or less after the answer (all 20)`;
+  }),
+  await during('100 slowloris connections, a header line every second', async () => {
+    const closes = await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const s = await open();
+        const done = timings(s, performance.now());
+        s.write('POST /classify HTTP/1.1\r\nHost: b\r\n');
+        const timer = setInterval(() => s.writable && s.write('X-A: b\r\n'), 1000);
+        const [, close] = await Promise.race([
+          done,
+          sleep(30_000).then(() => [0, Infinity] as [number, number]),
+        ]);
+        clearInterval(timer);
+        s.destroy();
+        return close;
+      }),
+    );
+    return `closed with a JSON 408 after ${(quantile(closes, 0) / 1000).toFixed(1)}-${(quantile(closes, 1) / 1000).toFixed(1)} s (HEADERS_TIMEOUT_MS 10 s)`;
+  }),
+];
+
+console.log(`# Hostile clients against a default server\n# ${machine()}\n`);
+console.log(table(['probe', 'outcome', 'RSS max (MiB)', '/healthz p99 (ms)'], rows));
+await server.stop();

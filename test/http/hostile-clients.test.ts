@@ -1,0 +1,335 @@
+/**
+ * Clients that leave, dawdle or misbehave, over real sockets. Whatever a request holds is
+ * released exactly once however it ends; work for a client that has gone is never computed;
+ * an answer given before the body is in closes the connection; the parser's own refusals are
+ * JSON like every other error.
+ */
+import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { LocalEngine } from '../../src/engine/local-engine.js';
+import type { ServiceState } from '../../src/service-state.js';
+import { buildTestApp } from '../helpers.js';
+import { SAMPLES } from '../paths.js';
+
+/** Holds preprocessing at a gate while a test has one set, to disconnect mid-decode. */
+const decode = vi.hoisted(() => ({
+  gate: undefined as Promise<void> | undefined,
+  entered: undefined as (() => void) | undefined,
+}));
+vi.mock('../../src/image/preprocess.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/image/preprocess.js')>();
+  return {
+    ...actual,
+    preprocess: async (...args: Parameters<typeof actual.preprocess>) => {
+      if (decode.gate) {
+        decode.entered?.();
+        await decode.gate;
+      }
+      return actual.preprocess(...args);
+    },
+  };
+});
+
+const STEP_DELAY_MS = 15;
+const HEADERS_TIMEOUT_MS = 500;
+const MAX_QUEUE = 8;
+const BATCH = 2;
+
+let app: FastifyInstance;
+let state: ServiceState;
+let port: number;
+let sample: Buffer;
+
+beforeAll(async () => {
+  ({ app, state } = await buildTestApp({
+    MAX_QUEUE: String(MAX_QUEUE),
+    BATCH_MAX_SIZE: String(BATCH),
+    BATCH_MAX_DELAY_MS: '0',
+    HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
+  }));
+  // Slowed steps keep requests queued and running long enough to leave mid-way.
+  const { stepper } = state.classifier!.engine as LocalEngine;
+  const step = stepper.step.bind(stepper);
+  stepper.step = async (samples) => {
+    await sleep(STEP_DELAY_MS);
+    return step(samples);
+  };
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  port = (app.server.address() as { port: number }).port;
+  sample = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
+});
+afterAll(() => app.close());
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ')[1]);
+}
+
+/** Polls until `check` holds, or fails after `ms`. */
+async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const until = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > until) throw new Error('condition not reached');
+    await sleep(20);
+  }
+}
+
+/** Waits until the engine has computed nothing for a while. */
+async function engineIdle(): Promise<number> {
+  let last = -1;
+  for (;;) {
+    const now = await metric('predify_timesteps_total');
+    if (now === last) return now;
+    last = now;
+    await sleep(8 * STEP_DELAY_MS);
+  }
+}
+
+const classifyHead = (timesteps: number, length: number, type = 'image/png') =>
+  `POST /classify?timesteps=${timesteps} HTTP/1.1\r\nHost: test\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`;
+
+function open(): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+interface Watched {
+  socket: Socket;
+  /** everything received so far */
+  text(): string;
+  /** when the first byte of an answer came, and when the server closed */
+  answeredAt(): Promise<number>;
+  closedAt: Promise<number>;
+}
+
+async function watch(): Promise<Watched> {
+  const socket = await open();
+  let raw = '';
+  let answered: (t: number) => void;
+  const answer = new Promise<number>((resolve) => (answered = resolve));
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => {
+    if (raw === '') answered(performance.now());
+    raw += d;
+  });
+  socket.on('error', () => {});
+  const closedAt = new Promise<number>((resolve) => socket.on('close', () => resolve(performance.now())));
+  return { socket, text: () => raw, answeredAt: () => answer, closedAt };
+}
+
+/** The JSON body of the first answer in `raw`. */
+function firstBody(raw: string): { code?: string; message: string; statusCode: number } {
+  const start = raw.indexOf('\r\n\r\n') + 4;
+  const length = Number(/content-length: (\d+)/i.exec(raw)?.[1]);
+  return JSON.parse(raw.slice(start, start + length));
+}
+
+describe('departed clients release what they held', () => {
+  it('pipelined requests on sockets closed mid-queue leave no admission slot taken', async () => {
+    const sockets = await Promise.all(Array.from({ length: 6 }, open));
+    for (const s of sockets) {
+      s.on('error', () => {});
+      s.write(
+        Array.from({ length: 10 }, () => classifyHead(64, sample.length) + sample.toString('latin1')).join(
+          '',
+        ),
+        'latin1',
+      );
+    }
+    // Capacity is MAX_QUEUE + BATCH: the rest were refused, the admitted ones hold slots.
+    await eventually(async () => (await metric('predify_classify_in_flight')) === MAX_QUEUE + BATCH);
+    for (const s of sockets) s.destroy();
+    await eventually(async () => (await metric('predify_classify_in_flight')) === 0);
+
+    // A burst that fills the queue is admitted in full.
+    const burst = await Promise.all(
+      Array.from({ length: MAX_QUEUE }, () =>
+        fetch(`http://127.0.0.1:${port}/classify?timesteps=1`, {
+          method: 'POST',
+          headers: { 'content-type': 'image/png' },
+          body: new Uint8Array(sample),
+        }),
+      ),
+    );
+    expect(burst.map((r) => r.status)).toEqual(burst.map(() => 200));
+    expect(await metric('predify_classify_in_flight')).toBe(0);
+  });
+});
+
+describe('work for a client that has gone is never computed', () => {
+  it('while its body is read', async () => {
+    const before = await engineIdle();
+    const s = await open();
+    s.write(classifyHead(64, sample.length) + sample.subarray(0, 20).toString('latin1'), 'latin1');
+    await sleep(50);
+    s.destroy();
+    await eventually(async () => (await metric('predify_classify_in_flight')) === 0);
+    expect(await engineIdle()).toBe(before);
+  });
+
+  it('while it is decoded', async () => {
+    const before = await engineIdle();
+    let release!: () => void;
+    decode.gate = new Promise<void>((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (decode.entered = resolve));
+    const s = await open();
+    s.on('error', () => {});
+    s.write(classifyHead(64, sample.length) + sample.toString('latin1'), 'latin1');
+    await entered;
+    s.destroy();
+    await eventually(async () => (await metric('predify_classify_in_flight')) === 0);
+    decode.gate = undefined;
+    release();
+    expect(await engineIdle()).toBe(before);
+  });
+
+  it('while it is queued, and from the next step while it runs', async () => {
+    const before = await engineIdle();
+    // Two requests fill the batch; the third waits in the queue.
+    const running = await Promise.all([watch(), watch()]);
+    for (const w of running)
+      w.socket.write(classifyHead(10, sample.length) + sample.toString('latin1'), 'latin1');
+    await eventually(async () => (await metric('predify_timesteps_total')) > before);
+    const queued = await open();
+    queued.on('error', () => {});
+    queued.write(classifyHead(64, sample.length) + sample.toString('latin1'), 'latin1');
+    await eventually(async () => (await metric('predify_classify_in_flight')) === 3);
+    queued.destroy();
+    // One of the running pair leaves too, after a few steps.
+    await sleep(3 * STEP_DELAY_MS);
+    running[1]!.socket.destroy();
+    await running[0]!.answeredAt();
+    const after = await engineIdle();
+    // The first ran its 11 timesteps; the second stopped at a step boundary after leaving;
+    // the queued one computed nothing.
+    expect(after - before).toBeGreaterThanOrEqual(11 + 1);
+    expect(after - before).toBeLessThan(11 + 11);
+    expect(running[0]!.text()).toMatch(/^HTTP\/1\.1 200 /);
+  });
+});
+
+describe('early answers close the connection', () => {
+  /** Announces a 5 MB body and sends a byte of it every 100 ms. */
+  async function dribble(head: string) {
+    const w = await watch();
+    w.socket.write(head);
+    const timer = setInterval(() => w.socket.writable && w.socket.write('x'), 100);
+    const answeredAt = await w.answeredAt();
+    const closedAt = await Promise.race([w.closedAt, sleep(3000).then(() => Infinity)]);
+    clearInterval(timer);
+    w.socket.destroy();
+    return { raw: w.text(), afterAnswerMs: closedAt - answeredAt };
+  }
+  const length = 5 * 1024 * 1024;
+
+  it.each([
+    ['415 for a media type the route does not take', classifyHead(1, length, 'text/plain'), 415],
+    [
+      '404 for a route that does not exist',
+      `POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: ${length}\r\n\r\n`,
+      404,
+    ],
+    [
+      '200 from a route that does not read its body',
+      `GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: ${length}\r\n\r\n`,
+      200,
+    ],
+  ])('%s', async (_name, head, status) => {
+    const { raw, afterAnswerMs } = await dribble(head);
+    expect(raw.startsWith(`HTTP/1.1 ${status} `), raw.slice(0, 80)).toBe(true);
+    expect(raw).toMatch(/connection: close/i);
+    expect(afterAnswerMs).toBeLessThan(1000);
+  });
+});
+
+describe('slow and malformed requests', () => {
+  it('closes a slowloris client at the header timeout, with a JSON 408', async () => {
+    const w = await watch();
+    const started = performance.now();
+    w.socket.write('POST /classify HTTP/1.1\r\nHost: t\r\n');
+    const timer = setInterval(() => w.socket.writable && w.socket.write('X-A: b\r\n'), 100);
+    const closedAt = await Promise.race([w.closedAt, sleep(5000).then(() => Infinity)]);
+    clearInterval(timer);
+    expect(closedAt - started).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 10);
+    expect(closedAt - started).toBeLessThan(HEADERS_TIMEOUT_MS * 2 + 500);
+    expect(w.text()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(firstBody(w.text()).code).toBe('PREDIFY_ERR_HEADERS_TIMEOUT');
+  });
+
+  it.each([
+    [
+      'an Expect header other than 100-continue',
+      'GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: 999-bogus\r\n\r\n',
+      417,
+      'PREDIFY_ERR_EXPECTATION_FAILED',
+    ],
+    ['a malformed request line', 'GET /healthz HTTP/9.9 extra\r\n\r\n', 400, 'PREDIFY_ERR_MALFORMED_HTTP'],
+    [
+      'an invalid header',
+      'GET /healthz HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n',
+      400,
+      'PREDIFY_ERR_MALFORMED_HTTP',
+    ],
+    [
+      'headers over the limit',
+      `GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+      'PREDIFY_ERR_HEADERS_TOO_LARGE',
+    ],
+  ])('answers %s in the documented JSON shape', async (_name, request, status, code) => {
+    const w = await watch();
+    w.socket.write(request);
+    await w.closedAt;
+    expect(w.text().startsWith(`HTTP/1.1 ${status} `), w.text().slice(0, 80)).toBe(true);
+    const body = firstBody(w.text());
+    expect(body).toMatchObject({ statusCode: status, code });
+    expect(body.message).toEqual(expect.any(String));
+  });
+});
+
+describe('multipart', () => {
+  const form = (parts: string[]) =>
+    Buffer.concat([
+      ...parts.map((p) => Buffer.concat([Buffer.from(`--b\r\n${p}\r\n`, 'latin1')])),
+      Buffer.from('--b--\r\n'),
+    ]);
+  const filePart = (name: string, filename = 'x.png') =>
+    `Content-Disposition: form-data; name="${name}"; filename="${filename}"\r\nContent-Type: image/png\r\n\r\n${sample.toString('latin1')}`;
+  const post = (body: Buffer) =>
+    fetch(`http://127.0.0.1:${port}/classify?timesteps=0`, {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/form-data; boundary=b' },
+      body: new Uint8Array(body),
+    });
+
+  it('refuses a second file part with 413, however many there are', async () => {
+    for (const n of [2, 1000]) {
+      const res = await post(form(Array.from({ length: n }, (_, i) => filePart(`f${i}`))));
+      expect(res.status).toBe(413);
+      const body = (await res.json()) as { code: string; message: string };
+      expect(body.code).toBe('PREDIFY_ERR_MULTIPART_LIMIT');
+      expect(body.message).toContain('files');
+    }
+  });
+
+  it('names an oversized file name as the problem', async () => {
+    const res = await post(form([filePart('f', 'a'.repeat(1 << 20))]));
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { code: string; message: string };
+    expect(body.code).toBe('PREDIFY_ERR_MULTIPART_INVALID');
+    expect(body.message).toContain('file name');
+  });
+
+  it('still classifies a form with one file', async () => {
+    const res = await post(form([filePart('image')]));
+    expect(res.status).toBe(200);
+  });
+});
