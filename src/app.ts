@@ -121,8 +121,12 @@ export async function buildApp({
     metrics.httpDuration.observe({ route }, reply.elapsedTime / 1000);
   });
 
+  // /readyz reports overload for a while after a request was refused for it.
+  app.addHook('onError', async (_request, _reply, err) => {
+    if ((err as { code?: string }).code === errors.overloaded.code) state.overloadedAt = Date.now();
+  });
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const { status, message, code } = answerError(err, request, reply, state);
+    const { status, message, code } = answerError(err, request, reply);
     return reply.status(status).send(errorBody(status, message, code));
   });
 
@@ -131,7 +135,7 @@ export async function buildApp({
   );
 
   await app.register(healthRoutes, { state });
-  await app.register(modelRoutes, { config, state });
+  await app.register(modelRoutes, { state });
   await app.register(metricsRoutes, { metrics });
   await app.register(classifyRoutes, { config, state, metrics });
   await app.register(v2Routes, { prefix: '/v2', config, state });

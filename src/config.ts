@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { RequestDefaults } from './engine/resolve-request.js';
 import { errors } from './errors.js';
 
 /** The default model ships with the package, next to src/ and dist/. */
@@ -101,12 +102,13 @@ export type Config = z.infer<typeof schema>;
 /** The environment variables the service reads. */
 export const CONFIG_VARIABLES = Object.keys(schema.shape);
 
-/** Timesteps of a request that names none, when neither config nor model recommends any. */
-export const FALLBACK_TIMESTEPS = 8;
-
-/** What a request that names no timesteps gets: config, else the profile's recommendation. */
-export function defaultTimesteps(config: Config, recommended: number | undefined): number {
-  return Math.min(config.DEFAULT_TIMESTEPS ?? recommended ?? FALLBACK_TIMESTEPS, config.MAX_TIMESTEPS);
+/** What a request that leaves something out gets. */
+export function requestDefaults(config: Config): RequestDefaults {
+  return {
+    defaultTimesteps: config.DEFAULT_TIMESTEPS,
+    maxTimesteps: config.MAX_TIMESTEPS,
+    defaultTopk: config.DEFAULT_TOPK,
+  };
 }
 
 /**

@@ -78,6 +78,17 @@ export const errors = {
     400,
     (detail: string) => `input does not fit the model: ${detail}`,
   ),
+  unknownProfile: define(
+    'PREDIFY_ERR_UNKNOWN_PROFILE',
+    400,
+    (name: string, known: readonly string[]) =>
+      `the model has no profile '${name}': it has ${known.join(', ')}`,
+  ),
+  timestepsOutOfRange: define(
+    'PREDIFY_ERR_TIMESTEPS_OUT_OF_RANGE',
+    400,
+    (asked: number, max: number) => `timesteps must be a whole number from 0 to ${max}, got ${asked}`,
+  ),
   queryInvalid: define('PREDIFY_ERR_QUERY_INVALID', 400, (detail: string) => `invalid query: ${detail}`),
   multipartInvalid: define(
     'PREDIFY_ERR_MULTIPART_INVALID',

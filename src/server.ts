@@ -3,11 +3,8 @@ import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { engineSettings, loadConfig, type Config } from './config.js';
-import { Classifier } from './engine/classifier.js';
-import type { InferenceEngine } from './engine/inference-engine.js';
-import { LocalEngine } from './engine/local-engine.js';
-import { WorkerEngine } from './engine/worker-engine.js';
 import { createMetrics } from './metrics.js';
+import { openClassifier } from './open-classifier.js';
 import type { ServiceState } from './service-state.js';
 
 async function main(): Promise<void> {
@@ -34,13 +31,7 @@ async function main(): Promise<void> {
   // Listen first so that /healthz answers and /readyz says 503 while the model loads.
   await app.listen({ port: config.PORT, host: config.HOST });
   try {
-    const settings = engineSettings(config);
-    // In a worker thread, onnxruntime's synchronous runs never block the HTTP thread.
-    const engine: InferenceEngine = config.ENGINE_WORKER
-      ? await WorkerEngine.start(settings, config.LOG_LEVEL)
-      : await LocalEngine.open(settings, logger);
-    engine.onStep = metrics.recordStep;
-    state.classifier = new Classifier(engine);
+    ({ classifier: state.classifier } = await openClassifier(config, { logger, metrics }));
   } catch (err) {
     logger.fatal(
       { code: (err as { code?: string }).code, dir: config.MODEL_DIR },
@@ -49,15 +40,10 @@ async function main(): Promise<void> {
     await app.close();
     process.exit(1);
   }
-  const { engine } = state.classifier;
+  const { name, providers } = state.classifier;
   logger.info(
-    {
-      model: state.classifier.name,
-      providers: engine.providers,
-      worker: config.ENGINE_WORKER,
-      batch: engineSettings(config),
-    },
-    `ready: ${state.classifier.name} on ${engine.providers.join(', ')}`,
+    { model: name, providers, worker: config.ENGINE_WORKER, batch: engineSettings(config) },
+    `ready: ${name} on ${providers.join(', ')}`,
   );
 }
 

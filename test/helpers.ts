@@ -1,11 +1,11 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
-import { engineSettings, loadConfig, type Config } from '../src/config.js';
-import { Classifier } from '../src/engine/classifier.js';
-import { LocalEngine } from '../src/engine/local-engine.js';
+import { loadConfig, type Config } from '../src/config.js';
+import type { InferenceEngine } from '../src/engine/inference-engine.js';
 import { createMetrics } from '../src/metrics.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
+import { openClassifier } from '../src/open-classifier.js';
 import type { ServiceState } from '../src/service-state.js';
 import { DEFAULT_MODEL } from './paths.js';
 
@@ -15,7 +15,10 @@ export function openModel(dir = DEFAULT_MODEL): Promise<LoadedModel> {
   return loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, silent);
 }
 
-/** The app as the server builds it, on a loaded model unless `ready` is false. */
+/**
+ * The app as the server builds it, on a loaded model unless `ready` is false. The engine runs
+ * on this thread unless `env` says otherwise, so that tests can reach into it.
+ */
 export async function buildTestApp(
   env: Record<string, string> = {},
   {
@@ -24,17 +27,22 @@ export async function buildTestApp(
     model,
     logger,
   }: { ready?: boolean; modelDir?: string; model?: LoadedModel; logger?: FastifyBaseLogger } = {},
-): Promise<{ app: FastifyInstance; state: ServiceState; config: Config }> {
-  const config = loadConfig({ MODEL_DIR: modelDir, ...env });
+): Promise<{ app: FastifyInstance; state: ServiceState; config: Config; engine?: InferenceEngine }> {
+  const config = loadConfig({
+    MODEL_DIR: modelDir,
+    ENGINE_WORKER: 'false',
+    ORT_INTRA_OP_THREADS: '1',
+    ...env,
+  });
   const state: ServiceState = {};
-  const settings = engineSettings(config);
-  if (model) state.classifier = new Classifier(new LocalEngine(model, settings));
-  else if (ready)
-    state.classifier = new Classifier(new LocalEngine(await openModel(config.MODEL_DIR), settings));
   const metrics = createMetrics();
-  if (state.classifier) state.classifier.engine.onStep = metrics.recordStep;
+  let engine: InferenceEngine | undefined;
+  if (ready || model) {
+    const opened = await openClassifier(config, { logger: silent, metrics, ...(model ? { model } : {}) });
+    ({ classifier: state.classifier, engine } = opened);
+  }
   const app = await buildApp({ config, state, metrics, ...(logger ? { logger } : {}) });
   // A model passed in belongs to the caller, which releases it.
   if (!model) app.addHook('onClose', async () => state.classifier?.close());
-  return { app, state, config };
+  return { app, state, config, ...(engine ? { engine } : {}) };
 }

@@ -20,7 +20,7 @@ A config is a JSON file in the spirit of the Predify package's YAML configs. Exa
 right after it. A predictor is a list of layers applied in order; the last convolution's output
 channels default to the channel count of the level below, and an upsample without `size` goes
 to the spatial size of the level below. Hyperparameters may be set per PCoder, overriding the
-shared set; the top PCoder's lambda is forced to 0 (it has no feedback from above).
+shared set; they follow the rule in hyperparameters.py (the top PCoder's lambda is ignored).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .hyperparameters import HyperparameterError
+from .hyperparameters import normalise as normalise_hyperparameters
 
 DEFAULT_PREDICTOR: list[dict[str, Any]] = [
     {"type": "upsample", "mode": "bilinear"},
@@ -133,22 +136,22 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> ModelConfig:
     raw_pcoders = _require(raw, "pcoders", where)
     if not raw_pcoders:
         raise ConfigError(f"{where}.pcoders: at least one PCoder is needed")
-    pcoders = []
+    layers, predictors, sets = [], [], []
     for i, pc in enumerate(raw_pcoders):
         here = f"{where}.pcoders[{i}]"
         predictor = pc.get("predictor", DEFAULT_PREDICTOR)
         _check_predictor(predictor, here)
-        hp = {**shared, **pc.get("hyperparameters", {})}
-        is_top = i == len(raw_pcoders) - 1
-        pcoders.append(
-            PCoderSpec(
-                layer=str(_require(pc, "layer", here)),
-                predictor=predictor,
-                beta=float(hp["beta"]),
-                lam=0.0 if is_top else float(hp["lambda"]),
-                alpha=float(hp["alpha"]),
-            )
-        )
+        layers.append(str(_require(pc, "layer", here)))
+        predictors.append(predictor)
+        sets.append({**shared, **pc.get("hyperparameters", {})})
+    try:
+        sets = normalise_hyperparameters(sets)
+    except HyperparameterError as err:
+        raise ConfigError(f"{where}.pcoders: {err}") from None
+    pcoders = [
+        PCoderSpec(layer=layer, predictor=predictor, beta=h["beta"], lam=h["lambda"], alpha=h["alpha"])
+        for layer, predictor, h in zip(layers, predictors, sets)
+    ]
 
     labels_raw = _require(raw, "labels", where)
     if isinstance(labels_raw, dict):  # {"generate": N}: placeholder names for random test models

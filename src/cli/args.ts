@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
+import { coefficientsOfProfile, profileCoefficients } from '../engine/profiles.js';
 import { PredictiveStepper } from '../engine/predictive-step.js';
 import { loadModel } from '../model/load-model.js';
 import { profilesOf } from '../model/manifest.js';
@@ -49,5 +50,6 @@ export async function openModelWithProfile(dir: string, profile: string | undefi
   }
   const stepper = new PredictiveStepper(model);
   const { hyperparameters, recommendedTimesteps } = profiles[name]!;
-  return { model, stepper, profile: name, hyperparameters, recommendedTimesteps };
+  const coefficients = coefficientsOfProfile(profileCoefficients(model.manifest), name);
+  return { model, stepper, profile: name, hyperparameters, coefficients, recommendedTimesteps };
 }

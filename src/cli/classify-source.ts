@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { defaultTimesteps, loadConfig } from '../config.js';
+import { loadConfig, requestDefaults } from '../config.js';
 import { Classifier } from '../engine/classifier.js';
 import { LocalEngine } from '../engine/local-engine.js';
 import type { StepSummary } from '../engine/results.js';
@@ -62,26 +62,22 @@ export async function localSource(
     },
     log,
   );
-  const classifier = new Classifier(engine);
-  const config = loadConfig({});
+  // A command on one's own machine is not a shared server: no cap on timesteps but the
+  // configuration's own bound.
+  const classifier = new Classifier(engine, { ...requestDefaults(loadConfig({})), maxTimesteps: 1024 });
   return {
     description: `${classifier.name} (${modelDir}, ${engine.providers.join(', ')})`,
-    async classify(file, { timesteps, topk, profile = classifier.manifest.defaultProfile }) {
-      const found = classifier.profiles[profile];
-      if (!found)
-        throw new Error(
-          `model ${classifier.name} has no profile '${profile}': it has ${Object.keys(classifier.profiles).join(', ')}`,
-        );
+    async classify(file, asked) {
+      const request = classifier.resolve(asked);
       const bytes = await readImageFile(file);
       const image = await preprocess(bytes, classifier.manifest.input).catch((err: Error) => {
         throw new ImageError(err.message);
       });
-      const t = timesteps ?? defaultTimesteps(config, found.recommendedTimesteps);
-      const result = await classifier.classify(image.tensor, { timesteps: t, topk, profile });
+      const result = await classifier.classify(image.tensor, request);
       return {
         model: classifier.name,
-        profile,
-        timesteps: t,
+        profile: request.profile,
+        timesteps: request.timesteps,
         prediction: result.prediction,
         steps: result.steps,
         inferenceMs: result.inferenceMs,

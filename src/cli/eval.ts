@@ -12,7 +12,7 @@ import { CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
 import { evaluate, mergeCounts, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { progressReporter } from '../robustness/progress.js';
-import { changeAt, describeChange, markdown, summarise } from '../robustness/report.js';
+import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
 import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
 
 const usage = `usage: npm run eval -- [--quick] [--profile NAME] [--images N] [--timesteps T] [--model DIR] [--out DIR]
@@ -57,11 +57,8 @@ const batch = Math.max(1, wholeNumber('batch', values.batch, 100));
 const threads = wholeNumber('threads', values.threads, 2);
 const severities = values.quick ? [1, 3, 5] : [1, 2, 3, 4, 5];
 
-const { model, stepper, profile, hyperparameters, recommendedTimesteps } = await openModelWithProfile(
-  values.model,
-  values.profile,
-  threads,
-);
+const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps } =
+  await openModelWithProfile(values.model, values.profile, threads);
 try {
   const { manifest } = model;
   const data = await loadFashion('t10k');
@@ -86,7 +83,7 @@ try {
   const progress = progressReporter('eval');
   const sampleSteps = (timesteps + 1) * (indices.length * conditions.length + moreClean.length);
   const mainSteps = (timesteps + 1) * indices.length * conditions.length;
-  const options = { timesteps, batch, coefficients: stepper.profile(profile) };
+  const options = { timesteps, batch, coefficients };
   const onSubset = await evaluate(stepper, data, {
     ...options,
     indices,
@@ -107,7 +104,7 @@ try {
     recommendedTimesteps !== undefined && recommendedTimesteps <= timesteps
       ? recommendedTimesteps
       : undefined;
-  const summary = summarise(results);
+  const summary = summariseEvaluation(results);
   const title = `${manifest.name}, profile ${profile}: accuracy over timesteps (${indices.length} test images per condition, ${cleanIndices.length} clean)`;
   await mkdir(out, { recursive: true });
   const report = {

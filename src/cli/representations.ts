@@ -46,7 +46,7 @@ if (severity < 1 || severity > 5) {
   process.exit(2);
 }
 
-const { model, stepper, profile } = await openModelWithProfile(values.model, values.profile);
+const { model, stepper, profile, coefficients } = await openModelWithProfile(values.model, values.profile);
 try {
   const { manifest } = model;
   const data = await loadFashion('t10k');
@@ -56,7 +56,7 @@ try {
     noise: { corruption, severity },
     timesteps,
     batch: 50,
-    coefficients: stepper.profile(profile),
+    coefficients,
   });
   const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
   const table = (rows: number[][]) =>

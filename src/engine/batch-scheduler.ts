@@ -5,13 +5,8 @@
  * without it, a batch is formed only when the previous one has finished.
  */
 import { errors } from '../errors.js';
-import {
-  newSample,
-  type Coefficients,
-  type PredictiveStepper,
-  type SampleState,
-  type SampleStep,
-} from './predictive-step.js';
+import type { Coefficients } from '../model/hyperparameters.js';
+import { newSample, type PredictiveStepper, type SampleState, type SampleStep } from './predictive-step.js';
 
 export interface SchedulerOptions {
   /** most samples stepped together */
@@ -35,8 +30,6 @@ export interface EngineJob {
   requestId?: string;
   /** the model's hyperparameter profile to run with; its exported hyperparameters if absent */
   profile?: string;
-  /** that profile's coefficients, filled in by the engine */
-  coefficients?: readonly Coefficients[];
 }
 
 export interface EngineResult {
@@ -88,7 +81,8 @@ export class BatchScheduler {
     return this.#active.length;
   }
 
-  submit(job: EngineJob): Promise<EngineResult> {
+  /** Queues `job`, stepped with `coefficients` (a profile's), else the model's own. */
+  submit(job: EngineJob, coefficients?: readonly Coefficients[]): Promise<EngineResult> {
     if (job.image.length !== this.#stepper.inputSize) {
       return Promise.reject(
         errors.inputShape(`${job.image.length} values, the model takes ${this.#stepper.inputSize}`),
@@ -105,7 +99,7 @@ export class BatchScheduler {
     return new Promise<EngineResult>((resolve, reject) => {
       const entry: Entry = {
         job,
-        state: newSample(job.image, job.coefficients),
+        state: newSample(job.image, coefficients),
         steps: [],
         queuedAt: performance.now(),
         queueMs: 0,

@@ -2,61 +2,85 @@
 import type { EngineJob } from './batch-scheduler.js';
 import { profilesOf } from '../model/manifest.js';
 import type { InferenceEngine } from './inference-engine.js';
-import { summarise, type StepSummary } from './results.js';
+import type { SampleStep } from './predictive-step.js';
+import {
+  resolveRequest,
+  timestepsFor,
+  type AskedRequest,
+  type RequestDefaults,
+  type ResolvedRequest,
+} from './resolve-request.js';
+import { summariseStep, type StepSummary } from './results.js';
 
-export interface ClassifyOptions {
-  timesteps: number;
-  topk: number;
+export interface ClassifyOptions extends ResolvedRequest {
   signal?: AbortSignal;
   /** the HTTP request id, named in the log if the engine fails */
   requestId?: string;
-  /** hyperparameter profile; the model's default profile if absent */
-  profile?: string;
   /** sees each timestep's summary as soon as it is computed */
   onStep?: (step: StepSummary) => void;
 }
 
 export interface Classification {
   steps: StepSummary[];
+  /** what the engine computed at each timestep: logits and e_i(t), exact */
+  outputs: readonly SampleStep[];
   prediction: { label: string; index: number; confidence: number };
   queueMs: number;
   inferenceMs: number;
 }
 
 export class Classifier {
-  readonly engine: InferenceEngine;
+  readonly #engine: InferenceEngine;
+  readonly defaults: RequestDefaults;
   /** the model's hyperparameter profiles by name, the exported hyperparameters included */
   readonly profiles: ReturnType<typeof profilesOf>;
   readonly #pcoderNames: string[];
 
-  constructor(engine: InferenceEngine) {
-    this.engine = engine;
+  constructor(engine: InferenceEngine, defaults: RequestDefaults) {
+    this.#engine = engine;
+    this.defaults = defaults;
     this.profiles = profilesOf(engine.manifest);
     this.#pcoderNames = engine.manifest.pcoders.map((pc) => pc.name);
   }
 
   get name(): string {
-    return this.engine.manifest.name;
+    return this.#engine.manifest.name;
   }
 
   get manifest() {
-    return this.engine.manifest;
+    return this.#engine.manifest;
+  }
+
+  /** execution providers the model's sessions really use */
+  get providers(): readonly string[] {
+    return this.#engine.providers;
+  }
+
+  /** Fills in what a request leaves out; an unknown profile or too many timesteps is a 400. */
+  resolve(asked: AskedRequest): ResolvedRequest {
+    return resolveRequest(this.manifest, this.defaults, asked);
+  }
+
+  /** The timesteps a request on `profile` gets when it names none. */
+  defaultTimesteps(profile: string): number {
+    return timestepsFor(this.defaults, this.profiles[profile]?.recommendedTimesteps);
   }
 
   /** Classifies one image, preprocessed to the model's input. */
   async classify(image: Float32Array, options: ClassifyOptions): Promise<Classification> {
-    const { labels } = this.engine.manifest;
-    const job: EngineJob = { image, timesteps: options.timesteps };
+    const { labels } = this.manifest;
+    const summary = (step: SampleStep) => summariseStep(step, labels, this.#pcoderNames, options.topk);
+    const job: EngineJob = { image, timesteps: options.timesteps, profile: options.profile };
     if (options.signal) job.signal = options.signal;
     if (options.requestId) job.requestId = options.requestId;
-    job.profile = options.profile ?? this.engine.manifest.defaultProfile;
     const onStep = options.onStep;
-    if (onStep) job.onStep = (step) => onStep(summarise(step, labels, this.#pcoderNames, options.topk));
-    const result = await this.engine.submit(job);
-    const steps = result.steps.map((s) => summarise(s, labels, this.#pcoderNames, options.topk));
+    if (onStep) job.onStep = (step) => onStep(summary(step));
+    const result = await this.#engine.submit(job);
+    const steps = result.steps.map(summary);
     const last = steps[steps.length - 1]!;
     return {
       steps,
+      outputs: result.steps,
       prediction: { label: last.label, index: last.index, confidence: last.confidence },
       queueMs: result.queueMs,
       inferenceMs: result.inferenceMs,
@@ -64,6 +88,6 @@ export class Classifier {
   }
 
   close(): Promise<void> {
-    return this.engine.close();
+    return this.#engine.close();
   }
 }

@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
+import { errors } from '../errors.js';
 import type { EngineSettings } from './inference-engine.js';
 import { LocalEngine } from './local-engine.js';
 import type { ToWorker, FromWorker } from './worker-protocol.js';
@@ -18,7 +19,7 @@ try {
   engine = await LocalEngine.open(settings, log);
 } catch (err) {
   const e = err as Error & { code?: string };
-  post({ type: 'start-failed', code: e.code ?? 'PREDIFY_ERR_ENGINE_FAILED', message: e.message });
+  post({ type: 'start-failed', code: e.code ?? errors.engineFailed.code, message: e.message });
   process.exit(0);
 }
 engine.onStep = (stats) => post({ type: 'stats', stats });
@@ -45,7 +46,7 @@ port.on('message', (msg: ToWorker) => {
           post({
             type: 'failed',
             id: msg.id,
-            code: err.code ?? 'PREDIFY_ERR_ENGINE_FAILED',
+            code: err.code ?? errors.engineFailed.code,
             statusCode: err.statusCode ?? 500,
             message: err.message,
             ...(err.context ? { context: err.context } : {}),

@@ -1,15 +1,16 @@
 /** The engine on the calling thread: for the CLI, tests and benchmarks. */
-import { errors } from '../errors.js';
 import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
 import type { EngineSettings, InferenceEngine } from './inference-engine.js';
 import { PredictiveStepper } from './predictive-step.js';
+import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
 
 export class LocalEngine implements InferenceEngine {
   readonly model: LoadedModel;
   readonly stepper: PredictiveStepper;
   readonly #scheduler: BatchScheduler;
+  readonly #profiles: ReturnType<typeof profileCoefficients>;
 
   constructor(
     model: LoadedModel,
@@ -18,6 +19,7 @@ export class LocalEngine implements InferenceEngine {
     this.model = model;
     this.stepper = new PredictiveStepper(model);
     this.#scheduler = new BatchScheduler(this.stepper, settings);
+    this.#profiles = profileCoefficients(model.manifest);
   }
 
   static async open(settings: EngineSettings, log: Logger): Promise<LocalEngine> {
@@ -44,13 +46,11 @@ export class LocalEngine implements InferenceEngine {
 
   submit(job: EngineJob) {
     if (job.profile === undefined) return this.#scheduler.submit(job);
-    let coefficients;
     try {
-      coefficients = this.stepper.profile(job.profile);
+      return this.#scheduler.submit(job, coefficientsOfProfile(this.#profiles, job.profile));
     } catch (err) {
-      return Promise.reject(errors.inputShape((err as Error).message));
+      return Promise.reject(err as Error);
     }
-    return this.#scheduler.submit({ ...job, coefficients });
   }
 
   close(): Promise<void> {

@@ -8,7 +8,8 @@
  * call of a step.
  */
 import type { LoadedModel } from '../model/load-model.js';
-import { profilesOf } from '../model/manifest.js';
+import { coefficientsOf, type Coefficients } from '../model/hyperparameters.js';
+import { gradientScales } from './profiles.js';
 import type { Graph } from '../model/onnx-backend.js';
 import { elementCount, type FloatTensor } from '../tensor.js';
 
@@ -33,20 +34,6 @@ export interface SampleStep {
   errors: Float32Array;
 }
 
-export interface Hyperparameters {
-  beta: number;
-  lambda: number;
-  alpha: number;
-}
-
-/** Update coefficients of r_i(t); computed once per profile, not per timestep. */
-export interface Coefficients {
-  feedforward: number;
-  feedback: number;
-  memory: number;
-  errorCorrection: number;
-}
-
 export function newSample(image: Float32Array, coefficients?: readonly Coefficients[]): SampleState {
   return coefficients
     ? { image, t: 0, r: [], p: [], g: [], coefficients }
@@ -57,7 +44,6 @@ export class PredictiveStepper {
   readonly model: LoadedModel;
   readonly inputSize: number;
   readonly #coefficients: Coefficients[];
-  readonly #profiles: Map<string, Coefficients[]>;
   readonly #sizes: number[];
   readonly #targetSizes: number[];
   /** Batch-level copies of what does not change between timesteps (see #images). */
@@ -77,38 +63,10 @@ export class PredictiveStepper {
     this.inputSize = input.channels * input.height * input.width;
     this.#sizes = pcoders.map((pc) => elementCount(pc.shape));
     this.#targetSizes = pcoders.map((pc) => elementCount(pc.targetShape));
-    this.#coefficients = this.coefficientsFor(pcoders.map((pc) => pc.hyperparameters));
-    this.#profiles = new Map(
-      Object.entries(profilesOf(model.manifest)).map(([name, p]) => [
-        name,
-        this.coefficientsFor(p.hyperparameters),
-      ]),
+    this.#coefficients = coefficientsOf(
+      pcoders.map((pc) => pc.hyperparameters),
+      gradientScales(model.manifest),
     );
-  }
-
-  /** The coefficients of one of the model's hyperparameter profiles. */
-  profile(name: string): readonly Coefficients[] {
-    const found = this.#profiles.get(name);
-    if (!found) throw new RangeError(`model has no profile '${name}'`);
-    return found;
-  }
-
-  /** The update coefficients for one set of hyperparameters per PCoder. */
-  coefficientsFor(hyperparameters: readonly Hyperparameters[]): Coefficients[] {
-    const { pcoders } = this.model.manifest;
-    if (hyperparameters.length !== pcoders.length)
-      throw new RangeError(`${hyperparameters.length} sets of hyperparameters for ${pcoders.length} PCoders`);
-    return hyperparameters.map(({ beta, lambda, alpha }, i) => {
-      const lam = i === pcoders.length - 1 ? 0 : lambda; // the top PCoder has no feedback
-      if (beta < 0 || lam < 0 || alpha < 0 || beta + lam > 1)
-        throw new RangeError(`PCoder ${i + 1}: beta ${beta}, lambda ${lam}, alpha ${alpha} out of range`);
-      return {
-        feedforward: beta,
-        feedback: lam,
-        memory: 1 - beta - lam,
-        errorCorrection: alpha * pcoders[i]!.gradientScale.scale,
-      };
-    });
   }
 
   get classes(): number {

@@ -26,8 +26,15 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
   return out;
 }
 
+/** The index of the largest value; the first of equal ones, as the summaries rank them. */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let k = 1; k < values.length; k++) if (values[k]! > values[best]!) best = k;
+  return best;
+}
+
 /** A readable summary of one sample's timestep. */
-export function summarise(
+export function summariseStep(
   step: SampleStep,
   labels: readonly string[],
   pcoders: readonly string[],

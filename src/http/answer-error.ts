@@ -1,7 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, ServiceError } from '../errors.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
-import type { ServiceState } from '../service-state.js';
 
 /**
  * How an error is answered, whatever the body's format: its status and client-facing message,
@@ -11,7 +10,6 @@ export function answerError(
   err: FastifyError,
   request: FastifyRequest,
   reply: FastifyReply,
-  state: ServiceState,
 ): { status: number; message: string; code?: string } {
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
   if (status >= 500) {
@@ -27,7 +25,6 @@ export function answerError(
     const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);
     return { status: e.statusCode, message: e.message, code: e.code };
   }
-  if (err.code === errors.overloaded.code) state.overloadedAt = Date.now();
   if (err.code === errors.overloaded.code || err.code === errors.underPressure.code)
     reply.header('retry-after', '1');
   if (err.code === errors.unauthorized.code) reply.header('www-authenticate', 'Bearer realm="predify-serve"');

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { errors } from '../errors.js';
+import { hyperparameterProblems, normaliseHyperparameters } from './hyperparameters.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -26,11 +27,8 @@ const graphSpec = z.object({
   outputs: z.array(tensorSpec).min(1),
 });
 
-const hyperparameters = z.object({
-  beta: z.number().min(0).max(1),
-  lambda: z.number().min(0).max(1),
-  alpha: z.number().min(0),
-});
+// Ranges and the sum rule are checked per model below, by the one rule for them.
+const hyperparameters = z.object({ beta: z.number(), lambda: z.number(), alpha: z.number() });
 
 const pcoder = z.object({
   name: z.string().min(1),
@@ -110,33 +108,36 @@ const manifestSchema = z
       if (pc.targetShape.join() !== below.join()) {
         issue(['pcoders', i, 'targetShape'], `is [${pc.targetShape}] but the level below is [${below}]`);
       }
-      const h = pc.hyperparameters;
-      if (h.beta + h.lambda > 1) issue(['pcoders', i, 'hyperparameters'], 'beta + lambda must not exceed 1');
-      if (i === m.pcoders.length - 1 && h.lambda !== 0) {
-        issue(['pcoders', i, 'hyperparameters', 'lambda'], 'must be 0 for the top PCoder (no feedback)');
-      }
       below = pc.shape;
     });
+    for (const p of hyperparameterProblems(m.pcoders.map((pc) => pc.hyperparameters)))
+      issue(['pcoders', p.pcoder, 'hyperparameters'], p.message);
     if (m.profiles[EXPORTED_PROFILE])
       issue(['profiles', EXPORTED_PROFILE], 'is reserved for the hyperparameters in pcoders');
     for (const [name, p] of Object.entries(m.profiles)) {
       if (p.hyperparameters.length !== m.pcoders.length) {
         issue(['profiles', name, 'hyperparameters'], `needs one set per PCoder (${m.pcoders.length})`);
       }
-      p.hyperparameters.forEach((h, i) => {
-        if (h.beta + h.lambda > 1)
-          issue(['profiles', name, 'hyperparameters', i], 'beta + lambda must not exceed 1');
-        if (i === m.pcoders.length - 1 && h.lambda !== 0) {
-          issue(
-            ['profiles', name, 'hyperparameters', i, 'lambda'],
-            'must be 0 for the top PCoder (no feedback)',
-          );
-        }
-      });
+      for (const problem of hyperparameterProblems(p.hyperparameters))
+        issue(['profiles', name, 'hyperparameters', problem.pcoder], problem.message);
     }
     if (m.defaultProfile !== EXPORTED_PROFILE && !m.profiles[m.defaultProfile]) {
       issue(['defaultProfile'], `names profile '${m.defaultProfile}', which is not in profiles`);
     }
+  })
+  // The top PCoder's lambda is ignored, so it is stored as what it means: 0.
+  .transform((m) => {
+    const top = normaliseHyperparameters(m.pcoders.map((pc) => pc.hyperparameters));
+    return {
+      ...m,
+      pcoders: m.pcoders.map((pc, i) => ({ ...pc, hyperparameters: top[i]! })),
+      profiles: Object.fromEntries(
+        Object.entries(m.profiles).map(([name, p]) => [
+          name,
+          { ...p, hyperparameters: normaliseHyperparameters(p.hyperparameters) },
+        ]),
+      ),
+    };
   });
 
 /** Every profile of a model by name, the exported hyperparameters included. */

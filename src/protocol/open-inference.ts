@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import type { Classification } from '../engine/classifier.js';
+import { argmax, softmax } from '../engine/results.js';
 import type { Manifest } from '../model/manifest.js';
 
 export const INPUT_NAME = 'input';
@@ -139,35 +140,36 @@ export function imagesOf(request: InferRequest, manifest: Manifest, maxBatch: nu
   return Array.from({ length: batch }, (_, n) => flat.subarray(n * size, (n + 1) * size));
 }
 
-/** The protocol's output tensors for a batch of classifications (made with topk = all classes). */
+/**
+ * The protocol's output tensors for a batch of classifications, from what the engine computed:
+ * probabilities are the softmax of each timestep's logits, predictions their argmax, and the
+ * errors e_i(t) as they came.
+ */
 export function outputsOf(
   results: readonly Classification[],
   manifest: Manifest,
   wanted: readonly OutputName[] = OUTPUT_NAMES,
 ) {
   const batch = results.length;
-  const steps = results[0]?.steps.length ?? 0;
+  const steps = results[0]?.outputs.length ?? 0;
   const classes = manifest.labels.length;
-  const pcoders = manifest.pcoders.map((pc) => pc.name);
+  const pcoders = manifest.pcoders.length;
+  const outputs = results.flatMap((r) => r.outputs);
   const tensors = {
-    probabilities: () => {
-      const data = new Array<number>(batch * steps * classes);
-      results.forEach((r, n) =>
-        r.steps.forEach((s, t) => {
-          for (const c of s.topk) data[(n * steps + t) * classes + c.index] = c.probability;
-        }),
-      );
-      return { datatype: 'FP32', shape: [batch, steps, classes], data };
-    },
+    probabilities: () => ({
+      datatype: 'FP32',
+      shape: [batch, steps, classes],
+      data: outputs.flatMap((o) => Array.from(softmax(o.logits))),
+    }),
     predictions: () => ({
       datatype: 'INT64',
       shape: [batch, steps],
-      data: results.flatMap((r) => r.steps.map((s) => s.index)),
+      data: outputs.map((o) => argmax(o.logits)),
     }),
     pcoder_errors: () => ({
       datatype: 'FP32',
-      shape: [batch, steps, pcoders.length],
-      data: results.flatMap((r) => r.steps.flatMap((s) => pcoders.map((name) => s.errors[name]!))),
+      shape: [batch, steps, pcoders],
+      data: outputs.flatMap((o) => Array.from(o.errors)),
     }),
   } satisfies Record<OutputName, () => object>;
   return wanted.map((name) => ({ name, ...tensors[name]() }));

@@ -12,10 +12,12 @@
  * timestep qualifies only if its clean change stays within the tolerance by a margin of
  * standard errors of that change, and the best of them there wins.
  */
-import type { Hyperparameters, PredictiveStepper } from '../engine/predictive-step.js';
+import type { PredictiveStepper } from '../engine/predictive-step.js';
+import { gradientScales } from '../engine/profiles.js';
+import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { evaluate, type Condition } from './evaluate.js';
 import type { Dataset } from './fashion-mnist.js';
-import { recommend, summarise, type Recommendation } from './report.js';
+import { recommend, summariseEvaluation, type Recommendation } from './report.js';
 
 export interface Measurement {
   recommended: Recommendation;
@@ -116,11 +118,11 @@ export async function calibrate(
         conditions,
         timesteps: options.timesteps,
         batch: options.batch,
-        coefficients: stepper.coefficientsFor(hyperparameters),
+        coefficients: coefficientsOf(hyperparameters, gradientScales(stepper.model.manifest)),
       });
     const clean = await run(cleanIndices, [{ corruption: 'clean', severity: 0 }]);
     const noisy = await run(indices, options.conditions);
-    const summary = summarise([...clean, ...noisy]);
+    const summary = summariseEvaluation([...clean, ...noisy]);
     const { cleanChangeSE } = summary;
     return {
       // Without a margin, the summary's own recommendation (clean within 0.5 points) is the score.

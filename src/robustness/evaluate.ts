@@ -4,7 +4,8 @@
  * Corrupted images are quantised to 8 bits and normalised exactly as the server does a
  * decoded upload.
  */
-import type { Coefficients, PredictiveStepper, SampleState } from '../engine/predictive-step.js';
+import type { PredictiveStepper, SampleState } from '../engine/predictive-step.js';
+import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample } from '../engine/predictive-step.js';
 import { normalise } from '../image/preprocess.js';
 import type { InputSpec } from '../model/manifest.js';

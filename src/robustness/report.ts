@@ -72,7 +72,7 @@ export function changeStandardError(result: ConditionResult): number[] {
   });
 }
 
-export function summarise(results: readonly ConditionResult[]): Summary {
+export function summariseEvaluation(results: readonly ConditionResult[]): Summary {
   const timesteps = results[0]!.accuracy.length - 1;
   const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
   const cleanResult = results.find((r) => r.condition.corruption === 'clean');

@@ -4,7 +4,8 @@
  * the noisy version and that of the clean version at the same timestep, and that of the clean
  * version's feedforward pass (t = 0), averaged over images.
  */
-import type { Coefficients, PredictiveStepper } from '../engine/predictive-step.js';
+import type { PredictiveStepper } from '../engine/predictive-step.js';
+import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample } from '../engine/predictive-step.js';
 import { inputFor, type Condition } from './evaluate.js';
 import type { Dataset } from './fashion-mnist.js';

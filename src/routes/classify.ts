@@ -1,8 +1,9 @@
-import { PassThrough } from 'node:stream';
 import multipart from '@fastify/multipart';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { defaultTimesteps, type Config } from '../config.js';
-import type { Classification } from '../engine/classifier.js';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import type { Classification, Classifier } from '../engine/classifier.js';
+import { answerError } from '../http/answer-error.js';
+import { eventStream, STREAM_MEDIA_TYPES, streamFormat } from '../http/event-stream.js';
 import { errorBody, errors, ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { pastDeadline } from '../http/deadline.js';
@@ -72,50 +73,22 @@ export default async function classifyRoutes(
   async function classify(request: FastifyRequest, reply: FastifyReply) {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();
-    const labels = classifier.manifest.labels.length;
-    const parsed = parseQuery(
-      classifyQuerySchema({
-        maxTimesteps: config.MAX_TIMESTEPS,
-        classes: labels,
-        profiles: Object.keys(classifier.profiles),
-        defaultProfile: classifier.manifest.defaultProfile,
-        defaultTopk: config.DEFAULT_TOPK,
-      }),
-      request.query,
-    );
-    const profile = parsed.profile ?? classifier.manifest.defaultProfile;
-    const query = {
-      ...parsed,
-      profile,
-      timesteps:
-        parsed.timesteps ?? defaultTimesteps(config, classifier.profiles[profile]!.recommendedTimesteps),
-    };
-
+    const asked = classifier.resolve(parseQuery(querySchemaOf(classifier), request.query));
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();
     const image = await preprocess(bytes, classifier.manifest.input);
     const decodeMs = performance.now() - decodeStart;
-
     // A client that disconnects, or a request past its deadline, leaves the batch at the
     // next timestep boundary (or never joins it).
-    const { signal } = request.lifetime;
-    const job = { ...query, signal, requestId: request.id };
+    const job = { ...asked, signal: request.lifetime.signal, requestId: request.id };
     const summary = (result: Classification) => {
       metrics.queueWait.observe(result.queueMs / 1000);
       metrics.inference.observe(result.inferenceMs / 1000);
-      metrics.requestedTimesteps.observe(query.timesteps);
-      const timings = {
-        decodeMs: round(decodeMs),
-        queueMs: round(result.queueMs),
-        inferenceMs: round(result.inferenceMs),
-      };
-      return {
-        model: classifier.name,
-        profile: query.profile,
-        timesteps: query.timesteps,
-        prediction: result.prediction,
-        timings,
-      };
+      metrics.requestedTimesteps.observe(asked.timesteps);
+      const { queueMs, inferenceMs } = result;
+      const timings = { decodeMs: round(decodeMs), queueMs: round(queueMs), inferenceMs: round(inferenceMs) };
+      const { profile, timesteps } = asked;
+      return { model: classifier.name, profile, timesteps, prediction: result.prediction, timings };
     };
 
     const format = streamFormat(request.headers.accept);
@@ -124,44 +97,37 @@ export default async function classifyRoutes(
       const { timings, ...head } = summary(result);
       return reply.send({ ...head, steps: result.steps, timings });
     }
-
     // Streaming: one event per timestep as soon as the engine has computed it, then the result.
-    const stream = new PassThrough();
-    const write = (event: string, data: object) =>
-      stream.write(
-        format === 'sse'
-          ? `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
-          : `${JSON.stringify({ type: event, ...data })}\n`,
-      );
+    const events = eventStream(format);
     classifier
-      .classify(image.tensor, { ...job, onStep: (step) => write('step', step) })
+      .classify(image.tensor, { ...job, onStep: (step) => events.write('step', step) })
       .then(
-        (result) => write('result', summary(result)),
-        (err: Error & { statusCode?: number; code?: string; context?: object }) => {
-          if (signal.aborted) return;
-          request.log.error({ err, ...err.context }, 'streamed classification failed');
-          const status = err.statusCode ?? 500;
-          write(
-            'error',
-            errorBody(status, status >= 500 && !err.code ? 'internal error' : err.message, err.code),
-          );
+        (result) => events.write('result', summary(result)),
+        (err: FastifyError) => {
+          if (request.lifetime.signal.aborted) return;
+          const { status, message, code } = answerError(err, request, reply);
+          events.write('error', errorBody(status, message, code));
         },
       )
-      .finally(() => stream.end());
-    return reply
-      .header('cache-control', 'no-cache')
-      .type(format === 'sse' ? 'text/event-stream' : 'application/x-ndjson')
-      .send(stream);
+      .finally(events.end);
+    return reply.header('cache-control', 'no-cache').type(STREAM_MEDIA_TYPES[format]).send(events.stream);
   }
-}
 
-/** 'sse' or 'ndjson' when the client asks for a stream of timesteps, else undefined (JSON). */
-function streamFormat(accept: string | undefined): 'sse' | 'ndjson' | undefined {
-  if (!accept) return undefined;
-  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
-  if (types.includes('text/event-stream')) return 'sse';
-  if (types.includes('application/x-ndjson')) return 'ndjson';
-  return undefined;
+  /** The query schema of a model's requests, built once per model. */
+  const querySchemas = new WeakMap<Classifier, ReturnType<typeof classifyQuerySchema>>();
+  function querySchemaOf(classifier: Classifier) {
+    let schema = querySchemas.get(classifier);
+    if (!schema) {
+      schema = classifyQuerySchema({
+        maxTimesteps: config.MAX_TIMESTEPS,
+        classes: classifier.manifest.labels.length,
+        profiles: Object.keys(classifier.profiles),
+        defaultTopk: config.DEFAULT_TOPK,
+      });
+      querySchemas.set(classifier, schema);
+    }
+    return schema;
+  }
 }
 
 async function readImage(request: FastifyRequest, limit: number): Promise<Buffer> {

@@ -1,16 +1,15 @@
 import type { FastifyInstance } from 'fastify';
-import { defaultTimesteps, type Config } from '../config.js';
 import { errors } from '../errors.js';
 import type { ServiceState } from '../service-state.js';
 
 export default async function modelRoutes(
   app: FastifyInstance,
-  { config, state }: { config: Config; state: ServiceState },
+  { state }: { state: ServiceState },
 ): Promise<void> {
   app.get('/models', async () => {
     const classifier = state.classifier;
     if (!classifier) throw errors.notReady();
-    const { manifest, providers } = classifier.engine;
+    const { manifest, providers } = classifier;
     return {
       models: [
         {
@@ -32,15 +31,12 @@ export default async function modelRoutes(
             description: p.description,
             hyperparameters: p.hyperparameters,
             recommendedTimesteps: p.recommendedTimesteps ?? null,
-            defaultTimesteps: defaultTimesteps(config, p.recommendedTimesteps),
+            defaultTimesteps: classifier.defaultTimesteps(name),
             ...(p.calibration ? { calibration: p.calibration } : {}),
           })),
           timesteps: {
-            default: defaultTimesteps(
-              config,
-              classifier.profiles[manifest.defaultProfile]!.recommendedTimesteps,
-            ),
-            max: config.MAX_TIMESTEPS,
+            default: classifier.defaultTimesteps(manifest.defaultProfile),
+            max: classifier.defaults.maxTimesteps,
           },
           executionProviders: [...providers],
         },

@@ -4,7 +4,7 @@
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { answerError } from '../http/answer-error.js';
-import { defaultTimesteps, type Config } from '../config.js';
+import type { Config } from '../config.js';
 import { errors } from '../errors.js';
 import { pastDeadline } from '../http/deadline.js';
 import '../http/route-config.js';
@@ -31,7 +31,7 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
     if (err instanceof ProtocolError) return reply.status(err.status).send({ error: err.message });
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
       return reply.status(415).send({ error: 'the request body must be application/json' });
-    const { status, message } = answerError(err, request, reply, state);
+    const { status, message } = answerError(err, request, reply);
     return reply.status(status).send({ error: message });
   });
   app.setNotFoundHandler((request, reply) =>
@@ -65,10 +65,7 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
       platform: 'predify_onnxruntime',
       ...tensorMetadata(manifest),
       parameters: {
-        timesteps_default: defaultTimesteps(
-          config,
-          classifier.profiles[manifest.defaultProfile]!.recommendedTimesteps,
-        ),
+        timesteps_default: classifier.defaultTimesteps(manifest.defaultProfile),
         timesteps_max: config.MAX_TIMESTEPS,
         profile_default: manifest.defaultProfile,
         profiles: Object.keys(classifier.profiles).join(','),
@@ -105,17 +102,14 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
         );
       const body = parsed.data;
       const images = imagesOf(body, manifest, config.BATCH_MAX_SIZE);
-      const profile = body.parameters?.profile ?? manifest.defaultProfile;
-      const timesteps =
-        body.parameters?.timesteps ??
-        defaultTimesteps(config, classifier.profiles[profile]!.recommendedTimesteps);
+      const { profile, timesteps } = classifier.resolve({ ...body.parameters, topk: 1 });
 
       // One engine job per image: they share the engine's batches like any other requests.
       const settled = await Promise.allSettled(
         images.map((image) =>
           classifier.classify(image, {
             timesteps,
-            topk: manifest.labels.length,
+            topk: 1,
             profile,
             signal: request.lifetime.signal,
             requestId: request.id,

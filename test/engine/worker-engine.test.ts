@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
-import { engineSettings, loadConfig } from '../../src/config.js';
+import { engineSettings, loadConfig, requestDefaults } from '../../src/config.js';
 import { Classifier } from '../../src/engine/classifier.js';
 import { WorkerEngine } from '../../src/engine/worker-engine.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
@@ -68,7 +68,10 @@ describe('WorkerEngine', () => {
 
   it('answers /healthz while a long batch is computing', async () => {
     const config = loadConfig({ MODEL_DIR: DEFAULT_MODEL });
-    const app = await buildApp({ config, state: { classifier: new Classifier(engine) } });
+    const app = await buildApp({
+      config,
+      state: { classifier: new Classifier(engine, requestDefaults(config)) },
+    });
     let finished = false;
     const image = Float32Array.from(golden.cases[0]!.input);
     const long = Promise.all(Array.from({ length: 32 }, () => engine.submit({ image, timesteps: 16 }))).then(

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalEngine } from '../../src/engine/local-engine.js';
-import type { ServiceState } from '../../src/service-state.js';
+import type { InferenceEngine } from '../../src/engine/inference-engine.js';
 import { buildTestApp } from '../helpers.js';
 import { SAMPLES } from '../paths.js';
 
@@ -16,15 +16,15 @@ const TIMEOUT_MS = 400;
 const STEP_DELAY_MS = 40;
 
 let app: FastifyInstance;
-let state: ServiceState;
+let engine: InferenceEngine | undefined;
 let port: number;
 let sample: Buffer;
 let steps = 0;
 
 beforeAll(async () => {
-  ({ app, state } = await buildTestApp({ REQUEST_TIMEOUT_MS: String(TIMEOUT_MS), BATCH_MAX_DELAY_MS: '0' }));
+  ({ app, engine } = await buildTestApp({ REQUEST_TIMEOUT_MS: String(TIMEOUT_MS), BATCH_MAX_DELAY_MS: '0' }));
   // Every engine step is slowed down, so that a request's duration is set by its timesteps.
-  const { stepper } = state.classifier!.engine as LocalEngine;
+  const { stepper } = engine as LocalEngine;
   const step = stepper.step.bind(stepper);
   stepper.step = async (samples) => {
     steps++;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { LocalEngine } from '../../src/engine/local-engine.js';
-import type { ServiceState } from '../../src/service-state.js';
+import type { InferenceEngine } from '../../src/engine/inference-engine.js';
 import { buildTestApp } from '../helpers.js';
 import { SAMPLES } from '../paths.js';
 
@@ -39,19 +39,19 @@ const MAX_QUEUE = 8;
 const BATCH = 2;
 
 let app: FastifyInstance;
-let state: ServiceState;
+let engine: InferenceEngine | undefined;
 let port: number;
 let sample: Buffer;
 
 beforeAll(async () => {
-  ({ app, state } = await buildTestApp({
+  ({ app, engine } = await buildTestApp({
     MAX_QUEUE: String(MAX_QUEUE),
     BATCH_MAX_SIZE: String(BATCH),
     BATCH_MAX_DELAY_MS: '0',
     HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
   }));
   // Slowed steps keep requests queued and running long enough to leave mid-way.
-  const { stepper } = state.classifier!.engine as LocalEngine;
+  const { stepper } = engine as LocalEngine;
   const step = stepper.step.bind(stepper);
   stepper.step = async (samples) => {
     await sleep(STEP_DELAY_MS);

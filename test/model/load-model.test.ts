@@ -50,11 +50,15 @@ describe('loadModel', () => {
     });
   });
 
-  it('refuses feedback into the top PCoder', async () => {
-    await editManifest((m) => (m.pcoders.at(-1).hyperparameters.lambda = 0.1));
-    await expect(loadModel(dir, settings, silent)).rejects.toThrow(
-      /pcoders\.2\.hyperparameters\.lambda: must be 0/,
-    );
+  it('ignores feedback into the top PCoder, as the Predify package does, and records it as 0', async () => {
+    await editManifest((m) => {
+      m.pcoders.at(-1).hyperparameters.lambda = 0.1;
+      m.profiles.shared = { hyperparameters: m.pcoders.map(() => ({ beta: 0.8, lambda: 0.1, alpha: 0.01 })) };
+    });
+    const model = await loadModel(dir, settings, silent);
+    expect(model.manifest.pcoders.at(-1)!.hyperparameters.lambda).toBe(0);
+    expect(model.manifest.profiles['shared']!.hyperparameters.map((h) => h.lambda)).toEqual([0.1, 0.1, 0]);
+    await model.release();
   });
 
   it('refuses a graph file whose checksum does not match', async () => {

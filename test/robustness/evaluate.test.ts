@@ -20,7 +20,12 @@ import {
   type ConditionResult,
 } from '../../src/robustness/evaluate.js';
 import { loadFashion, type Dataset } from '../../src/robustness/fashion-mnist.js';
-import { changeStandardError, markdown, recommend, summarise } from '../../src/robustness/report.js';
+import {
+  changeStandardError,
+  markdown,
+  recommend,
+  summariseEvaluation,
+} from '../../src/robustness/report.js';
 import { openModel } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
 
@@ -117,7 +122,7 @@ describe('summaries', () => {
   ];
 
   it('average severities, and give corruption error relative to t = 0', () => {
-    const s = summarise(results);
+    const s = summariseEvaluation(results);
     expect(s.corruptions['gaussian-noise']![1]).toBeCloseTo(0.6, 10);
     expect(s.noiseMean[2]).toBeCloseTo(0.64, 10);
     // gaussian: errors (0.4 + 0.6) at t=0, (0.28 + 0.44) at t=2 -> 0.72; contrast: 0.6 / 0.5 = 1.2
@@ -128,7 +133,7 @@ describe('summaries', () => {
 
   it('recommend the best noise timestep that keeps clean accuracy within 0.5 points', () => {
     // t = 3 has the best noise accuracy but loses 2 clean points; t = 2 loses 0.5.
-    expect(summarise(results).recommended).toEqual({
+    expect(summariseEvaluation(results).recommended).toEqual({
       timesteps: 2,
       noiseGain: expect.closeTo(14, 6),
       cleanChange: expect.closeTo(-0.5, 6),
@@ -150,13 +155,13 @@ describe('summaries', () => {
 
   it('count the clean images apart when there are more of them', () => {
     const moreClean = { ...results[0]!, count: 500, correct: results[0]!.accuracy.map((a) => a * 500) };
-    const s = summarise([moreClean, ...results.slice(1)]);
+    const s = summariseEvaluation([moreClean, ...results.slice(1)]);
     expect([s.images, s.cleanImages]).toEqual([100, 500]);
-    expect(summarise(results).cleanImages).toBe(100);
+    expect(summariseEvaluation(results).cleanImages).toBe(100);
   });
 
   it('draw a chart with a line and a legend entry per series', async () => {
-    const svg = accuracyChart(summarise(results), 'test chart');
+    const svg = accuracyChart(summariseEvaluation(results), 'test chart');
     expect(svg.match(/<polyline/g)).toHaveLength(4); // clean, two corruptions, noise mean
     for (const name of ['clean', 'gaussian-noise', 'contrast', 'noise mean', 'best here: t = 2'])
       expect(svg).toContain(name);
@@ -165,7 +170,10 @@ describe('summaries', () => {
   });
 
   it('mark a given timestep instead, with the legend read at it', () => {
-    const svg = accuracyChart(summarise(results), 'test chart', { timesteps: 1, label: 'recommended' });
+    const svg = accuracyChart(summariseEvaluation(results), 'test chart', {
+      timesteps: 1,
+      label: 'recommended',
+    });
     expect(svg).toContain('recommended: t = 1');
     expect(svg).not.toContain('best here');
     expect(svg).toContain('clean (90.0 → 90.0)');
@@ -173,12 +181,12 @@ describe('summaries', () => {
   });
 
   it('report the changes at the recommended timestep apart from the best one here', () => {
-    const md = markdown(results, summarise(results), 'test', 1);
+    const md = markdown(results, summariseEvaluation(results), 'test', 1);
     // t = 1: noise mean (0.7 + 0.5) / 2 = 0.6 against 0.5 at t = 0; clean unchanged.
     expect(md).toContain(
       "At the profile's recommended timesteps, **1**: noise mean +10.00 points over t = 0, clean +0.00 ± 0.00 SE.",
     );
     expect(md).toContain('Best timestep on these images (noise mean, clean within 0.5 points): **2**');
-    expect(markdown(results, summarise(results), 'test')).not.toContain('recommended timesteps');
+    expect(markdown(results, summariseEvaluation(results), 'test')).not.toContain('recommended timesteps');
   });
 });

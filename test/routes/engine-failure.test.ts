@@ -26,13 +26,13 @@ beforeAll(async () => {
       done();
     },
   });
-  let state;
+  let engine;
   // A long gathering delay puts the concurrent requests below into one batch.
-  ({ app, state } = await buildTestApp(
+  ({ app, engine } = await buildTestApp(
     { BATCH_MAX_DELAY_MS: '200', BATCH_MAX_SIZE: '3' },
     { logger: pino({ level: 'info' }, sink) },
   ));
-  const { stepper } = state.classifier!.engine as LocalEngine;
+  const { stepper } = engine as LocalEngine;
   const step = stepper.step.bind(stepper);
   stepper.step = async (samples) => {
     if (failNextStep) {

@@ -157,11 +157,6 @@ describe('manifest profiles', () => {
       /profiles\.p\.hyperparameters: needs one set per PCoder \(3\)/,
     ],
     [
-      'feedback into the top PCoder',
-      withProfile({ hyperparameters: [FEEDBACK[0], FEEDBACK[1], { beta: 0.5, lambda: 0.1, alpha: 0 }] }),
-      /profiles\.p\.hyperparameters\.2\.lambda: must be 0 for the top PCoder/,
-    ],
-    [
       'beta + lambda over 1',
       withProfile({ hyperparameters: [{ beta: 0.9, lambda: 0.2, alpha: 0 }, FEEDBACK[1], FEEDBACK[2]] }),
       /profiles\.p\.hyperparameters\.0: beta \+ lambda must not exceed 1/,
