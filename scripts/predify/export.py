@@ -112,7 +112,11 @@ def export_model(
     golden_labels: list[int] | None = None,
     extra: dict[str, Any] | None = None,
     keep_profiles: bool = True,
+    reference: Any = None,
+    golden_timesteps: int = GOLDEN_TIMESTEPS,
 ) -> dict[str, Any]:
+    """`reference(x, timesteps)` computes the golden outputs of one image; by default the
+    spec's reference_dynamics (an imported network passes its package's semantics instead)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -171,7 +175,7 @@ def export_model(
         cases = []
         for k in range(golden_inputs.shape[0]):
             x_k = golden_inputs[k : k + 1]
-            ref = reference_dynamics(model, x_k, GOLDEN_TIMESTEPS)
+            ref = (reference or (lambda x, t: reference_dynamics(model, x, t)))(x_k, golden_timesteps)
             with torch.no_grad():
                 plain = model.feedforward(x_k)[0].tolist()  # the unmodified backbone
             case = {
@@ -184,7 +188,7 @@ def export_model(
                 case["label"] = golden_labels[k]
             cases.append(case)
         golden_path = out / "golden.json"
-        golden_path.write_text(json.dumps({"timesteps": GOLDEN_TIMESTEPS, "cases": cases}))
+        golden_path.write_text(json.dumps({"timesteps": golden_timesteps, "cases": cases}))
         manifest["golden"] = {"file": golden_path.name, "sha256": sha256(golden_path)}
 
     # Calibrated hyperparameter profiles (npm run calibrate) live in the manifest; a re-export

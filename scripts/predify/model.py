@@ -27,12 +27,20 @@ class PCoderInfo:
     lam: float
     alpha: float
     elements: int  # K_i: elements of one sample's prediction
-    influence: int  # C_i
+    influence: float  # C_i (a mean over perturbations when the Predify package measured it)
     scale: float  # s_i
 
 
 class PredifyModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        backbone: nn.Module | None = None,
+        predictors: list[nn.Module] | None = None,
+        influences: list[float] | None = None,
+    ):
+        """`predictors` and `influences` (C_i) replace those the config describes: an imported
+        network brings its own modules, and C_i as its package measured them."""
         super().__init__()
         self.cfg = cfg
         self.backbone = (backbone if backbone is not None else build_backbone(cfg.backbone)).eval()
@@ -52,13 +60,15 @@ class PredifyModel(nn.Module):
                 shapes.append(tuple(h.shape[1:]))  # type: ignore[arg-type]
 
         self.predictors = nn.ModuleList(
-            build_predictor(pc.predictor, shapes[i + 1][0], shapes[i]) for i, pc in enumerate(cfg.pcoders)
+            predictors
+            if predictors is not None
+            else [build_predictor(pc.predictor, shapes[i + 1][0], shapes[i]) for i, pc in enumerate(cfg.pcoders)]
         )
         self.info: list[PCoderInfo] = []
         for i, pc in enumerate(cfg.pcoders):
             shape, target = shapes[i + 1], shapes[i]
             elements = math.prod(target)
-            influence = influence_count(self.predictors[i], shape)
+            influence = influences[i] if influences is not None else influence_count(self.predictors[i], shape)
             scale = elements / math.sqrt(influence) if cfg.gradient_scaling else 1.0
             self.info.append(
                 PCoderInfo(f"pcoder{i + 1}", pc.layer, shape, target, pc.beta, pc.lam, pc.alpha, elements, influence, scale)

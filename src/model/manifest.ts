@@ -38,7 +38,8 @@ const pcoder = z.object({
   hyperparameters,
   gradientScale: z.object({
     elements: z.number().int().positive(),
-    influence: z.number().int().positive(),
+    // C_i: a whole count when we measure it, a mean over perturbations when the Predify package did
+    influence: z.number().positive(),
     scale: z.number().positive(),
   }),
   encoder: z.string(),
