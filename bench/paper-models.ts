@@ -1,6 +1,6 @@
 /**
- * Benchmark 5: the paper's networks at full size (224 x 224, random weights, exported into
- * build/bench-models on first use, never committed). Per model: the cost of one timestep
+ * Benchmark 5: the paper's networks at full size (224 x 224, random weights, imported from
+ * models/predify/*.toml into build/bench-models on first use, never committed). Per model: the cost of one timestep
  * relative to the feedforward pass, images/s at T = 0, 4 and 8 (batch 1), and the engine
  * against the PyTorch reference on the same model and threads.
  *
@@ -27,16 +27,18 @@ console.log(
 
 const rows = [];
 for (const name of values.models.split(',')) {
-  const config = path.join(ROOT, 'scripts', 'configs', `${name}.json`);
+  const toml = path.join(ROOT, 'models', 'predify', `${name}.toml`);
   const dir = path.join(ROOT, 'build', 'bench-models', name);
+  const backbone = name === 'pvgg16' ? 'vgg16' : 'efficientnet_b0';
   if (!existsSync(path.join(dir, 'manifest.json'))) {
-    console.log(`exporting ${name} at 224 x 224 to ${path.relative(ROOT, dir)} ...`);
+    console.log(`importing ${name} at 224 x 224 (random weights) to ${path.relative(ROOT, dir)} ...`);
     execFileSync(
       '/usr/bin/python3',
-      [path.join(ROOT, 'scripts', 'export_model.py'), '--config', config, '--out', dir, '--golden', '0'],
-      {
-        stdio: ['ignore', 'inherit', 'inherit'],
-      },
+      [
+        path.join(ROOT, 'scripts', 'import_predify.py'),
+        ...['--config', toml, '--backbone', backbone, '--random-weights', '0', '--golden', '0', '--out', dir],
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
     );
   }
   const model = await openModel(dir, { intraOpThreads: threads });
@@ -68,7 +70,18 @@ for (const name of values.models.split(',')) {
   );
   // The PyTorch reference is slow at this size (Debian's CPU build runs ConvTranspose2d
   // several times slower than Conv2d): one run of T = 2, no warm-up, is what it can afford.
-  const refArgs = ['--model', config, '--input-size', '224', '--batches', '1', '--timesteps', '2'];
+  const refArgs = [
+    '--model',
+    toml,
+    '--backbone',
+    backbone,
+    '--input-size',
+    '224',
+    '--batches',
+    '1',
+    '--timesteps',
+    '2',
+  ];
   const ref = pytorchReference([...refArgs, '--warmup', '0', '--threads', String(threads), '--seconds', '0']);
   const engineRate = 9 / seconds[8]!;
   const torchRate = ref.results[0]!.sampleStepsPerSecond;

@@ -57,18 +57,29 @@ def dynamics(model: PredifyModel, x: torch.Tensor, timesteps: int) -> torch.Tens
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, help="model directory with checkpoint.pt, or a config .json (random weights)")
+    ap.add_argument("--model", required=True, help="model directory with checkpoint.pt, a config .json or a Predify .toml (random weights)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--timesteps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum measuring time per batch size")
     ap.add_argument("--input-size", type=int)
+    ap.add_argument("--backbone", default="vgg16", help="with a Predify .toml: vgg16 or efficientnet_b0")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up runs (T = 1) before measuring")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     path = Path(args.model)
-    if path.suffix == ".json":
+    if path.suffix == ".toml":
+        # A Predify TOML with seeded random weights, built exactly as import_predify.py builds it.
+        import import_predify
+
+        model, _, _ = import_predify.build_network(
+            import_predify.parse_args(
+                ["--config", str(path), "--backbone", args.backbone, "--random-weights", "0", "--out", "unused"]
+                + (["--input-size", str(args.input_size)] if args.input_size else [])
+            )
+        )
+    elif path.suffix == ".json":
         raw = json.loads(path.read_text())
         if args.input_size:
             raw["input"]["height"] = raw["input"]["width"] = args.input_size

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Export a model directory (ONNX graphs, manifest.json, golden.json) from a config.
 
-    /usr/bin/python3 scripts/export_model.py --config scripts/configs/pvgg16.json --out build/models/pvgg16
+    /usr/bin/python3 scripts/export_model.py --config my-model.json --out build/models/my-model
     /usr/bin/python3 scripts/export_model.py --checkpoint models/fashion-pc/checkpoint.pt --out models/fashion-pc
 
-With --config alone the backbone and predictors keep their seeded random weights (the paper's
-networks, for tests and benchmarks); --input-size and --num-classes shrink them for fast tests.
+With --config alone the backbone and predictors keep their seeded random weights (for tests
+and trials; the paper's networks come from models/predify/*.toml through import_predify.py); --input-size and --num-classes shrink them for fast tests.
 """
 
 from __future__ import annotations

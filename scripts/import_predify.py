@@ -168,7 +168,9 @@ def num_classes_of(state: dict[str, torch.Tensor], arch: str) -> int | None:
     return int(state[key].shape[0]) if key in state else None
 
 
-def import_network(args: argparse.Namespace, out: Path) -> dict:
+def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageReference, dict]:
+    """The imported network as a PredifyModel, its package-semantics reference, and a record of
+    where it came from."""
     cfg = read_toml(args.config)
     n = len(cfg.pcoders)
     ckpt: PackageCheckpoint | None = None
@@ -271,8 +273,6 @@ def import_network(args: argparse.Namespace, out: Path) -> dict:
     reference = PackageReference(
         backbone, modules, predictors, [(h["beta"], h["lambda"], h["alpha"]) for h in sets], c_sqrt
     )
-    gen = torch.Generator().manual_seed(1234)
-    golden = torch.randn(args.golden, *size, generator=gen) if args.golden else None
     source = {
         "format": "predify-toml",
         "config": Path(args.config).name,
@@ -284,6 +284,13 @@ def import_network(args: argparse.Namespace, out: Path) -> dict:
         "cMeasuredByImport": measured,
         "modules": [pc.module for pc in cfg.pcoders],
     }
+    return model, reference, source
+
+
+def import_network(args: argparse.Namespace, out: Path) -> dict:
+    model, reference, source = build_network(args)
+    gen = torch.Generator().manual_seed(1234)
+    golden = torch.randn(args.golden, *model.input_shape, generator=gen) if args.golden else None
     return export_model(
         model,
         out,

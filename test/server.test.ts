@@ -99,7 +99,7 @@ describe('server process', () => {
   });
 
   it('serves a model exported from the paper architectures when MODEL_DIR points at it', async () => {
-    const server = await startReady({ MODEL_DIR: path.join(TEST_MODELS, PAPER_MODELS[1].name) });
+    const server = await startReady({ MODEL_DIR: path.join(TEST_MODELS, PAPER_MODELS[1]!.name) });
     const models = await (await fetch(`${server.base}/models`)).json();
     expect(models.models[0].name).toBe('pefficientnet-b0');
     expect(models.models[0].pcoders).toHaveLength(8);
