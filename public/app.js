@@ -84,7 +84,19 @@ async function loadModel() {
     status(`GET /models: ${res.status} ${await errorMessage(res)}`, true);
     return;
   }
-  const model = (await res.json()).models[0];
+  const { models } = await res.json();
+  const chooser = $('model-choice');
+  chooser.replaceChildren(...models.map((m) => new Option(m.name, m.name)));
+  chooser.value = (models.find((m) => m.default) ?? models[0]).name;
+  // A server with one model has nothing to choose.
+  chooser.parentElement.hidden = models.length < 2;
+  chooser.onchange = () => showModel(models.find((m) => m.name === chooser.value));
+  showModel(models.find((m) => m.name === chooser.value));
+  status('Choose an image.');
+}
+
+/** Shows a model's description and its profiles, and sets the timesteps to its defaults. */
+function showModel(model) {
   state.model = model;
   $('model').textContent = `${model.name}: ${model.description}`;
   const select = $('profile');
@@ -99,11 +111,10 @@ async function loadModel() {
   select.value = model.defaultProfile;
   $('timesteps').max = String(model.timesteps.max);
   $('timesteps').value = String(model.timesteps.default);
-  select.addEventListener('change', () => {
+  select.onchange = () => {
     const p = model.profiles.find((x) => x.name === select.value);
     if (p) $('timesteps').value = String(p.defaultTimesteps);
-  });
-  status('Choose an image.');
+  };
 }
 
 /** Reads server-sent events from a fetch response, calling onEvent(name, data) for each. */
@@ -241,6 +252,7 @@ async function classify() {
   const timesteps = Number($('timesteps').value);
   const params = new URLSearchParams({
     timesteps: String(timesteps),
+    model: state.model.name,
     profile: $('profile').value,
     topk: String(state.model.labels.length),
   });

@@ -32,6 +32,9 @@ const schema = z
     PORT: integer('PORT', 0, 65535, 8080),
     HOST: z.string().min(1).default('0.0.0.0'),
     MODEL_DIR: z.string().min(1).default(DEFAULT_MODEL_DIR),
+    // Unset: the first model of the repository by directory name.
+    DEFAULT_MODEL: z.string().min(1).optional(),
+    MODEL_MEMORY_BUDGET_MB: integer('MODEL_MEMORY_BUDGET_MB', 0, 10_000_000, 0),
     EXECUTION_PROVIDERS: commaList()
       .transform((list) => list.map((p) => p.toLowerCase()))
       .pipe(z.array(z.enum(EXECUTION_PROVIDERS)).min(1))

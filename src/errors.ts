@@ -73,6 +73,23 @@ export const errors = {
     (file: string, reason: string) =>
       `${file}: GPU_REQUIRED is set and the CUDA provider cannot run it (${reason || 'cuda is not in EXECUTION_PROVIDERS'})`,
   ),
+  repositoryInvalid: define(
+    'PREDIFY_ERR_REPOSITORY_INVALID',
+    500,
+    (dir: string, detail: string) => `model repository ${dir}: ${detail}`,
+  ),
+  memoryBudget: define(
+    'PREDIFY_ERR_MEMORY_BUDGET',
+    500,
+    (needMb: number, budgetMb: number, detail: string) =>
+      `the models need about ${needMb} MB, over MODEL_MEMORY_BUDGET_MB (${budgetMb}): ${detail}`,
+  ),
+  unknownModel: define(
+    'PREDIFY_ERR_UNKNOWN_MODEL',
+    404,
+    (name: string, known: readonly string[]) =>
+      `unknown model '${name}': this server serves ${known.join(', ')}`,
+  ),
   inputShape: define(
     'PREDIFY_ERR_INPUT_SHAPE',
     400,

@@ -1,15 +1,17 @@
 /**
- * The engine the configuration asks for and the classifier over it, wired to the metrics: the
- * one wiring that the server and the tests share.
+ * The engines the configuration asks for, one per model, the classifiers over them and the
+ * set of them, wired to the metrics: the one wiring that the server and the tests share.
  */
 import { engineSettings, requestDefaults, type Config } from './config.js';
 import { Classifier } from './engine/classifier.js';
 import type { InferenceEngine } from './engine/inference-engine.js';
 import { LocalEngine } from './engine/local-engine.js';
+import { ModelSet } from './engine/model-set.js';
 import { WorkerEngine } from './engine/worker-engine.js';
 import type { Metrics } from './metrics.js';
 import type { LoadedModel } from './model/load-model.js';
 import type { Logger } from './model/onnx-backend.js';
+import { checkBudget, readRepository } from './model/repository.js';
 
 export interface OpenOptions {
   logger: Logger;
@@ -18,16 +20,46 @@ export interface OpenOptions {
   model?: LoadedModel;
 }
 
-export async function openClassifier(
+export interface OpenModels {
+  models: ModelSet;
+  /** the engines by model name, for tests and benchmarks */
+  engines: Map<string, InferenceEngine>;
+}
+
+/**
+ * Opens every model of MODEL_DIR, one after another so that memory peaks once per model.
+ * Each gets its own engine (in its own worker thread unless ENGINE_WORKER=false), so a slow
+ * model's batches never hold up another's. If any fails, those already open are closed and
+ * the error names the model directory.
+ */
+export async function openModels(
   config: Config,
   { logger, metrics, model }: OpenOptions,
-): Promise<{ classifier: Classifier; engine: InferenceEngine }> {
-  const settings = engineSettings(config);
-  let engine: InferenceEngine;
-  if (model) engine = new LocalEngine(model, settings);
-  // In a worker thread, onnxruntime's synchronous runs never block the HTTP thread.
-  else if (config.ENGINE_WORKER) engine = await WorkerEngine.start(settings, config.LOG_LEVEL);
-  else engine = await LocalEngine.open(settings, logger);
-  if (metrics) engine.onStep = metrics.recordStep;
-  return { classifier: new Classifier(engine, requestDefaults(config)), engine };
+): Promise<OpenModels> {
+  const defaults = requestDefaults(config);
+  const engines = new Map<string, InferenceEngine>();
+  const classifiers: Classifier[] = [];
+  const open = async (dir: string, loaded?: LoadedModel) => {
+    const settings = { ...engineSettings(config), modelDir: dir };
+    let engine: InferenceEngine;
+    if (loaded) engine = new LocalEngine(loaded, settings);
+    // In a worker thread, onnxruntime's synchronous runs never block the HTTP thread.
+    else if (config.ENGINE_WORKER) engine = await WorkerEngine.start(settings, config.LOG_LEVEL);
+    else engine = await LocalEngine.open(settings, logger);
+    if (metrics) engine.onStep = metrics.recordStep;
+    engines.set(engine.manifest.name, engine);
+    classifiers.push(new Classifier(engine, defaults));
+  };
+  try {
+    if (model) await open(model.dir, model);
+    else {
+      const entries = await readRepository(config.MODEL_DIR);
+      checkBudget(entries, config.MODEL_MEMORY_BUDGET_MB);
+      for (const entry of entries) await open(entry.dir);
+    }
+    return { models: new ModelSet(classifiers, config.DEFAULT_MODEL), engines };
+  } catch (err) {
+    await Promise.all(classifiers.map((c) => c.close()));
+    throw err;
+  }
 }

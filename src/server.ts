@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { engineSettings, loadConfig, type Config } from './config.js';
 import { createMetrics } from './metrics.js';
-import { openClassifier } from './open-classifier.js';
+import { openModels } from './open-classifier.js';
 import type { ServiceState } from './service-state.js';
 
 async function main(): Promise<void> {
@@ -25,13 +25,13 @@ async function main(): Promise<void> {
     else logger.info({ signal }, 'closing: draining in-flight requests');
     state.closing = true;
     await app.close();
-    await state.classifier?.close();
+    await state.models?.close();
   });
 
   // Listen first so that /healthz answers and /readyz says 503 while the model loads.
   await app.listen({ port: config.PORT, host: config.HOST });
   try {
-    ({ classifier: state.classifier } = await openClassifier(config, { logger, metrics }));
+    ({ models: state.models } = await openModels(config, { logger, metrics }));
   } catch (err) {
     logger.fatal(
       { code: (err as { code?: string }).code, dir: config.MODEL_DIR },
@@ -40,10 +40,17 @@ async function main(): Promise<void> {
     await app.close();
     process.exit(1);
   }
-  const { name, providers } = state.classifier;
+  const { models } = state;
+  const providers = [...new Set(models.all.flatMap((m) => m.providers))];
   logger.info(
-    { model: name, providers, worker: config.ENGINE_WORKER, batch: engineSettings(config) },
-    `ready: ${name} on ${providers.join(', ')}`,
+    {
+      models: models.names,
+      default: models.default.name,
+      providers,
+      worker: config.ENGINE_WORKER,
+      batch: engineSettings(config),
+    },
+    `ready: ${models.names.join(', ')} on ${providers.join(', ')}`,
   );
 }
 

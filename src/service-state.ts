@@ -1,8 +1,8 @@
-import type { Classifier } from './engine/classifier.js';
+import type { ModelSet } from './engine/model-set.js';
 
-/** What the HTTP layer needs to know of the service: the model, once it has loaded. */
+/** What the HTTP layer needs to know of the service: the models, once they have all loaded. */
 export interface ServiceState {
-  classifier?: Classifier;
+  models?: ModelSet;
   /** set when shutdown has begun: connections close after their current response */
   closing?: boolean;
   /** when a request was last refused because the engine queue was full (ms since epoch) */

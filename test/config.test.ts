@@ -7,6 +7,7 @@ describe('loadConfig', () => {
       PORT: 8080,
       HOST: '0.0.0.0',
       MODEL_DIR: DEFAULT_MODEL_DIR,
+      MODEL_MEMORY_BUDGET_MB: 0,
       EXECUTION_PROVIDERS: ['cpu'],
       GPU_REQUIRED: false,
       ORT_INTRA_OP_THREADS: 0,

@@ -5,7 +5,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import type { InferenceEngine } from '../src/engine/inference-engine.js';
 import { createMetrics } from '../src/metrics.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
-import { openClassifier } from '../src/open-classifier.js';
+import { openModels } from '../src/open-classifier.js';
 import type { ServiceState } from '../src/service-state.js';
 import { DEFAULT_MODEL } from './paths.js';
 
@@ -27,7 +27,13 @@ export async function buildTestApp(
     model,
     logger,
   }: { ready?: boolean; modelDir?: string; model?: LoadedModel; logger?: FastifyBaseLogger } = {},
-): Promise<{ app: FastifyInstance; state: ServiceState; config: Config; engine?: InferenceEngine }> {
+): Promise<{
+  app: FastifyInstance;
+  state: ServiceState;
+  config: Config;
+  /** the default model's engine */
+  engine?: InferenceEngine;
+}> {
   const config = loadConfig({
     MODEL_DIR: modelDir,
     ENGINE_WORKER: 'false',
@@ -38,11 +44,12 @@ export async function buildTestApp(
   const metrics = createMetrics();
   let engine: InferenceEngine | undefined;
   if (ready || model) {
-    const opened = await openClassifier(config, { logger: silent, metrics, ...(model ? { model } : {}) });
-    ({ classifier: state.classifier, engine } = opened);
+    const opened = await openModels(config, { logger: silent, metrics, ...(model ? { model } : {}) });
+    state.models = opened.models;
+    engine = opened.engines.get(opened.models.default.name);
   }
   const app = await buildApp({ config, state, metrics, ...(logger ? { logger } : {}) });
   // A model passed in belongs to the caller, which releases it.
-  if (!model) app.addHook('onClose', async () => state.classifier?.close());
+  if (!model) app.addHook('onClose', async () => state.models?.close());
   return { app, state, config, ...(engine ? { engine } : {}) };
 }

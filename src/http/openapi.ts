@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Classifier } from '../engine/classifier.js';
+import type { ModelSet } from '../engine/model-set.js';
 import { errors } from '../errors.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
 import { inferRequestSchema } from '../protocol/open-inference.js';
@@ -80,22 +80,27 @@ const COMMON_ERRORS = {
   503: `the event loop is overloaded; Retry-After says when to try again (${code(errors.underPressure)})`,
 };
 
-export function openApiDocument(config: Config, classifier?: Classifier): Json {
-  const manifest = classifier?.manifest;
+/**
+ * The API's description. With models loaded it names them, and a query's limits are what some
+ * model allows: the profiles of every model, top-k up to the largest number of classes.
+ */
+export function openApiDocument(config: Config, models?: ModelSet): Json {
+  const profiles = models && [...new Set(models.all.flatMap((m) => Object.keys(m.profiles)))];
   const query = classifyQuerySchema({
     maxTimesteps: config.MAX_TIMESTEPS,
     defaultTopk: config.DEFAULT_TOPK,
-    ...(classifier && manifest
+    ...(models && profiles
       ? {
-          classes: manifest.labels.length,
-          profiles: Object.keys(classifier.profiles),
-          defaultProfile: manifest.defaultProfile,
+          classes: Math.max(...models.all.map((m) => m.manifest.labels.length)),
+          profiles,
+          models: models.names,
+          ...(models.all.length === 1 ? { defaultProfile: models.default.manifest.defaultProfile } : {}),
         }
       : {}),
   });
   const infer = inferRequestSchema({
     maxTimesteps: config.MAX_TIMESTEPS,
-    profiles: classifier ? Object.keys(classifier.profiles) : [],
+    profiles: profiles ?? [],
   });
   const imageBody = Object.fromEntries(
     IMAGE_MEDIA_TYPES.map((type) => [type, { schema: { type: 'string', contentMediaType: type } }]),
@@ -115,7 +120,7 @@ export function openApiDocument(config: Config, classifier?: Classifier): Json {
     in: 'path',
     required: true,
     description: 'the model name (GET /models)',
-    schema: { type: 'string', ...(manifest ? { examples: [manifest.name] } : {}) },
+    schema: { type: 'string', ...(models ? { enum: models.names } : {}) },
   };
   const v2Errors = (statuses: Record<number, string>) => errorResponses(statuses, v2ErrorSchema);
 

@@ -15,6 +15,8 @@ export interface QueryLimits {
   profiles?: readonly string[];
   defaultProfile?: string;
   defaultTopk: number;
+  /** the models served; unknown while they load */
+  models?: readonly string[];
 }
 
 export function classifyQuerySchema(l: QueryLimits) {
@@ -35,9 +37,27 @@ export function classifyQuerySchema(l: QueryLimits) {
         .default(Math.min(l.defaultTopk, classes))
         .meta({ description: 'classes listed per timestep' }),
       profile: l.defaultProfile ? profile.default(l.defaultProfile) : profile.optional(),
+      model: modelParam(l.models),
     })
     .strict();
 }
+
+/** `model=`: which of the served models runs the request; the default model if absent. */
+export function modelParam(models?: readonly string[]) {
+  return z
+    .string({
+      error: (issue) => (Array.isArray(issue.input) ? 'model must be given once' : 'model must be a string'),
+    })
+    .min(1, 'model must not be empty')
+    .optional()
+    .meta({
+      description: 'the model to run (GET /models lists them); the default model if absent',
+      ...(models ? { enum: [...models] } : {}),
+    });
+}
+
+/** Only the `model` parameter of a query, read before the model's own schema applies. */
+export const modelQuerySchema = z.looseObject({ model: modelParam() });
 
 export const errorBodySchema = z.object({
   statusCode: z.number().int(),
@@ -78,6 +98,7 @@ export const modelsSchema = z.object({
   models: z.array(
     z.object({
       name: z.string(),
+      default: z.boolean().meta({ description: 'the model a request that names none gets' }),
       description: z.string(),
       input: inputSpec,
       labels: z.array(z.string()),
@@ -111,7 +132,8 @@ export const modelsSchema = z.object({
 export const healthSchema = z.object({ status: z.literal('ok') });
 export const readySchema = z.object({
   status: z.enum(['ready', 'loading', 'closing', 'overloaded']),
-  model: z.string().optional(),
+  model: z.string().optional().meta({ description: 'the default model' }),
+  models: z.array(z.string()).optional().meta({ description: 'every model served' }),
 });
 
 // The Open Inference Protocol's bodies (requests: src/protocol/open-inference.ts).

@@ -10,7 +10,7 @@ import { pastDeadline } from '../http/deadline.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
 import { parseQuery } from '../http/query.js';
-import { classifyQuerySchema } from '../http/schemas.js';
+import { classifyQuerySchema, modelQuerySchema } from '../http/schemas.js';
 
 interface Options {
   config: Config;
@@ -71,8 +71,8 @@ export default async function classifyRoutes(
   });
 
   async function classify(request: FastifyRequest, reply: FastifyReply) {
-    const classifier = state.classifier;
-    if (!classifier) throw errors.notReady();
+    if (!state.models) throw errors.notReady();
+    const classifier = state.models.get(parseQuery(modelQuerySchema, request.query).model);
     const asked = classifier.resolve(parseQuery(querySchemaOf(classifier), request.query));
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();

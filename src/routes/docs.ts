@@ -19,11 +19,11 @@ export default async function docsRoutes(
     route.config = { ...route.config, public: true };
   });
 
-  // Rebuilt only when the model changes (from none to loaded).
+  // Rebuilt only when the models change (from none to loaded).
   let cached: { for: unknown; doc: Record<string, unknown> } | undefined;
   const document = () => {
-    if (!cached || cached.for !== state.classifier)
-      cached = { for: state.classifier, doc: openApiDocument(config, state.classifier) };
+    if (!cached || cached.for !== state.models)
+      cached = { for: state.models, doc: openApiDocument(config, state.models) };
     return cached.doc;
   };
 

@@ -11,10 +11,10 @@ export default async function healthRoutes(
 ): Promise<void> {
   app.get('/healthz', { config: { public: true, alwaysAnswer: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { public: true } }, async (_request, reply) => {
-    if (!state.classifier) return reply.status(503).send({ status: 'loading' });
+    if (!state.models) return reply.status(503).send({ status: 'loading' });
     if (state.closing) return reply.status(503).send({ status: 'closing' });
     if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
       return reply.header('retry-after', '1').status(503).send({ status: 'overloaded' });
-    return { status: 'ready', model: state.classifier.name };
+    return { status: 'ready', model: state.models.default.name, models: state.models.names };
   });
 }

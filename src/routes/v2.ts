@@ -38,13 +38,10 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
     reply.status(404).send({ error: `no route for ${request.method} ${request.url.split('?')[0]}` }),
   );
 
-  /** The loaded classifier if `name` is its model; 404 otherwise, 503 while loading. */
+  /** The model called `name`: 404 for one this server does not serve, 503 while loading. */
   const model = (name: string) => {
-    const classifier = state.classifier;
-    if (!classifier) throw errors.notReady();
-    if (name !== classifier.name)
-      throw new ProtocolError(`unknown model '${name}': this server serves '${classifier.name}'`, 404);
-    return classifier;
+    if (!state.models) throw errors.notReady();
+    return state.models.get(name);
   };
   app.get('/', async () => ({ ...SERVER, extensions: [] }));
 
@@ -52,7 +49,7 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
   app.get('/health/live', { config: { public: true, alwaysAnswer: true } }, async () => ({ live: true }));
   // The protocol says false is a 4xx; a model still loading or a server draining is not ready.
   app.get('/health/ready', { config: { public: true } }, async (_request, reply) => {
-    const ready = state.classifier !== undefined && !state.closing;
+    const ready = state.models !== undefined && !state.closing;
     return reply.status(ready ? 200 : 400).send({ ready });
   });
 
@@ -77,9 +74,8 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
 
   app.get<{ Params: { name: string } }>('/models/:name/ready', async (request, reply) => {
     const { name } = request.params;
-    const classifier = state.classifier;
-    if (classifier && name !== classifier.name) model(name);
-    const ready = classifier !== undefined && !state.closing;
+    if (state.models) model(name);
+    const ready = state.models !== undefined && !state.closing;
     return reply.status(ready ? 200 : 400).send({ name, ready });
   });
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { engineSettings, loadConfig, requestDefaults } from '../../src/config.js';
 import { Classifier } from '../../src/engine/classifier.js';
+import { ModelSet } from '../../src/engine/model-set.js';
 import { WorkerEngine } from '../../src/engine/worker-engine.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { LocalEngine } from '../../src/engine/local-engine.js';
@@ -70,7 +71,7 @@ describe('WorkerEngine', () => {
     const config = loadConfig({ MODEL_DIR: DEFAULT_MODEL });
     const app = await buildApp({
       config,
-      state: { classifier: new Classifier(engine, requestDefaults(config)) },
+      state: { models: new ModelSet([new Classifier(engine, requestDefaults(config))]) },
     });
     let finished = false;
     const image = Float32Array.from(golden.cases[0]!.input);

@@ -27,7 +27,11 @@ describe('before the model has loaded', () => {
 describe('when ready', () => {
   it('reports ready and describes the model', async () => {
     const { app } = await buildTestApp({ DEFAULT_TIMESTEPS: '4', MAX_TIMESTEPS: '32' });
-    expect((await app.inject('/readyz')).json()).toEqual({ status: 'ready', model: 'fashion-pc' });
+    expect((await app.inject('/readyz')).json()).toEqual({
+      status: 'ready',
+      model: 'fashion-pc',
+      models: ['fashion-pc'],
+    });
     const { models } = (await app.inject('/models')).json();
     expect(models).toHaveLength(1);
     const m = models[0];

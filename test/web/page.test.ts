@@ -6,14 +6,15 @@
  * Content-Security-Policy without a console error.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildTestApp } from '../helpers.js';
-import { REPORTS, SAMPLES } from '../paths.js';
+import { DEFAULT_MODEL, PAPER_MODELS, REPORTS, SAMPLES, TEST_MODELS } from '../paths.js';
 
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const SAMPLE = path.join(SAMPLES, '0000-ankle-boot.png');
@@ -136,6 +137,43 @@ it('says what went wrong when the server refuses the image', async () => {
   await expect.poll(() => page.textContent('#status')).toMatch(/^415: /);
   expect(await page.getAttribute('#status', 'class')).toContain('error');
 });
+
+it('lets the user choose among the models of a repository', async () => {
+  const repo = await mkdtemp(path.join(tmpdir(), 'predify-page-repo-'));
+  await cp(DEFAULT_MODEL, path.join(repo, 'a'), { recursive: true });
+  await cp(path.join(TEST_MODELS, PAPER_MODELS[1]!.name), path.join(repo, 'b'), { recursive: true });
+  const { app: served } = await buildTestApp({ MODEL_DIR: repo });
+  const other = await browser.newPage();
+  try {
+    await other.goto((await served.listen({ port: 0, host: '127.0.0.1' })) + '/');
+    await expect.poll(() => other.textContent('#model')).toContain('fashion-pc');
+    expect(await other.locator('#model-choice option').allTextContents()).toEqual([
+      'fashion-pc',
+      'pefficientnet-b0',
+    ]);
+    await other.selectOption('#model-choice', 'pefficientnet-b0');
+    await expect.poll(() => other.textContent('#model')).toContain('pefficientnet-b0');
+    await other.fill('#timesteps', '2');
+    await other.setInputFiles('#file', SAMPLE);
+    await expect
+      .poll(() => other.textContent('#status'), { timeout: 20_000 })
+      .toContain('pefficientnet-b0, profile');
+    const api = (
+      await served.inject({
+        method: 'POST',
+        url: `/classify?timesteps=2&model=pefficientnet-b0&topk=10`,
+        headers: { 'content-type': 'image/png' },
+        payload: await readFile(SAMPLE),
+      })
+    ).json();
+    const { label, confidence } = api.prediction;
+    expect(await other.textContent('#result')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
+  } finally {
+    await other.close();
+    await served.close();
+    await rm(repo, { recursive: true, force: true });
+  }
+}, 60_000);
 
 it('the API documentation at /docs renders every operation, under the same policy', async () => {
   const docs = await browser.newPage();

@@ -1,0 +1,81 @@
+/**
+ * Where the models are: MODEL_DIR is one model directory (it holds a manifest.json), or a
+ * repository whose subdirectories are model directories. A repository serves all of them or
+ * none: a subdirectory that is not a valid model stops the start-up, naming it.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { errors } from '../errors.js';
+import { MANIFEST_FILE, readManifest, type Manifest } from './manifest.js';
+
+export interface ModelEntry {
+  dir: string;
+  manifest: Manifest;
+  /** bytes of its graph files */
+  graphBytes: number;
+}
+
+const exists = (file: string) =>
+  stat(file).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+
+/** The model directories under `modelDir`, in name order; one if it is a model itself. */
+export async function modelDirectories(modelDir: string): Promise<string[]> {
+  if (await exists(path.join(modelDir, MANIFEST_FILE))) return [modelDir];
+  let entries;
+  try {
+    entries = await readdir(modelDir, { withFileTypes: true });
+  } catch {
+    throw errors.modelNotFound(path.join(modelDir, MANIFEST_FILE));
+  }
+  const dirs = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => path.join(modelDir, e.name))
+    .sort();
+  if (dirs.length === 0)
+    throw errors.repositoryInvalid(modelDir, `no ${MANIFEST_FILE} and no model directories in it`);
+  return dirs;
+}
+
+/** Every model's manifest and size, checked before any is loaded: names must differ. */
+export async function readRepository(modelDir: string): Promise<ModelEntry[]> {
+  const entries: ModelEntry[] = [];
+  for (const dir of await modelDirectories(modelDir)) {
+    const manifest = await readManifest(dir);
+    let graphBytes = 0;
+    for (const graph of Object.values(manifest.graphs)) {
+      const file = path.join(dir, graph.file);
+      const info = await stat(file).catch(() => {
+        throw errors.modelNotFound(file);
+      });
+      graphBytes += info.size;
+    }
+    const twin = entries.find((e) => e.manifest.name === manifest.name);
+    if (twin)
+      throw errors.repositoryInvalid(
+        modelDir,
+        `${path.basename(twin.dir)} and ${path.basename(dir)} are both named '${manifest.name}'`,
+      );
+    entries.push({ dir, manifest, graphBytes });
+  }
+  return entries;
+}
+
+/**
+ * Resident memory a loaded model takes, in MiB, before activations: measured on this machine
+ * as about 1.6 times its graph files plus 40 MiB (docs/model-repository.md); activations add
+ * with the input size and BATCH_MAX_SIZE.
+ */
+export const estimatedMb = (graphBytes: number) => Math.ceil((1.6 * graphBytes) / 2 ** 20 + 40);
+
+/** Refuses a repository whose models' estimated memory exceeds `budgetMb` (0: no budget). */
+export function checkBudget(entries: readonly ModelEntry[], budgetMb: number): void {
+  if (budgetMb <= 0) return;
+  const need = entries.reduce((sum, e) => sum + estimatedMb(e.graphBytes), 0);
+  if (need > budgetMb) {
+    const each = entries.map((e) => `${e.manifest.name} ${estimatedMb(e.graphBytes)} MB`).join(', ');
+    throw errors.memoryBudget(need, budgetMb, each);
+  }
+}
