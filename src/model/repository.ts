@@ -30,10 +30,19 @@ export async function modelDirectories(modelDir: string): Promise<string[]> {
   } catch {
     throw errors.modelNotFound(path.join(modelDir, MANIFEST_FILE));
   }
-  const dirs = entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => path.join(modelDir, e.name))
-    .sort();
+  // Symbolic links count as what they point to: a repository is often a set of links.
+  const isDirectory = (file: string) =>
+    stat(file).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+  const dirs: string[] = [];
+  for (const e of entries
+    .filter((e) => !e.name.startsWith('.'))
+    .sort((a, b) => a.name.localeCompare(b.name))) {
+    const dir = path.join(modelDir, e.name);
+    if (await isDirectory(dir)) dirs.push(dir);
+  }
   if (dirs.length === 0)
     throw errors.repositoryInvalid(modelDir, `no ${MANIFEST_FILE} and no model directories in it`);
   return dirs;
