@@ -1,5 +1,5 @@
 /**
- * One timestep of the Predify dynamics (shared/predify-dynamics.md) for a batch of samples
+ * One timestep of the Predify dynamics (docs/dynamics.md) for a batch of samples
  * that may each be at a different timestep. The loop state lives per sample, so samples can
  * join or leave a batch between timesteps, and no sample's numbers depend on the others.
  *
