@@ -264,3 +264,19 @@ def test_refuses_shared_buffers_for_separate_config(tmp_path, capsys):
     code, err, out = run(["--config", str(PEFF), "--backbone", "efficientnet_b0", "--weights", str(fx / "pnet.pth"), "--input-size", "32"], tmp_path, capsys)
     assert code == 2
     assert "shared hyperparameters" in err
+
+
+def test_published_layout_with_a_timm_backbone(tmp_path, capsys):
+    fx = fixture(tmp_path, PEFF, "efficientnet_b0", "published", "--timm")
+    predictors = [str(fx / f"pc{i}.pth") for i in range(1, 9)]
+    args = ["--config", str(PEFF), "--backbone", "efficientnet_b0", "--input-size", "32"]
+    code, err, out = run([*args, "--predictor-weights", *predictors, "--backbone-weights", str(fx / "backbone.pth")], tmp_path, capsys)
+    assert code == 0, err
+    m = manifest(out)
+    assert m["source"]["weights"] == "published+timm"
+    # No buffers in this layout: the TOML's hyperparameters, and C measured at import.
+    assert [pc["hyperparameters"]["beta"] for pc in m["pcoders"]] == [0.3] * 8
+    assert m["source"]["cMeasuredByImport"] == [True] * 8
+    # One predictor file too few is refused.
+    code, err, _ = run([*args, "--predictor-weights", *predictors[:7], "--backbone-weights", str(fx / "backbone.pth")], tmp_path, capsys)
+    assert code == 2 and "7 files for 8 PCoders" in err
