@@ -89,11 +89,26 @@ const schema = z
       .default('true')
       .transform((v) => v === 'true'),
     SHUTDOWN_DRAIN_MS: integer('SHUTDOWN_DRAIN_MS', 0, 600_000, 10_000),
+    ENGINE_RESTART_ATTEMPTS: integer('ENGINE_RESTART_ATTEMPTS', 1, 100, 5),
+    ENGINE_RESTART_TIMEOUT_MS: integer('ENGINE_RESTART_TIMEOUT_MS', 1000, 3_600_000, 120_000),
+    ENGINE_MAX_RESTARTS: integer('ENGINE_MAX_RESTARTS', 0, 1000, 10),
+    // Longer than the slowest engine step: a worker silent this long while it has work is hung.
+    ENGINE_WATCHDOG_MS: integer('ENGINE_WATCHDOG_MS', 0, 3_600_000, 60_000),
+    ENGINE_FAULTS: z
+      .enum(['0', '1'])
+      .default('0')
+      .transform((v) => v === '1'),
+    NODE_ENV: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => !c.GPU_REQUIRED || c.EXECUTION_PROVIDERS.includes('cuda'), {
     message: 'GPU_REQUIRED=true needs cuda in EXECUTION_PROVIDERS',
     path: ['GPU_REQUIRED'],
+  })
+  .refine((c) => !(c.ENGINE_FAULTS && c.NODE_ENV === 'production'), {
+    message:
+      'ENGINE_FAULTS=1 injects engine deaths for tests and rehearsals; it is refused with NODE_ENV=production',
+    path: ['ENGINE_FAULTS'],
   })
   .refine((c) => c.DEFAULT_TIMESTEPS === undefined || c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
     message: 'DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS',

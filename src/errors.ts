@@ -195,6 +195,12 @@ export const errors = {
     () => 'inference failed for the batch this request was in; the cause is in the server log',
   ),
   notReady: define('PREDIFY_ERR_NOT_READY', 503, () => 'model is still loading'),
+  engineRestarting: define(
+    'PREDIFY_ERR_ENGINE_RESTARTING',
+    503,
+    (model: string) =>
+      `the engine of model ${model} stopped and is restarting: the request was not computed; retry shortly`,
+  ),
 } as const;
 
 /** The JSON body of every error answer. */

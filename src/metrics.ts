@@ -56,6 +56,18 @@ export function createMetrics() {
       help: 'Sample-timesteps computed (t = 0 included)',
       registers: [registry],
     }),
+    engineRestarts: new Counter({
+      name: 'predify_engine_restarts_total',
+      help: 'Engine worker deaths that began a restart, by model',
+      labelNames: ['model'] as const,
+      registers: [registry],
+    }),
+    engineRequestsLost: new Counter({
+      name: 'predify_engine_requests_lost_total',
+      help: 'Requests answered 503 because the engine worker holding them died, by model',
+      labelNames: ['model'] as const,
+      registers: [registry],
+    }),
     requestedTimesteps: new Histogram({
       name: 'predify_requested_timesteps',
       help: 'Timesteps T asked for per classification',

@@ -7,7 +7,7 @@ import { Classifier } from './engine/classifier.js';
 import type { InferenceEngine } from './engine/inference-engine.js';
 import { LocalEngine } from './engine/local-engine.js';
 import { ModelSet } from './engine/model-set.js';
-import { WorkerEngine } from './engine/worker-engine.js';
+import { SupervisedEngine } from './engine/supervised-engine.js';
 import type { Metrics } from './metrics.js';
 import type { LoadedModel } from './model/load-model.js';
 import type { Logger } from './model/onnx-backend.js';
@@ -16,6 +16,8 @@ import { checkBudget, readRepository } from './model/repository.js';
 export interface OpenOptions {
   logger: Logger;
   metrics?: Metrics;
+  /** an engine could not be restarted: the service cannot go on */
+  onGiveUp?: (model: string, reason: string) => void;
   /** an already loaded model to run on this thread (it stays the caller's to release) */
   model?: LoadedModel;
 }
@@ -34,7 +36,7 @@ export interface OpenModels {
  */
 export async function openModels(
   config: Config,
-  { logger, metrics, model }: OpenOptions,
+  { logger, metrics, model, onGiveUp }: OpenOptions,
 ): Promise<OpenModels> {
   const defaults = requestDefaults(config);
   const engines = new Map<string, InferenceEngine>();
@@ -44,8 +46,26 @@ export async function openModels(
     let engine: InferenceEngine;
     if (loaded) engine = new LocalEngine(loaded, settings);
     // In a worker thread, onnxruntime's synchronous runs never block the HTTP thread.
-    else if (config.ENGINE_WORKER) engine = await WorkerEngine.start(settings, config.LOG_LEVEL);
-    else engine = await LocalEngine.open(settings, logger);
+    // Supervised: a worker that dies is replaced (src/engine/supervised-engine.ts).
+    else if (config.ENGINE_WORKER) {
+      const name = () => engine.manifest.name;
+      engine = await SupervisedEngine.start(
+        settings,
+        config.LOG_LEVEL,
+        {
+          restartAttempts: config.ENGINE_RESTART_ATTEMPTS,
+          restartTimeoutMs: config.ENGINE_RESTART_TIMEOUT_MS,
+          maxRestarts: config.ENGINE_MAX_RESTARTS,
+          watchdogMs: config.ENGINE_WATCHDOG_MS,
+          onDeath: (_cause, lost) => {
+            metrics?.engineRestarts.inc({ model: name() });
+            metrics?.engineRequestsLost.inc({ model: name() }, lost);
+          },
+          onGiveUp: (reason) => onGiveUp?.(name(), reason),
+        },
+        logger,
+      );
+    } else engine = await LocalEngine.open(settings, logger);
     if (metrics) engine.onStep = metrics.recordStep;
     engines.set(engine.manifest.name, engine);
     classifiers.push(new Classifier(engine, defaults));

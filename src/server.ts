@@ -20,18 +20,36 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const app = await buildApp({ config, state, logger, metrics });
 
-  closeWithGrace({ delay: config.SHUTDOWN_DRAIN_MS }, async ({ signal, err }) => {
-    if (err) logger.error({ err }, 'closing after an uncaught error');
-    else logger.info({ signal }, 'closing: draining in-flight requests');
+  const drain = async () => {
     state.closing = true;
     await app.close();
     await state.models?.close();
+  };
+  // close-with-grace treats SIGUSR2 as a request to stop; with ENGINE_FAULTS it means a rehearsal.
+  const skip: 'SIGUSR2'[] = config.ENGINE_FAULTS ? ['SIGUSR2'] : [];
+  const grace = closeWithGrace({ delay: config.SHUTDOWN_DRAIN_MS, skip }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'closing after an uncaught error');
+    else logger.info({ signal }, 'closing: draining in-flight requests');
+    await drain();
   });
+
+  // An engine that cannot be restarted: fail liveness at once, drain what is in flight, exit 1.
+  const onGiveUp = (model: string, reason: string) => {
+    if (state.failed) return;
+    state.failed = `${model}: ${reason}`;
+    logger.fatal({ model, reason }, `engine of ${model} cannot be restarted: exiting after draining`);
+    grace.uninstall();
+    const deadline = setTimeout(() => process.exit(1), config.SHUTDOWN_DRAIN_MS);
+    void drain().finally(() => {
+      clearTimeout(deadline);
+      process.exit(1);
+    });
+  };
 
   // Listen first so that /healthz answers and /readyz says 503 while the model loads.
   await app.listen({ port: config.PORT, host: config.HOST });
   try {
-    ({ models: state.models } = await openModels(config, { logger, metrics }));
+    ({ models: state.models } = await openModels(config, { logger, metrics, onGiveUp }));
   } catch (err) {
     logger.fatal(
       { code: (err as { code?: string }).code, dir: config.MODEL_DIR },
@@ -41,6 +59,13 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const { models } = state;
+  if (config.ENGINE_FAULTS) {
+    // Rehearsal: SIGUSR2 makes every model's engine worker throw an uncaught exception.
+    process.on('SIGUSR2', () => {
+      logger.warn({ models: models.names }, 'SIGUSR2: injecting an engine fault (ENGINE_FAULTS=1)');
+      for (const m of models.all) m.injectFault('throw');
+    });
+  }
   const providers = [...new Set(models.all.flatMap((m) => m.providers))];
   logger.info(
     {

@@ -184,3 +184,52 @@ describe('server process', () => {
     expect(server.output()).toMatch(/invalid configuration: PORT: PORT must be a whole number/);
   });
 });
+
+describe('engine supervision in the real process (ENGINE_FAULTS=1, SIGUSR2)', () => {
+  const waitFor = async (check: () => Promise<boolean>, ms = 30_000) => {
+    const until = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > until) throw new Error('condition not reached');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const status = (base: string, route: string) =>
+    fetch(`${base}${route}`).then(
+      (r) => r.status,
+      () => 0,
+    );
+
+  it('restarts a worker killed by SIGUSR2; past ENGINE_MAX_RESTARTS, fails liveness and exits 1', async () => {
+    const server = await startReady({ ENGINE_FAULTS: '1', ENGINE_MAX_RESTARTS: '1' });
+    server.child.kill('SIGUSR2');
+    await waitFor(async () => (await status(server.base, '/readyz')) === 503);
+    await waitFor(async () => (await status(server.base, '/readyz')) === 200);
+    const image = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
+    expect((await postImage(server.base, '/classify?timesteps=2', image)).status).toBe(200);
+    // A second death in ten minutes is past the limit of one: a crash loop.
+    server.child.kill('SIGUSR2');
+    await waitFor(async () => [503, 0].includes(await status(server.base, '/healthz')));
+    expect(await server.exited).toBe(1);
+    expect(server.output()).toMatch(/cannot be restarted: exiting after draining/);
+  });
+
+  it('a death during shutdown does not hang it', async () => {
+    const server = await startReady({ ENGINE_FAULTS: '1', SHUTDOWN_DRAIN_MS: '20000' });
+    const image = await readFile(path.join(SAMPLES, '0002-trouser.png'));
+    const inflight = Array.from({ length: 4 }, () => postImage(server.base, '/classify?timesteps=64', image));
+    await new Promise((r) => setTimeout(r, 50));
+    const started = Date.now();
+    server.child.kill('SIGTERM');
+    server.child.kill('SIGUSR2');
+    const answers = await Promise.all(inflight.map((p) => p.then((r) => r.status).catch(() => 0)));
+    expect(answers.every((s) => s === 200 || s === 503)).toBe(true);
+    await server.exited;
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('refuses ENGINE_FAULTS in production', async () => {
+    const server = start({ ENGINE_FAULTS: '1', NODE_ENV: 'production' });
+    expect(await server.exited).not.toBe(0);
+    expect(server.output()).toMatch(/ENGINE_FAULTS: ENGINE_FAULTS=1 injects engine deaths/);
+  });
+});

@@ -1,8 +1,9 @@
 /** The engine's public face: an image in, per-timestep classifications out. No HTTP here. */
 import type { EngineJob } from './batch-scheduler.js';
 import { profilesOf } from '../model/manifest.js';
-import type { InferenceEngine } from './inference-engine.js';
+import type { EngineStatus, InferenceEngine } from './inference-engine.js';
 import type { SampleStep } from './predictive-step.js';
+import type { FaultKind } from './worker-protocol.js';
 import {
   resolveRequest,
   timestepsFor,
@@ -49,6 +50,15 @@ export class Classifier {
 
   get manifest() {
     return this.#engine.manifest;
+  }
+
+  get status(): EngineStatus {
+    return this.#engine.status ?? 'ready';
+  }
+
+  /** For tests and rehearsals only (ENGINE_FAULTS=1): an engine on this thread ignores it. */
+  injectFault(kind: FaultKind): void {
+    this.#engine.injectFault?.(kind);
   }
 
   /** execution providers the model's sessions really use */

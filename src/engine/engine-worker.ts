@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { errors } from '../errors.js';
 import type { EngineSettings } from './inference-engine.js';
 import { LocalEngine } from './local-engine.js';
-import type { ToWorker, FromWorker } from './worker-protocol.js';
+import type { FaultKind, FromWorker, ToWorker } from './worker-protocol.js';
 
 const port = parentPort!;
 const { settings, logLevel } = workerData as { settings: EngineSettings; logLevel: string };
@@ -58,6 +58,20 @@ port.on('message', (msg: ToWorker) => {
     controllers.get(msg.id)?.abort();
   } else if (msg.type === 'close') {
     void engine.close().then(() => port.close());
+  } else if (msg.type === 'fault') {
+    injectFault(msg.kind);
   }
 });
 post({ type: 'ready', manifest: engine.manifest, providers: [...engine.providers] });
+
+/** The deaths an operator rehearses; the main thread only sends these when ENGINE_FAULTS=1. */
+function injectFault(kind: FaultKind): void {
+  log.warn({ kind }, 'injected engine fault');
+  if (kind === 'throw')
+    setImmediate(() => {
+      throw new Error('injected fault: uncaught exception in the engine worker');
+    });
+  else if (kind === 'exit') process.exit(70);
+  // A busy loop: the thread stays alive but never answers again, as a wedged native call would.
+  else for (;;);
+}

@@ -2,9 +2,17 @@
 import type { Manifest } from '../model/manifest.js';
 import type { SessionSettings } from '../model/onnx-backend.js';
 import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
+import type { FaultKind } from './worker-protocol.js';
+
+/** ready; restarting after its worker died; failed: no worker could be had */
+export type EngineStatus = 'ready' | 'restarting' | 'failed';
 
 export interface InferenceEngine {
   readonly manifest: Manifest;
+  /** absent: always ready (an engine on this thread cannot die without the process) */
+  readonly status?: EngineStatus;
+  /** for tests and rehearsals only: makes a worker die or hang */
+  injectFault?(kind: FaultKind): void;
   /** execution providers the sessions really use */
   readonly providers: readonly string[];
   submit(job: EngineJob): Promise<EngineResult>;

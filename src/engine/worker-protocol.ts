@@ -12,7 +12,12 @@ export type ToWorker =
       profile?: string;
     }
   | { type: 'cancel'; id: number }
-  | { type: 'close' };
+  | { type: 'close' }
+  /** for tests and rehearsals (ENGINE_FAULTS=1): make the worker die, or hang */
+  | { type: 'fault'; kind: FaultKind };
+
+/** An uncaught exception, process.exit in the worker, or a worker that stops answering. */
+export type FaultKind = 'throw' | 'exit' | 'hang';
 
 export type FromWorker =
   | { type: 'ready'; manifest: Manifest; providers: string[] }

@@ -25,7 +25,7 @@ export function answerError(
     const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);
     return { status: e.statusCode, message: e.message, code: e.code };
   }
-  if (err.code === errors.overloaded.code || err.code === errors.underPressure.code)
+  if ([errors.overloaded.code, errors.underPressure.code, errors.engineRestarting.code].includes(err.code))
     reply.header('retry-after', '1');
   if (err.code === errors.unauthorized.code) reply.header('www-authenticate', 'Bearer realm="predify-serve"');
   return { status, message: err.message, ...(err.code ? { code: err.code } : {}) };

@@ -188,9 +188,15 @@ export function openApiDocument(config: Config, models?: ModelSet): Json {
     },
     '/healthz': {
       get: {
-        summary: 'Liveness: the process answers',
+        summary: 'Liveness: the process answers, and its engines can run',
         ...publicRoute,
-        responses: { 200: { description: 'alive', content: content(healthSchema) } },
+        responses: {
+          200: { description: 'alive', content: content(healthSchema) },
+          503: {
+            description: 'an engine died and could not be restarted: the process is exiting',
+            content: content(healthSchema),
+          },
+        },
       },
     },
     '/readyz': {
@@ -200,7 +206,7 @@ export function openApiDocument(config: Config, models?: ModelSet): Json {
         responses: {
           200: { description: 'ready', content: content(readySchema) },
           503: {
-            description: 'loading, closing, or overloaded in the last second',
+            description: 'loading, closing, restarting a dead engine, or overloaded in the last second',
             content: content(readySchema),
           },
         },

@@ -129,9 +129,9 @@ export const modelsSchema = z.object({
   ),
 });
 
-export const healthSchema = z.object({ status: z.literal('ok') });
+export const healthSchema = z.object({ status: z.enum(['ok', 'failed']) });
 export const readySchema = z.object({
-  status: z.enum(['ready', 'loading', 'closing', 'overloaded']),
+  status: z.enum(['ready', 'loading', 'closing', 'overloaded', 'restarting']),
   model: z.string().optional().meta({ description: 'the default model' }),
   models: z.array(z.string()).optional().meta({ description: 'every model served' }),
 });

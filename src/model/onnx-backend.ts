@@ -42,6 +42,7 @@ export interface Graph {
 export interface Logger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
 }
 
 // onnxruntime's environment logger prints every failed provider load to stderr in colour; we

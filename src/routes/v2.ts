@@ -49,7 +49,8 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
   app.get('/health/live', { config: { public: true, alwaysAnswer: true } }, async () => ({ live: true }));
   // The protocol says false is a 4xx; a model still loading or a server draining is not ready.
   app.get('/health/ready', { config: { public: true } }, async (_request, reply) => {
-    const ready = state.models !== undefined && !state.closing;
+    const ready =
+      state.models !== undefined && !state.closing && state.models.all.every((m) => m.status === 'ready');
     return reply.status(ready ? 200 : 400).send({ ready });
   });
 
@@ -74,8 +75,7 @@ export default async function v2Routes(app: FastifyInstance, { config, state }: 
 
   app.get<{ Params: { name: string } }>('/models/:name/ready', async (request, reply) => {
     const { name } = request.params;
-    if (state.models) model(name);
-    const ready = state.models !== undefined && !state.closing;
+    const ready = state.models !== undefined && !state.closing && model(name).status === 'ready';
     return reply.status(ready ? 200 : 400).send({ name, ready });
   });
 
