@@ -29,6 +29,11 @@ describe('loadConfig', () => {
       MAX_QUEUE: 256,
       ENGINE_WORKER: true,
       SHUTDOWN_DRAIN_MS: 10_000,
+      ENGINE_RESTART_ATTEMPTS: 5,
+      ENGINE_RESTART_TIMEOUT_MS: 120_000,
+      ENGINE_MAX_RESTARTS: 10,
+      ENGINE_WATCHDOG_MS: 60_000,
+      ENGINE_FAULTS: false,
       LOG_LEVEL: 'info',
     });
   });

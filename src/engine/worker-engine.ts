@@ -39,6 +39,8 @@ export class WorkerEngine implements InferenceEngine {
   #nextId = 1;
   #dead: Error | undefined;
   #closing = false;
+  /** what the worker said it is dying of, before it exits */
+  #fatal: string | undefined;
   #lastHeard = performance.now();
   readonly #watchdog: NodeJS.Timeout | undefined;
 
@@ -53,7 +55,9 @@ export class WorkerEngine implements InferenceEngine {
     this.providers = providers;
     worker.on('message', (msg: FromWorker) => this.#receive(msg));
     worker.on('error', (err) => this.#die(err));
-    worker.on('exit', (code) => this.#die(new Error(`engine worker exited with code ${code}`)));
+    worker.on('exit', (code) =>
+      this.#die(new Error(`engine worker exited with code ${code}${this.#fatal ? `: ${this.#fatal}` : ''}`)),
+    );
     const ms = options.watchdogMs ?? 0;
     if (ms > 0) {
       this.#watchdog = setInterval(
@@ -153,6 +157,10 @@ export class WorkerEngine implements InferenceEngine {
     this.#lastHeard = performance.now();
     if (msg.type === 'stats') {
       this.onStep?.(msg.stats);
+      return;
+    }
+    if (msg.type === 'fatal') {
+      this.#fatal = msg.message;
       return;
     }
     if (msg.type === 'ready' || msg.type === 'start-failed') return;

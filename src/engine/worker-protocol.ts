@@ -32,4 +32,6 @@ export type FromWorker =
       message: string;
       context?: Record<string, unknown>;
     }
-  | { type: 'stats'; stats: StepStats };
+  | { type: 'stats'; stats: StepStats }
+  /** the worker is dying of this uncaught exception (it exits right after) */
+  | { type: 'fatal'; message: string };

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../../src/config.js';
+import { restartBackoffMs } from '../../src/engine/supervised-engine.js';
 import { buildTestApp } from '../helpers.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { DEFAULT_MODEL, ROOT } from '../paths.js';
@@ -55,6 +56,13 @@ describe('deploy/kubernetes', () => {
       config.SHUTDOWN_DRAIN_MS + preStop * 1000,
     );
     expect(pod.securityContext.runAsNonRoot).toBe(true);
+    // A dead engine worker is replaced within the process: liveness must not give up on the
+    // pod before one restart, with all its backoff, has had its chance.
+    const liveness = container.livenessProbe;
+    const backoff = Array.from({ length: config.ENGINE_RESTART_ATTEMPTS }, (_, k) => restartBackoffMs(k));
+    expect(liveness.periodSeconds * liveness.failureThreshold * 1000).toBeGreaterThan(
+      backoff.reduce((a, b) => a + b, 0),
+    );
   });
 
   it('Service and HorizontalPodAutoscaler point at the Deployment', async () => {
