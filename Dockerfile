@@ -19,6 +19,10 @@ RUN npm ci --no-fund --no-audit
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --no-fund --no-audit
+# Only this platform's native binaries: onnxruntime-node alone ships ~220 MB for macOS and
+# Windows. The script fails the build if a package's layout is not what it expects.
+COPY scripts/prune-native.mjs ./scripts/
+RUN node scripts/prune-native.mjs
 
 # The onnxruntime CUDA execution provider (from NuGet, for CUDA 12), added to the pruned
 # dependencies. Running the package's install script directly does not depend on whether the

@@ -13,4 +13,6 @@ export default tseslint.config(
   },
   // The page's script runs in the browser, as plain JavaScript.
   { files: ['public/**/*.js'], languageOptions: { globals: globals.browser } },
+  // Build-time scripts run under Node, as plain JavaScript.
+  { files: ['scripts/**/*.mjs'], languageOptions: { globals: globals.node } },
 );

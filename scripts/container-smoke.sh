@@ -13,6 +13,12 @@ podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 [ "$base" != "localhost/node:20-bookworm-slim" ] || scripts/local-node-base.sh "$base"
 podman_ build --network=host --target cpu --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
 
+# The CPU image's size, against a budget: GPU nodes pull it on every scale-up.
+budget_mb=400
+size_mb=$(( $(podman_ image inspect predify-serve:smoke --format '{{.Size}}') / 1000000 ))
+echo "CPU image size: ${size_mb} MB (budget ${budget_mb} MB)"
+[ "$size_mb" -le "$budget_mb" ] || { echo "the CPU image is over its ${budget_mb} MB budget" >&2; exit 1; }
+
 # These sandboxes refuse raising rlimits; podman's defaults raise them, so pin lower ones.
 cid=$(podman_ run -d --network=host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -e PORT="$port" predify-serve:smoke)
 trap 'podman_ rm -f "$cid" >/dev/null 2>&1 || true' EXIT
