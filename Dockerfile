@@ -6,7 +6,7 @@
 # The base images are build arguments so that they can be replaced (for example by local
 # stand-ins where registries are unreachable): NODE_IMAGE for the build and the CPU image,
 # CUDA_IMAGE for the CUDA runtime (Node is copied into it from NODE_IMAGE).
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 FROM ${NODE_IMAGE} AS build

@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port=${SMOKE_PORT:-18080}
-base=${NODE_IMAGE:-localhost/node:20-bookworm-slim}
+base=${NODE_IMAGE:-localhost/node:24-bookworm-slim}
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
-[ "$base" != "localhost/node:20-bookworm-slim" ] || scripts/local-node-base.sh "$base"
+[ "$base" != "localhost/node:24-bookworm-slim" ] || scripts/local-node-base.sh "$base"
 podman_ build --network=host --target cpu --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
 
 # The CPU image's size, against a budget: GPU nodes pull it on every scale-up.

@@ -4,22 +4,26 @@
 # (A copy of the workplace's shared/tools/local-node-base.sh, so that CI needs nothing outside
 # the repository.)
 #
-#   scripts/local-node-base.sh [TAG]        (default TAG: localhost/node:20-bookworm-slim)
+#   scripts/local-node-base.sh [TAG]        (default TAG: localhost/node:24-bookworm-slim)
 #
 # Result: a minimal Debian bookworm root with this machine's own node and npm copied in, imported
 # into podman under TAG. Build the project's image on it with, for example:
 #
 #   podman --runtime runc --cgroup-manager=cgroupfs build --network=host \
-#     --build-arg NODE_IMAGE=localhost/node:20-bookworm-slim -t predify-serve .
+#     --build-arg NODE_IMAGE=localhost/node:24-bookworm-slim -t predify-serve .
 #   podman --runtime runc --cgroup-manager=cgroupfs run --rm --network=host predify-serve
 #
 # Needs: root, `apt-get install -y podman runc debootstrap`. Takes a few minutes the first time;
 # later calls reuse the image when it exists (pass --force to rebuild).
 set -euo pipefail
 
-tag="${1:-localhost/node:20-bookworm-slim}"
+tag="${1:-localhost/node:24-bookworm-slim}"
 force="${2:-}"
-[ "$tag" = "--force" ] && { tag="localhost/node:20-bookworm-slim"; force="--force"; }
+[ "$tag" = "--force" ] && { tag="localhost/node:24-bookworm-slim"; force="--force"; }
+# The node copied in is the one first on PATH: it must be the version the tag names.
+want=$(echo "$tag" | sed -nE 's/.*:([0-9]+)-.*/\1/p')
+have=$(node -p 'process.versions.node.split(".")[0]')
+[ -z "$want" ] || [ "$want" = "$have" ] || { echo "local-node-base: $tag wants node $want, but node on PATH is $(node --version) (. scripts/use-node-24.sh)" >&2; exit 1; }
 
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
