@@ -1,13 +1,15 @@
-# predify-serve. Two images from this file:
+# predify-serve. Two images from this file, one runtime stage:
 #
-#   docker build -t predify-serve .                              CPU (the default target)
-#   docker build --target cuda -t predify-serve:cuda .           CUDA 12 + cuDNN 9, for GPU nodes
+#   docker build -t predify-serve .                                  CPU (the default)
+#   docker build --build-arg RUNTIME=cuda -t predify-serve:cuda .    CUDA 12 + cuDNN 9, for GPU nodes
 #
 # The base images are build arguments so that they can be replaced (for example by local
 # stand-ins where registries are unreachable): NODE_IMAGE for the build and the CPU image,
 # CUDA_IMAGE for the CUDA runtime (Node is copied into it from NODE_IMAGE).
 ARG NODE_IMAGE=node:24-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# cpu or cuda: which base and which onnxruntime providers the runtime stage gets
+ARG RUNTIME=cpu
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -31,15 +33,30 @@ FROM build AS build-cuda
 RUN ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js \
   && ls node_modules/onnxruntime-node/bin/napi-v6/linux/x64/ | grep -q providers_cuda
 
-FROM ${CUDA_IMAGE} AS cuda
+# The two images differ only in their base and in onnxruntime's providers; everything else is
+# the one runtime stage below, built on base-${RUNTIME} with deps-${RUNTIME}.
+FROM ${NODE_IMAGE} AS base-cpu
+ENV EXECUTION_PROVIDERS=cpu
+# The server handles SIGTERM itself (close-with-grace), so node can run as PID 1.
+
+FROM ${CUDA_IMAGE} AS base-cuda
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 # tini forwards SIGTERM to Node and reaps; the CUDA base has no init of its own.
 RUN apt-get update && apt-get install -y --no-install-recommends tini ca-certificates \
   && rm -rf /var/lib/apt/lists/* \
   && (id -u node >/dev/null 2>&1 || useradd --create-home --uid 1001 node)
+ENV EXECUTION_PROVIDERS=cuda,cpu
+ENTRYPOINT ["/usr/bin/tini", "--"]
+
+FROM build AS deps-cpu
+FROM build-cuda AS deps-cuda
+
+FROM deps-${RUNTIME} AS deps
+
+FROM base-${RUNTIME} AS runtime
 WORKDIR /app
-ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 EXECUTION_PROVIDERS=cuda,cpu
-COPY --from=build-cuda /app/node_modules ./node_modules
+ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
+COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY public ./public
@@ -48,21 +65,4 @@ USER node
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/server.js"]
-
-# The CPU image: the last stage, so the default target.
-FROM ${NODE_IMAGE} AS cpu
-WORKDIR /app
-ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
-COPY package.json ./
-COPY public ./public
-COPY models/fashion-pc ./models/fashion-pc
-USER node
-EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# The server handles SIGTERM itself (close-with-grace), so node can run as PID 1.
 CMD ["node", "dist/server.js"]

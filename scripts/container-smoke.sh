@@ -11,7 +11,7 @@ base=${NODE_IMAGE:-localhost/node:24-bookworm-slim}
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
 [ "$base" != "localhost/node:24-bookworm-slim" ] || scripts/local-node-base.sh "$base"
-podman_ build --network=host --target cpu --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
+podman_ build --network=host --build-arg RUNTIME=cpu --build-arg NODE_IMAGE="$base" -t predify-serve:smoke .
 
 # The CPU image's size, against a budget: GPU nodes pull it on every scale-up.
 budget_mb=400
