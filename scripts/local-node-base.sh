@@ -20,10 +20,6 @@ set -euo pipefail
 tag="${1:-localhost/node:24-bookworm-slim}"
 force="${2:-}"
 [ "$tag" = "--force" ] && { tag="localhost/node:24-bookworm-slim"; force="--force"; }
-# The node copied in is the one first on PATH: it must be the version the tag names.
-want=$(echo "$tag" | sed -nE 's/.*:([0-9]+)-.*/\1/p')
-have=$(node -p 'process.versions.node.split(".")[0]')
-[ -z "$want" ] || [ "$want" = "$have" ] || { echo "local-node-base: $tag wants node $want, but node on PATH is $(node --version) (. scripts/use-node-24.sh)" >&2; exit 1; }
 
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
@@ -31,6 +27,11 @@ if [ "$force" != "--force" ] && podman_ image exists "$tag"; then
   echo "local-node-base: $tag already exists (pass --force to rebuild)"
   exit 0
 fi
+
+# The node copied in is the one first on PATH: it must be the version the tag names.
+want=$(echo "$tag" | sed -nE 's/.*:([0-9]+)-.*/\1/p')
+have=$(node -p 'process.versions.node.split(".")[0]')
+[ -z "$want" ] || [ "$want" = "$have" ] || { echo "local-node-base: $tag wants node $want, but node on PATH is $(node --version) (. scripts/use-node-24.sh)" >&2; exit 1; }
 
 for bin in podman runc debootstrap; do
   command -v "$bin" >/dev/null || { echo "local-node-base: $bin is missing: apt-get install -y podman runc debootstrap" >&2; exit 1; }
