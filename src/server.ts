@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { engineSettings, loadConfig, type Config } from './config.js';
 import { createMetrics } from './metrics.js';
-import { openModels } from './open-classifier.js';
+import { openModels } from './open-models.js';
 import type { ServiceState } from './service-state.js';
 
 async function main(): Promise<void> {

@@ -5,7 +5,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import type { InferenceEngine } from '../src/engine/inference-engine.js';
 import { createMetrics } from '../src/metrics.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
-import { openModels } from '../src/open-classifier.js';
+import { openModels } from '../src/open-models.js';
 import type { ServiceState } from '../src/service-state.js';
 import { DEFAULT_MODEL } from './paths.js';
 

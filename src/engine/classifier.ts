@@ -68,7 +68,7 @@ export class Classifier {
 
   /** Fills in what a request leaves out; an unknown profile or too many timesteps is a 400. */
   resolve(asked: AskedRequest): ResolvedRequest {
-    return resolveRequest(this.manifest, this.defaults, asked);
+    return resolveRequest(this.manifest, this.defaults, asked, this.profiles);
   }
 
   /** The timesteps a request on `profile` gets when it names none. */

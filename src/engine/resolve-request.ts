@@ -38,8 +38,8 @@ export function resolveRequest(
   manifest: Manifest,
   defaults: RequestDefaults,
   asked: AskedRequest,
+  profiles = profilesOf(manifest),
 ): ResolvedRequest {
-  const profiles = profilesOf(manifest);
   const profile = asked.profile ?? manifest.defaultProfile;
   const found = profiles[profile];
   if (!found) throw errors.unknownProfile(profile, Object.keys(profiles));
