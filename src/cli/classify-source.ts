@@ -99,7 +99,8 @@ const MEDIA_TYPES: Record<string, string> = {
 
 export const IMAGE_EXTENSIONS = Object.keys(MEDIA_TYPES);
 
-export function serverSource(base: string, apiKey: string | undefined): ClassifySource {
+/** Classifies through a running server; `model` names one of its models (its default if absent). */
+export function serverSource(base: string, apiKey: string | undefined, model?: string): ClassifySource {
   const root = base.replace(/\/+$/, '');
   return {
     description: root,
@@ -108,6 +109,7 @@ export function serverSource(base: string, apiKey: string | undefined): Classify
       const query = new URLSearchParams({ topk: String(topk) });
       if (timesteps !== undefined) query.set('timesteps', String(timesteps));
       if (profile !== undefined) query.set('profile', profile);
+      if (model !== undefined) query.set('model', model);
       const headers: Record<string, string> = {
         'content-type': MEDIA_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
       };

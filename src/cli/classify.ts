@@ -23,6 +23,7 @@ const usage = `usage: predify-classify <image or directory>... [--model DIR | --
 
   --model      model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
   --server     classify with a running server instead, e.g. http://localhost:8080
+  --model-name with --server: which of the server's models (default: its default model)
   --api-key    the server's API key (default: $PREDIFY_API_KEY)
   --timesteps  predictive-coding timesteps after the feedforward pass
                (default: the profile's recommended timesteps)
@@ -41,6 +42,7 @@ const { values, positionals } = parseCli(
     options: {
       model: { type: 'string' },
       server: { type: 'string' },
+      'model-name': { type: 'string' },
       'api-key': { type: 'string' },
       timesteps: { type: 'string' },
       profile: { type: 'string' },
@@ -60,6 +62,8 @@ function fail(message: string, code = 2): never {
 
 if (positionals.length === 0) fail(`no image given\n\n${usage}`);
 if (values.model && values.server) fail('give --model or --server, not both');
+if (values['model-name'] && !values.server)
+  fail("--model-name picks one of a server's models: give --server");
 const timesteps = values.timesteps === undefined ? undefined : wholeNumber('timesteps', values.timesteps, 0);
 const topk = wholeNumber('topk', values.topk, 3);
 const providers = values.providers.split(',').map((p) => p.trim().toLowerCase());
@@ -123,7 +127,7 @@ const log = pino({ level: 'warn' }, pino.destination(2));
 let source: ClassifySource;
 try {
   source = values.server
-    ? serverSource(values.server, values['api-key'] ?? process.env['PREDIFY_API_KEY'])
+    ? serverSource(values.server, values['api-key'] ?? process.env['PREDIFY_API_KEY'], values['model-name'])
     : await localSource(values.model ?? DEFAULT_MODEL_DIR, providers as ExecutionProvider[], 8, log);
 } catch (err) {
   fail((err as Error).message, 1);

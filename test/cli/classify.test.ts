@@ -142,5 +142,20 @@ describe('failures', () => {
     expect((await run([])).code).toBe(2);
     expect((await run([SAMPLES, '--model', 'x', '--server', 'y'])).code).toBe(2);
     expect((await run([SAMPLES, '--providers', 'tpu'])).code).toBe(2);
+    expect((await run([SAMPLES, '--model-name', 'fashion-pc'])).code).toBe(2);
+  });
+
+  it("--model-name picks one of the server's models; an unknown one is the server's 404", async () => {
+    const image = path.join(SAMPLES, '0004-shirt.png');
+    const named = await run([image, '--server', server, '--model-name', 'fashion-pc', '--json'], {
+      PREDIFY_API_KEY: KEY,
+    });
+    expect(named.code).toBe(0);
+    expect(JSON.parse(named.stdout).model).toBe('fashion-pc');
+    const unknown = await run([image, '--server', server, '--model-name', 'resnet'], {
+      PREDIFY_API_KEY: KEY,
+    });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/PREDIFY_ERR_UNKNOWN_MODEL/);
   });
 });
