@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -245,8 +246,8 @@ def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageRefere
         raise ConfigError(f"hyperparameters: {err}") from None
 
     if layout == "random":
-        probe = PredifyModel(_model_config(cfg, args, cuts, sets, size, classes), backbone, predictors, [1.0] * n)
-        calibrate_batchnorm(probe, args.random_weights)
+        # Only the backbone and the input shape are read: no need for the whole model yet.
+        calibrate_batchnorm(SimpleNamespace(backbone=backbone, input_shape=size), args.random_weights)
 
     c_sqrt: list[float | None] = [None] * n
     measured = [False] * n

@@ -41,7 +41,8 @@ def load_weights(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _tensors(data: dict[str, Any], what: str) -> StateDict:
+def tensors(data: dict[str, Any], what: str) -> StateDict:
+    """`data` as a state dict: every value a tensor, a DataParallel 'module.' prefix removed."""
     bad = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise ConfigError(f"{what}: entry {bad[0]!r} is not a tensor (not a state dict)")
@@ -153,13 +154,9 @@ def predictor_state(data: dict[str, Any], what: str) -> StateDict:
         inner = data["pcoderweights"]
         if not isinstance(inner, dict):
             raise ConfigError(f"{what}: 'pcoderweights' is not a state dict")
-        inner = _tensors(inner, what)
+        inner = tensors(inner, what)
         return {k[len("pmodule."):] if k.startswith("pmodule.") else k: v for k, v in inner.items()}
-    return _tensors(data, what)
-
-
-def tensors(data: dict[str, Any], what: str) -> StateDict:
-    return _tensors(data, what)
+    return tensors(data, what)
 
 
 def c_from_sqrt(c_sqrt: float | None) -> float | None:

@@ -21,7 +21,6 @@ engine's loop all at once.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -114,7 +113,3 @@ class PackageReference:
 def error_scale(elements: int, c_sqrt: float) -> float:
     """s = K / sqrt(C) as the package computes it (a float32 division)."""
     return float(torch.tensor(float(elements), dtype=torch.float32) / torch.tensor(c_sqrt, dtype=torch.float32))
-
-
-def finite(values: Sequence[float]) -> bool:
-    return all(math.isfinite(v) for v in values)
