@@ -8,11 +8,14 @@ import Fastify, {
 } from 'fastify';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
 import underPressure from '@fastify/under-pressure';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { errorBody, errors } from './errors.js';
 import { installApiKeyAuth } from './http/api-key.js';
 import { answerError } from './http/answer-error.js';
 import { installDeadline } from './http/deadline.js';
+import { swaggerOptions } from './http/openapi.js';
 import { installRequestLifetime } from './http/request-lifetime.js';
 import './http/route-config.js';
 import { httpServerSettings, type Config } from './config.js';
@@ -71,6 +74,9 @@ export async function buildApp({
     clientErrorHandler: clientErrorHandler(config.HEADERS_TIMEOUT_MS),
   });
   answerUnknownExpectations(app.server);
+  // Each route's zod schemas validate its requests and serialize its responses.
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
 
   // First, so that every later hook can hang what it takes on the request's lifetime.
   installRequestLifetime(app);
@@ -134,12 +140,14 @@ export async function buildApp({
     reply.status(404).send(errorBody(404, `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );
 
+  // Before the routes, so that it sees each of them: the document is made from their schemas.
+  await app.register(swagger, swaggerOptions(config));
   await app.register(healthRoutes, { state });
   await app.register(modelRoutes, { state });
   await app.register(metricsRoutes, { metrics });
   await app.register(classifyRoutes, { config, state, metrics });
   await app.register(v2Routes, { prefix: '/v2', config, state });
-  await app.register(docsRoutes, { config, state });
+  await app.register(docsRoutes, { state });
   await app.register(pageRoutes);
   return app;
 }

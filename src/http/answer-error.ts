@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, ServiceError } from '../errors.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
+import { validationProblems } from './query.js';
 
 /**
  * How an error is answered, whatever the body's format: its status and client-facing message,
@@ -20,6 +21,11 @@ export function answerError(
   // whose details (stack, paths) go to the log only.
   if (status >= 500 && !(err instanceof ServiceError))
     return { status, message: 'internal error while handling the request' };
+  const problems = err.validationContext === 'querystring' ? validationProblems(err, false) : undefined;
+  if (problems !== undefined) {
+    const e = errors.queryInvalid(problems);
+    return { status: e.statusCode, message: e.message, code: e.code };
+  }
   if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     const type = request.headers['content-type'] ?? '(none)';
     const e = errors.unsupportedMediaType(type, [...IMAGE_MEDIA_TYPES, 'multipart/form-data']);

@@ -1,43 +1,50 @@
+/**
+ * Query parameters and the messages a client gets when its query or body does not validate.
+ * A route's zod schemas are its validators (fastify-type-provider-zod); the messages here name
+ * the parameter and what it must be, and a repeated parameter is refused, not silently
+ * turned into an array.
+ */
 import { z } from 'zod';
-import { errors } from '../errors.js';
+import type { FastifyError } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 
 /** A query parameter that must appear at most once and be a whole number in [min, max]. */
-export function integerParam(name: string, min: number, max: number) {
-  return z
-    .string({
-      error: (issue) =>
-        Array.isArray(issue.input) ? `${name} must be given once` : `${name} must be a string`,
-    })
-    .regex(/^\d+$/, `${name} must be a whole number between ${min} and ${max}`)
-    .transform(Number)
-    .pipe(
-      z.number().int().min(min, `${name} must be at least ${min}`).max(max, `${name} must be at most ${max}`),
-    );
+export function integerParam(name: string, min: number, max = Infinity) {
+  const range = Number.isFinite(max) ? `between ${min} and ${max}` : `of at least ${min}`;
+  // A preprocess rather than a string pipe, so that the document says "integer" with its bounds.
+  return z.preprocess(
+    (value, ctx) => {
+      const problem = once(name, value) ?? (/^\d+$/.test(value as string) ? undefined : 'whole');
+      if (problem === undefined) return Number(value);
+      ctx.issues.push({
+        code: 'custom',
+        input: value,
+        message: problem === 'whole' ? `${name} must be a whole number ${range}` : problem,
+      });
+      return z.NEVER;
+    },
+    z.number().int().min(min, `${name} must be at least ${min}`).max(max, `${name} must be at most ${max}`),
+  );
 }
 
-/** A query parameter that must appear at most once and be one of `choices`. */
-export function choiceParam(name: string, choices: readonly string[]) {
-  return z
-    .string({
-      error: (issue) =>
-        Array.isArray(issue.input) ? `${name} must be given once` : `${name} must be a string`,
-    })
-    .refine((v) => choices.includes(v), `${name} must be one of ${choices.join(', ')}`);
+/** A query parameter that must appear at most once. */
+export function stringParam(name: string) {
+  return z.string({ error: (issue) => once(name, issue.input) ?? `${name} must be a string` });
 }
 
-/** Parses with `schema` or throws a 400 that names each bad parameter. */
-export function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.infer<T> {
-  const parsed = schema.safeParse(query ?? {});
-  if (!parsed.success) {
-    throw errors.queryInvalid(
-      parsed.error.issues
-        .map((i) =>
-          i.code === 'unrecognized_keys'
-            ? `unknown parameter(s) ${i.keys.map((k) => `'${k}'`).join(', ')}`
-            : i.message,
-        )
-        .join('; '),
-    );
-  }
-  return parsed.data;
+const once = (name: string, value: unknown) =>
+  Array.isArray(value) ? `${name} must be given once` : undefined;
+
+/** The failed checks of a request that did not validate, each named; undefined for other errors. */
+export function validationProblems(err: FastifyError, withPath: boolean): string | undefined {
+  if (!hasZodFastifySchemaValidationErrors(err)) return undefined;
+  return err.validation
+    .map((issue) => {
+      const keys = (issue.params as { keys?: string[] }).keys;
+      if (issue.keyword === 'unrecognized_keys' && keys && err.validationContext === 'querystring')
+        return `unknown parameter(s) ${keys.map((k) => `'${k}'`).join(', ')}`;
+      const where = issue.instancePath.slice(1).replaceAll('/', '.');
+      return withPath && where ? `${where}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
 }

@@ -1,63 +1,55 @@
 /**
- * The zod schemas of our own routes' requests and responses. Requests are validated with
- * them; responses are described by them in the OpenAPI document (src/http/openapi.ts), and the
- * route tests parse real responses with them, so the document cannot drift from the code.
+ * The zod schemas of our own routes' requests and responses. Each route names them in its
+ * Fastify schema, which makes them its validator, its TypeScript types, its serializer and its
+ * entry in the OpenAPI document (fastify-type-provider-zod), so none of the four can drift.
  */
 import { z } from 'zod';
 import { inputSpec } from '../model/manifest.js';
-import { choiceParam, integerParam } from './query.js';
+import type { Classifier } from '../engine/classifier.js';
+import { errors } from '../errors.js';
+import { integerParam, stringParam } from './query.js';
 
-export interface QueryLimits {
-  maxTimesteps: number;
-  /** the model's number of classes; unknown while it loads */
-  classes?: number;
-  /** the model's profile names; unknown while it loads */
-  profiles?: readonly string[];
-  defaultProfile?: string;
-  defaultTopk: number;
-  /** the models served; unknown while they load */
-  models?: readonly string[];
-}
-
-export function classifyQuerySchema(l: QueryLimits) {
-  const classes = l.classes ?? 1024;
-  const profile = (
-    l.profiles ? choiceParam('profile', l.profiles).meta({ enum: [...l.profiles] }) : z.string()
-  ).meta({
-    description:
-      "hyperparameter profile (GET /models lists the model's profiles); the model's default profile if absent",
-  });
+/**
+ * The query of /classify as far as the route can check it before a model is chosen: the
+ * models load after the routes are registered, so each model's own limits (its profiles, its
+ * number of classes) are checked against the query by `checkQueryFor`.
+ */
+export function classifyQuerySchema(limits: { maxTimesteps: number }) {
   return z
     .object({
-      timesteps: integerParam('timesteps', 0, l.maxTimesteps).optional().meta({
+      timesteps: integerParam('timesteps', 0, limits.maxTimesteps).optional().meta({
         description:
           "timesteps of predictive-coding dynamics after the feedforward pass (t = 0); the profile's recommended timesteps if absent",
       }),
-      topk: integerParam('topk', 1, classes)
-        .default(Math.min(l.defaultTopk, classes))
-        .meta({ description: 'classes listed per timestep' }),
-      profile: l.defaultProfile ? profile.default(l.defaultProfile) : profile.optional(),
-      model: modelParam(l.models),
+      topk: integerParam('topk', 1).optional().meta({
+        description:
+          "classes listed per timestep, at most the model's number of classes; DEFAULT_TOPK (or every class, if fewer) if absent",
+      }),
+      profile: stringParam('profile').optional().meta({
+        description:
+          "hyperparameter profile (GET /models lists each model's profiles); the model's default profile if absent",
+      }),
+      model: stringParam('model').min(1, 'model must not be empty').optional().meta({
+        description: 'the model to run (GET /models lists them); the default model if absent',
+      }),
     })
     .strict();
 }
+export type ClassifyQuery = z.output<ReturnType<typeof classifyQuerySchema>>;
 
-/** `model=`: which of the served models runs the request; the default model if absent. */
-export function modelParam(models?: readonly string[]) {
-  return z
-    .string({
-      error: (issue) => (Array.isArray(issue.input) ? 'model must be given once' : 'model must be a string'),
-    })
-    .min(1, 'model must not be empty')
-    .optional()
-    .meta({
-      description: 'the model to run (GET /models lists them); the default model if absent',
-      ...(models ? { enum: [...models] } : {}),
-    });
+/** Refuses a query whose values the chosen model cannot serve, naming each. */
+export function checkQueryFor(
+  classifier: Classifier,
+  query: { topk?: number | undefined; profile?: string | undefined },
+): void {
+  const problems = [];
+  const classes = classifier.manifest.labels.length;
+  const profiles = Object.keys(classifier.profiles);
+  if (query.topk !== undefined && query.topk > classes) problems.push(`topk must be at most ${classes}`);
+  if (query.profile !== undefined && !profiles.includes(query.profile))
+    problems.push(`profile must be one of ${profiles.join(', ')}`);
+  if (problems.length > 0) throw errors.queryInvalid(problems.join('; '));
 }
-
-/** Only the `model` parameter of a query, read before the model's own schema applies. */
-export const modelQuerySchema = z.looseObject({ model: modelParam() });
 
 export const errorBodySchema = z.object({
   statusCode: z.number().int(),
@@ -88,9 +80,6 @@ export const classificationSchema = z.object({
   steps: z.array(stepSchema),
   timings,
 });
-
-/** The final event of a stream: the classification without its steps (they were streamed). */
-export const streamResultSchema = classificationSchema.omit({ steps: true });
 
 const hyperparameters = z.object({ beta: z.number(), lambda: z.number(), alpha: z.number() });
 

@@ -45,7 +45,8 @@ function tensorValues(depth: number): z.ZodType<TensorData> {
 }
 const tensorData = z.array(tensorValues(MAX_NESTING - 1));
 
-export function inferRequestSchema(limits: { maxTimesteps: number; profiles: readonly string[] }) {
+/** The request body; the model's own limits (its profiles, its input shape) are checked on it later. */
+export function inferRequestSchema(limits: { maxTimesteps: number }) {
   return z
     .object({
       id: z.string().max(256).optional(),
@@ -57,13 +58,7 @@ export function inferRequestSchema(limits: { maxTimesteps: number; profiles: rea
             .min(0, 'parameters.timesteps must be at least 0')
             .max(limits.maxTimesteps, `parameters.timesteps must be at most ${limits.maxTimesteps}`)
             .optional(),
-          profile: z
-            .string()
-            .refine(
-              (p) => limits.profiles.includes(p),
-              `parameters.profile must be one of ${limits.profiles.join(', ')}`,
-            )
-            .optional(),
+          profile: z.string().optional(),
         })
         .catchall(z.union([z.string(), z.number(), z.boolean()]))
         .optional(),

@@ -1,7 +1,9 @@
 import multipart from '@fastify/multipart';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Classification, Classifier } from '../engine/classifier.js';
+import type { Classification } from '../engine/classifier.js';
 import { answerError } from '../http/answer-error.js';
 import { eventStream, STREAM_MEDIA_TYPES, streamFormat } from '../http/event-stream.js';
 import { errorBody, errors, ServiceError } from '../errors.js';
@@ -9,8 +11,14 @@ import type { Metrics } from '../metrics.js';
 import { pastDeadline } from '../http/deadline.js';
 import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
-import { parseQuery } from '../http/query.js';
-import { classifyQuerySchema, modelQuerySchema } from '../http/schemas.js';
+import { code, COMMON_ERRORS, errorResponses } from '../http/responses.js';
+import {
+  checkQueryFor,
+  classificationSchema,
+  classifyQuerySchema,
+  stepSchema,
+  type ClassifyQuery,
+} from '../http/schemas.js';
 
 interface Options {
   config: Config;
@@ -20,10 +28,59 @@ interface Options {
 
 const mediaTypes: readonly string[] = IMAGE_MEDIA_TYPES;
 
+/** The route's schema: its query's validator and the document's description of the route. */
+function routeSchema(config: Config) {
+  // The body is read by the image and multipart parsers (bytes, a streamed form), not by a
+  // schema: these only describe it.
+  const image = (type: string) => ({ schema: z.unknown().meta({ type: 'string', contentMediaType: type }) });
+  const form = z.unknown().meta({
+    type: 'object',
+    properties: { image: { type: 'string', contentMediaType: 'application/octet-stream' } },
+  });
+  const text = (description: string) => ({ schema: z.string().meta({ description }) });
+  return {
+    summary: 'Classify one image over timesteps',
+    description:
+      'The image as the body (PNG, JPEG, WebP, GIF, AVIF, TIFF) or as the one file of a multipart form. ' +
+      'With Accept: text/event-stream or application/x-ndjson, one `step` event per timestep is streamed as it is computed, then a `result` event (or an `error` event).',
+    querystring: classifyQuerySchema({ maxTimesteps: config.MAX_TIMESTEPS }),
+    body: {
+      content: {
+        ...Object.fromEntries(IMAGE_MEDIA_TYPES.map((type) => [type, image(type)])),
+        'multipart/form-data': { schema: form },
+      },
+    },
+    response: {
+      200: {
+        description: 'the classification at every timestep t = 0..timesteps',
+        content: {
+          'application/json': { schema: classificationSchema },
+          'text/event-stream': text(
+            `events \`step\` (data: ${JSON.stringify(z.toJSONSchema(stepSchema, { target: 'draft-2020-12' }))}), then \`result\` (data: the classification without \`steps\`) or \`error\` (data: the error body)`,
+          ),
+          'application/x-ndjson': text('one JSON object a line, with "type": "step", "result" or "error"'),
+        },
+      },
+      ...errorResponses({
+        400: 'invalid query, missing or malformed image, malformed multipart form',
+        ...COMMON_ERRORS,
+        408: `the body did not arrive within REQUEST_TIMEOUT_MS (${code(errors.requestTimeout)})`,
+        413: `image over BODY_LIMIT_BYTES, or a multipart form over its limits`,
+        415: `not an image media type (${code(errors.unsupportedMediaType)})`,
+        422: `the body is not a decodable image (${code(errors.imageUndecodable)})`,
+        500: `the engine failed on this request's batch (${code(errors.engineFailed)})`,
+        503: `model loading, queue full (Retry-After), or overloaded (${code(errors.notReady, errors.overloaded, errors.underPressure)})`,
+        504: `no answer within REQUEST_TIMEOUT_MS (${code(errors.answerTimeout)})`,
+      }),
+    },
+  };
+}
+
 export default async function classifyRoutes(
-  app: FastifyInstance,
+  instance: FastifyInstance,
   { config, state, metrics }: Options,
 ): Promise<void> {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
   // Only images and multipart forms reach this route: any other media type is a 415 from
   // Fastify before the body is read.
   app.removeAllContentTypeParsers();
@@ -60,9 +117,9 @@ export default async function classifyRoutes(
     });
   });
 
-  app.post('/classify', async (request, reply) => {
+  app.post('/classify', { schema: routeSchema(config) }, async (request, reply) => {
     try {
-      return await classify(request, reply);
+      return await classify(request, request.query, reply);
     } catch (err) {
       // Answered already for its deadline: what the handler was still doing no longer matters.
       if (pastDeadline(request)) return;
@@ -70,10 +127,11 @@ export default async function classifyRoutes(
     }
   });
 
-  async function classify(request: FastifyRequest, reply: FastifyReply) {
+  async function classify(request: FastifyRequest, query: ClassifyQuery, reply: FastifyReply) {
     if (!state.models) throw errors.notReady();
-    const classifier = state.models.get(parseQuery(modelQuerySchema, request.query).model);
-    const asked = classifier.resolve(parseQuery(querySchemaOf(classifier), request.query));
+    const classifier = state.models.get(query.model);
+    checkQueryFor(classifier, query);
+    const asked = classifier.resolve(query);
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();
     const image = await preprocess(bytes, classifier.manifest.input);
@@ -111,22 +169,6 @@ export default async function classifyRoutes(
       )
       .finally(events.end);
     return reply.header('cache-control', 'no-cache').type(STREAM_MEDIA_TYPES[format]).send(events.stream);
-  }
-
-  /** The query schema of a model's requests, built once per model. */
-  const querySchemas = new WeakMap<Classifier, ReturnType<typeof classifyQuerySchema>>();
-  function querySchemaOf(classifier: Classifier) {
-    let schema = querySchemas.get(classifier);
-    if (!schema) {
-      schema = classifyQuerySchema({
-        maxTimesteps: config.MAX_TIMESTEPS,
-        classes: classifier.manifest.labels.length,
-        profiles: Object.keys(classifier.profiles),
-        defaultTopk: config.DEFAULT_TOPK,
-      });
-      querySchemas.set(classifier, schema);
-    }
-    return schema;
   }
 }
 

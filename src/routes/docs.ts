@@ -1,42 +1,53 @@
-import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '../config.js';
-import { openApiDocument } from '../http/openapi.js';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { describeModels, type OpenApiDocument } from '../http/openapi.js';
 import '../http/route-config.js';
 import type { ServiceState } from '../service-state.js';
 
 /**
  * GET /openapi.json and the Swagger UI at /docs (its assets come from the package, not a CDN).
- * The document describes the loaded model's limits, so it is built on request, not at start-up.
+ * @fastify/swagger, registered before every route, makes the document; the loaded models'
+ * limits are added when they are there, so it is finished on request, not at start-up.
  */
 export default async function docsRoutes(
-  app: FastifyInstance,
-  { config, state }: { config: Config; state: ServiceState },
+  instance: FastifyInstance,
+  { state }: { state: ServiceState },
 ): Promise<void> {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
   // The document and its pages are public, like the probes: they describe the API, not data.
   app.addHook('onRoute', (route) => {
     route.config = { ...route.config, public: true };
   });
 
   // Rebuilt only when the models change (from none to loaded).
-  let cached: { for: unknown; doc: Record<string, unknown> } | undefined;
+  let cached: { for: unknown; doc: OpenApiDocument } | undefined;
   const document = () => {
-    if (!cached || cached.for !== state.models)
-      cached = { for: state.models, doc: openApiDocument(config, state.models) };
+    if (!cached || cached.for !== state.models) {
+      const doc = app.swagger() as OpenApiDocument;
+      cached = { for: state.models, doc: state.models ? describeModels(doc, state.models) : doc };
+    }
     return cached.doc;
   };
 
-  app.get('/openapi.json', async () => document());
-
-  // Static mode: @fastify/swagger does not derive anything from Fastify's routes; the UI shows
-  // the document above.
-  await app.register(swagger, {
-    mode: 'static',
-    specification: {
-      document: { openapi: '3.1.0', info: { title: 'predify-serve', version: '' }, paths: {} },
+  app.get(
+    '/openapi.json',
+    {
+      config: { public: true },
+      schema: {
+        summary: 'This document',
+        response: {
+          200: {
+            description: 'OpenAPI 3.1',
+            content: { 'application/json': { schema: z.looseObject({ openapi: z.string() }) } },
+          },
+        },
+      },
     },
-  });
+    async () => document(),
+  );
+
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     transformSpecification: () => document(),

@@ -1,4 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { errorBodySchema, healthSchema, readySchema } from '../http/schemas.js';
+import { body, code } from '../http/responses.js';
+import { errors } from '../errors.js';
 import '../http/route-config.js';
 import type { ServiceState } from '../service-state.js';
 
@@ -6,21 +10,50 @@ import type { ServiceState } from '../service-state.js';
 const OVERLOAD_WINDOW_MS = 1000;
 
 export default async function healthRoutes(
-  app: FastifyInstance,
+  instance: FastifyInstance,
   { state }: { state: ServiceState },
 ): Promise<void> {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
   // Alive unless an engine died and could not be restarted: then the orchestrator should
   // restart the pod (the process also exits once it has drained).
-  app.get('/healthz', { config: { public: true, alwaysAnswer: true } }, async (_request, reply) =>
-    state.failed ? reply.status(503).send({ status: 'failed' }) : { status: 'ok' },
+  app.get(
+    '/healthz',
+    {
+      config: { public: true, alwaysAnswer: true },
+      schema: {
+        summary: 'Liveness: the process answers, and its engines can run',
+        response: {
+          200: body('alive', healthSchema),
+          503: body('an engine died and could not be restarted: the process is exiting', healthSchema),
+        },
+      },
+    },
+    async (_request, reply) =>
+      state.failed ? reply.status(503).send({ status: 'failed' }) : { status: 'ok' as const },
   );
-  app.get('/readyz', { config: { public: true } }, async (_request, reply) => {
-    if (!state.models) return reply.status(503).send({ status: 'loading' });
-    if (state.closing || state.failed) return reply.status(503).send({ status: 'closing' });
-    if (state.models.all.some((m) => m.status !== 'ready'))
-      return reply.header('retry-after', '1').status(503).send({ status: 'restarting' });
-    if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
-      return reply.header('retry-after', '1').status(503).send({ status: 'overloaded' });
-    return { status: 'ready', model: state.models.default.name, models: state.models.names };
-  });
+  app.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: {
+        summary: 'Readiness: the model is loaded and the server is taking requests',
+        response: {
+          200: body('ready', readySchema),
+          503: body(
+            `loading, closing, restarting a dead engine, or overloaded in the last second; the event loop's overload is our error body (${code(errors.underPressure)})`,
+            readySchema.or(errorBodySchema),
+          ),
+        },
+      },
+    },
+    async (_request, reply) => {
+      if (!state.models) return reply.status(503).send({ status: 'loading' });
+      if (state.closing || state.failed) return reply.status(503).send({ status: 'closing' });
+      if (state.models.all.some((m) => m.status !== 'ready'))
+        return reply.header('retry-after', '1').status(503).send({ status: 'restarting' });
+      if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
+        return reply.header('retry-after', '1').status(503).send({ status: 'overloaded' });
+      return { status: 'ready' as const, model: state.models.default.name, models: state.models.names };
+    },
+  );
 }

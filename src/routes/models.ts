@@ -1,6 +1,9 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Classifier } from '../engine/classifier.js';
 import { errors } from '../errors.js';
+import { body, code, COMMON_ERRORS, errorResponses } from '../http/responses.js';
+import { modelsSchema } from '../http/schemas.js';
 import type { ServiceState } from '../service-state.js';
 
 /** What GET /models says of one model. */
@@ -38,10 +41,18 @@ function describe(classifier: Classifier, isDefault: boolean) {
 }
 
 export default async function modelRoutes(
-  app: FastifyInstance,
+  instance: FastifyInstance,
   { state }: { state: ServiceState },
 ): Promise<void> {
-  app.get('/models', async () => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const schema = {
+    summary: 'The served models: input, labels, PCoders, hyperparameter profiles, timestep limits',
+    response: {
+      200: body('the models', modelsSchema),
+      ...errorResponses({ ...COMMON_ERRORS, 503: `models loading (${code(errors.notReady)})` }),
+    },
+  };
+  app.get('/models', { schema }, async () => {
     const { models } = state;
     if (!models) throw errors.notReady();
     return { models: models.all.map((c) => describe(c, c === models.default)) };

@@ -1,15 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { body } from '../http/responses.js';
 import '../http/route-config.js';
 
 /** public/ at the package root, from src/routes (tests) or dist/routes (the server). */
 const PUBLIC = fileURLToPath(new URL('../../public/', import.meta.url));
 
 const FILES = {
-  '/': ['index.html', 'text/html; charset=utf-8'],
-  '/page/app.js': ['app.js', 'text/javascript; charset=utf-8'],
-  '/page/style.css': ['style.css', 'text/css; charset=utf-8'],
+  '/': [
+    'index.html',
+    'text/html',
+    'The page: choose an image and watch its classification stream in, timestep by timestep',
+  ],
+  '/page/app.js': ['app.js', 'text/javascript', "The page's script"],
+  '/page/style.css': ['style.css', 'text/css', "The page's style sheet"],
 } as const;
 
 /**
@@ -18,10 +24,11 @@ const FILES = {
  * page asks for an API key when the server wants one).
  */
 export default async function pageRoutes(app: FastifyInstance): Promise<void> {
-  for (const [url, [file, type]] of Object.entries(FILES)) {
-    const body = await readFile(PUBLIC + file);
-    app.get(url, { config: { public: true } }, async (_request, reply) =>
-      reply.type(type).header('cache-control', 'no-cache').send(body),
+  for (const [url, [file, type, summary]] of Object.entries(FILES)) {
+    const content = await readFile(PUBLIC + file);
+    const schema = { summary, response: { 200: body(file, z.string(), type) } };
+    app.get(url, { config: { public: true }, schema }, async (_request, reply) =>
+      reply.type(`${type}; charset=utf-8`).header('cache-control', 'no-cache').send(content),
     );
   }
 }
