@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_MODEL, loadTest, machine, quantile, rssMiB, sleep, startServer, table } from './lib.js';
+import { DEFAULT_MODEL, loadTest, machine, quantile, rssParts, sleep, startServer, table } from './lib.js';
 
 const { values } = parseArgs({
   options: { duration: { type: 'string', default: '60' }, every: { type: 'string', default: '5' } },
@@ -23,7 +23,6 @@ console.log(`# Chaos: kill the engine worker every ${every} s under load, ${dura
 const server = await startServer({
   ENGINE_FAULTS: '1',
   ENGINE_MAX_RESTARTS: '1000',
-  ...(process.env['MALLOC_ARENA_MAX'] ? { MALLOC_ARENA_MAX: process.env['MALLOC_ARENA_MAX'] } : {}),
 });
 const url = `${server.base}/classify?timesteps=${T}`;
 const request = { url, method: 'POST' as const, headers: { 'content-type': 'image/png' }, body };
@@ -31,7 +30,8 @@ const request = { url, method: 'POST' as const, headers: { 'content-type': 'imag
 const sustained = await loadTest({ ...request, connections: 32, duration: 10 }, () => {});
 const rate = Math.round(sustained.requests.average * 0.7);
 await sleep(2000);
-const rssStart = await rssMiB(server.pid);
+const partsStart = await rssParts(server.pid);
+const rssStart = partsStart.self + partsStart.below;
 
 const statuses = new Map<number, number>();
 const recoveries: number[] = [];
@@ -67,7 +67,8 @@ const result = await loadTest(
 running = false;
 await killer;
 await sleep(10_000);
-const rssEnd = await rssMiB(server.pid);
+const partsEnd = await rssParts(server.pid);
+const rssEnd = partsEnd.self + partsEnd.below;
 const metrics = await server.metrics();
 await server.stop();
 
@@ -113,7 +114,11 @@ console.log(
 );
 const refusals = [...metrics.matchAll(/^predify_http_requests_total\{([^}]*status="503"[^}]*)\} (\S+)$/gm)];
 console.log(`503 answers by route: ${refusals.map((m) => `${m[1]} ${m[2]}`).join('; ')}`);
-console.log(`RSS end / start: ${(rssEnd / rssStart).toFixed(3)}`);
+const mib = (v: number) => v.toFixed(0);
+console.log(
+  `RSS end / start: ${(rssEnd / rssStart).toFixed(3)} (server process ${mib(partsStart.self)} → ${mib(partsEnd.self)} MiB, ` +
+    `engine processes ${mib(partsStart.below)} → ${mib(partsEnd.below)} MiB; ENGINE_ISOLATION=${process.env['ENGINE_ISOLATION'] ?? 'process'})`,
+);
 const heap = /^predify_nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1];
 console.log(`JS heap used at the end: ${(Number(heap) / 2 ** 20).toFixed(0)} MiB`);
 if (other > 0 || result.errors > 0) process.exitCode = 1;

@@ -146,11 +146,25 @@ export function meanBatchSize(metricsText: string): number {
 }
 
 /** Resident set size of a process, in MiB (Linux). */
+/** The resident memory of a process and of every process under it (an engine run as a child). */
 export async function rssMiB(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
-  return kb / 1024;
+  const { self, below } = await rssParts(pid);
+  return self + below;
+}
+
+/** The resident memory of a process itself, and that of all its descendants together. */
+export async function rssParts(pid: number): Promise<{ self: number; below: number }> {
+  const { readFile, readdir } = await import('node:fs/promises');
+  const read = (file: string) => readFile(file, 'utf8').catch(() => '');
+  const status = await read(`/proc/${pid}/status`);
+  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => []);
+  const children = (await Promise.all(tasks.map((t) => read(`/proc/${pid}/task/${t}/children`))))
+    .flatMap((list) => list.split(' '))
+    .filter(Boolean)
+    .map(Number);
+  const below = await Promise.all(children.map((child) => rssMiB(child)));
+  return { self: kb / 1024, below: below.reduce((a, b) => a + b, 0) };
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -88,6 +88,7 @@ const schema = z
       .enum(['true', 'false'])
       .default('true')
       .transform((v) => v === 'true'),
+    ENGINE_ISOLATION: z.enum(['process', 'thread']).default('process'),
     SHUTDOWN_DRAIN_MS: integer('SHUTDOWN_DRAIN_MS', 0, 600_000, 10_000),
     ENGINE_RESTART_ATTEMPTS: integer('ENGINE_RESTART_ATTEMPTS', 1, 100, 5),
     ENGINE_RESTART_TIMEOUT_MS: integer('ENGINE_RESTART_TIMEOUT_MS', 1000, 3_600_000, 120_000),

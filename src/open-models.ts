@@ -30,7 +30,7 @@ export interface OpenModels {
 
 /**
  * Opens every model of MODEL_DIR, one after another so that memory peaks once per model.
- * Each gets its own engine (in its own worker thread unless ENGINE_WORKER=false), so a slow
+ * Each gets its own engine (in its own worker unless ENGINE_WORKER=false), so a slow
  * model's batches never hold up another's. If any fails, those already open are closed and
  * the error names the model directory.
  */
@@ -45,7 +45,7 @@ export async function openModels(
     const settings = { ...engineSettings(config), modelDir: dir };
     let engine: InferenceEngine;
     if (loaded) engine = new LocalEngine(loaded, settings);
-    // In a worker thread, onnxruntime's synchronous runs never block the HTTP thread.
+    // In a worker (a child process or a thread), onnxruntime's synchronous runs never block the HTTP thread.
     // Supervised: a worker that dies is replaced (src/engine/supervised-engine.ts).
     else if (config.ENGINE_WORKER) {
       const name = () => engine.manifest.name;
@@ -57,6 +57,7 @@ export async function openModels(
           restartTimeoutMs: config.ENGINE_RESTART_TIMEOUT_MS,
           maxRestarts: config.ENGINE_MAX_RESTARTS,
           watchdogMs: config.ENGINE_WATCHDOG_MS,
+          isolation: config.ENGINE_ISOLATION,
           onDeath: (_cause, lost) => {
             metrics?.engineRestarts.inc({ model: name() });
             metrics?.engineRequestsLost.inc({ model: name() }, lost);
@@ -74,7 +75,8 @@ export async function openModels(
     if (model) await open(model.dir, model);
     else {
       const entries = await readRepository(config.MODEL_DIR);
-      checkBudget(entries, config.MODEL_MEMORY_BUDGET_MB);
+      const ownProcess = config.ENGINE_WORKER && config.ENGINE_ISOLATION === 'process';
+      checkBudget(entries, config.MODEL_MEMORY_BUDGET_MB, ownProcess);
       for (const entry of entries) await open(entry.dir);
     }
     return { models: new ModelSet(classifiers, config.DEFAULT_MODEL), engines };

@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       models: models.names,
       default: models.default.name,
       providers,
-      worker: config.ENGINE_WORKER,
+      worker: config.ENGINE_WORKER && config.ENGINE_ISOLATION,
       batch: engineSettings(config),
     },
     `ready: ${models.names.join(', ')} on ${providers.join(', ')}`,

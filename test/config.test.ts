@@ -28,6 +28,7 @@ describe('loadConfig', () => {
       CONTINUOUS_BATCHING: true,
       MAX_QUEUE: 256,
       ENGINE_WORKER: true,
+      ENGINE_ISOLATION: 'process',
       SHUTDOWN_DRAIN_MS: 10_000,
       ENGINE_RESTART_ATTEMPTS: 5,
       ENGINE_RESTART_TIMEOUT_MS: 120_000,

@@ -1,27 +1,71 @@
 /**
- * Worker-thread entry: owns the onnxruntime sessions and the batch scheduler, so that the
- * synchronous session.run never blocks the HTTP thread. Protocol in worker-engine.ts.
+ * The engine worker's entry, as a thread or as a child process (src/engine/engine-channel.ts):
+ * owns the onnxruntime sessions and the batch scheduler, so that the synchronous session.run
+ * never blocks the HTTP thread. Protocol in worker-protocol.ts.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { errors } from '../errors.js';
-import type { EngineSettings } from './inference-engine.js';
+import type { WorkerData } from './engine-channel.js';
 import { LocalEngine } from './local-engine.js';
 import type { FaultKind, FromWorker, ToWorker } from './worker-protocol.js';
 
-const port = parentPort!;
-const { settings, logLevel } = workerData as { settings: EngineSettings; logLevel: string };
-const log = pino({ level: logLevel, base: { thread: 'engine' } });
-const post = (msg: FromWorker) => port.postMessage(msg);
+/** The parent, whichever kind of worker this is. */
+const port = parentPort
+  ? {
+      data: workerData as WorkerData,
+      send: (msgs: FromWorker[], then?: () => void) => {
+        parentPort!.postMessage(msgs);
+        then?.();
+      },
+      onMessage: (listener: (msg: ToWorker) => void) => parentPort!.on('message', listener),
+      close: () => parentPort!.close(),
+    }
+  : {
+      data: JSON.parse(process.argv[2]!) as WorkerData,
+      // A child's messages are written asynchronously: one sent just before exiting needs `then`.
+      send: (msgs: FromWorker[], then?: () => void) => {
+        if (process.connected) process.send!(msgs, undefined, {}, () => then?.());
+        else then?.();
+      },
+      onMessage: (listener: (msg: ToWorker) => void) => process.on('message', listener),
+      close: () => process.disconnect(),
+    };
+// A child whose server is gone has no one to work for.
+if (!parentPort) process.on('disconnect', () => process.exit(0));
 
-let engine: LocalEngine;
-try {
-  engine = await LocalEngine.open(settings, log);
-} catch (err) {
-  const e = err as Error & { code?: string };
-  post({ type: 'start-failed', code: e.code ?? errors.engineFailed.code, message: e.message });
-  process.exit(0);
-}
+const { settings, logLevel } = port.data;
+const log = pino({ level: logLevel, base: { thread: 'engine' } });
+
+/**
+ * Messages go out together at the end of the synchronous work that made them (one batch step):
+ * the flush is a microtask, so it runs before the scheduler's loop resumes for the next step.
+ */
+let outbox: FromWorker[] = [];
+const flush = (then?: () => void) => {
+  const msgs = outbox;
+  outbox = [];
+  if (msgs.length > 0 || then) port.send(msgs, then);
+};
+const post = (msg: FromWorker) => {
+  if (outbox.push(msg) === 1) queueMicrotask(flush);
+};
+/** Sends `msg` with everything before it, then calls `then` once it is written (before an exit). */
+const postLast = (msg: FromWorker, then: () => void) => {
+  outbox.push(msg);
+  flush(then);
+};
+
+const engine = await LocalEngine.open(settings, log).catch(
+  // Nothing else to do: say why and end, once the message is on its way.
+  (err: Error & { code?: string }) =>
+    new Promise<never>(() =>
+      postLast(
+        { type: 'start-failed', code: err.code ?? errors.engineFailed.code, message: err.message },
+        () => process.exit(0),
+      ),
+    ),
+);
 engine.onStep = (stats) => post({ type: 'stats', stats });
 
 // onnxruntime's native memory (sessions, arena, thread pools) is not freed with a thread that
@@ -36,14 +80,13 @@ const releaseSessions = () => {
 };
 process.on('uncaughtException', (err) => {
   log.error({ err }, 'engine worker: uncaught exception; releasing its sessions and exiting');
-  post({ type: 'fatal', message: err.message });
   releaseSessions();
-  process.exit(1);
+  postLast({ type: 'fatal', message: err.message }, () => process.exit(1));
 });
 process.on('exit', releaseSessions);
 
 const controllers = new Map<number, AbortController>();
-port.on('message', (msg: ToWorker) => {
+port.onMessage((msg: ToWorker) => {
   if (msg.type === 'submit') {
     const controller = new AbortController();
     controllers.set(msg.id, controller);
@@ -76,7 +119,7 @@ port.on('message', (msg: ToWorker) => {
     controllers.get(msg.id)?.abort();
   } else if (msg.type === 'close') {
     released = true;
-    void engine.close().then(() => port.close());
+    void engine.close().then(port.close);
   } else if (msg.type === 'fault') {
     injectFault(msg.kind);
   }
@@ -91,6 +134,7 @@ function injectFault(kind: FaultKind): void {
       throw new Error('injected fault: uncaught exception in the engine worker');
     });
   else if (kind === 'exit') process.exit(70);
+  else if (kind === 'crash') process.abort();
   // A busy loop: the thread stays alive but never answers again, as a wedged native call would.
   else for (;;);
 }

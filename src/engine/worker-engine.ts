@@ -1,12 +1,10 @@
-/** The engine in a worker thread, seen from the HTTP thread. */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+/** The engine in a worker (a thread or a child process), seen from the HTTP thread. */
 import { errors, ServiceError } from '../errors.js';
 import type { Manifest } from '../model/manifest.js';
 import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
 import type { EngineSettings, InferenceEngine } from './inference-engine.js';
 import type { SampleStep } from './predictive-step.js';
+import { openChannel, type EngineChannel, type Isolation } from './engine-channel.js';
 import type { FaultKind, FromWorker, ToWorker } from './worker-protocol.js';
 
 interface Pending {
@@ -16,16 +14,11 @@ interface Pending {
   reject(err: Error): void;
 }
 
-/** The compiled worker; tests run from src/ but workers need JavaScript, so they use dist/. */
-function workerFile(): string {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return path.join(path.dirname(here), 'engine-worker.js');
-  return path.resolve(path.dirname(here), '..', '..', 'dist', 'engine', 'engine-worker.js');
-}
-
 export interface WorkerOptions {
   /** a worker with work that has sent nothing for this long is hung, and treated as dead (0: never) */
   watchdogMs?: number;
+  /** a thread or a child process (the default) */
+  isolation?: Isolation;
 }
 
 export class WorkerEngine implements InferenceEngine {
@@ -34,7 +27,7 @@ export class WorkerEngine implements InferenceEngine {
   onStep: ((stats: StepStats) => void) | undefined;
   /** called once if the worker dies (not when it is closed), after its requests were answered */
   onDeath: ((cause: Error, lost: number) => void) | undefined;
-  readonly #worker: Worker;
+  readonly #worker: EngineChannel;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #dead: Error | undefined;
@@ -45,7 +38,7 @@ export class WorkerEngine implements InferenceEngine {
   readonly #watchdog: NodeJS.Timeout | undefined;
 
   private constructor(
-    worker: Worker,
+    worker: EngineChannel,
     manifest: Manifest,
     providers: readonly string[],
     options: WorkerOptions,
@@ -53,10 +46,9 @@ export class WorkerEngine implements InferenceEngine {
     this.#worker = worker;
     this.manifest = manifest;
     this.providers = providers;
-    worker.on('message', (msg: FromWorker) => this.#receive(msg));
-    worker.on('error', (err) => this.#die(err));
-    worker.on('exit', (code) =>
-      this.#die(new Error(`engine worker exited with code ${code}${this.#fatal ? `: ${this.#fatal}` : ''}`)),
+    worker.onMessage((msgs) => msgs.forEach((msg) => this.#receive(msg)));
+    worker.onExit((how) =>
+      this.#die(new Error(`engine worker exited with ${how}${this.#fatal ? `: ${this.#fatal}` : ''}`)),
     );
     const ms = options.watchdogMs ?? 0;
     if (ms > 0) {
@@ -64,7 +56,7 @@ export class WorkerEngine implements InferenceEngine {
         () => {
           if (this.#pending.size === 0 || performance.now() - this.#lastHeard < ms) return;
           this.#die(new Error(`engine worker hung: no answer for ${ms} ms while it had work`));
-          void this.#worker.terminate();
+          this.#worker.kill();
         },
         Math.max(10, Math.floor(ms / 4)),
       );
@@ -104,19 +96,19 @@ export class WorkerEngine implements InferenceEngine {
     options: WorkerOptions = {},
   ): Promise<WorkerEngine> {
     return new Promise((resolve, reject) => {
-      const worker = new Worker(workerFile(), { workerData: { settings, logLevel } });
-      const onExit = (code: number) =>
-        reject(new Error(`engine worker exited with code ${code} while starting`));
-      worker.once('error', reject);
-      worker.once('exit', onExit);
-      worker.once('message', (msg: FromWorker) => {
-        worker.off('error', reject);
-        worker.off('exit', onExit);
-        if (msg.type === 'ready') resolve(new WorkerEngine(worker, msg.manifest, msg.providers, options));
-        else if (msg.type === 'start-failed') {
-          reject(new ServiceError(msg.code, 500, msg.message));
-          void worker.terminate();
-        } else reject(new Error(`engine worker sent ${msg.type} before ready`));
+      const worker = openChannel(options.isolation ?? 'process', { settings, logLevel });
+      worker.onExit((how) => reject(new Error(`engine worker exited with ${how} while starting`)));
+      worker.onMessage(([msg]) => {
+        worker.offAll();
+        if (msg?.type === 'ready') resolve(new WorkerEngine(worker, msg.manifest, msg.providers, options));
+        else {
+          reject(
+            msg?.type === 'start-failed'
+              ? new ServiceError(msg.code, 500, msg.message)
+              : new Error(`engine worker sent ${msg?.type} before ready`),
+          );
+          worker.kill();
+        }
       });
     });
   }
@@ -145,12 +137,12 @@ export class WorkerEngine implements InferenceEngine {
       const msg: ToWorker = { type: 'submit', id, image, timesteps: job.timesteps };
       if (job.requestId) msg.requestId = job.requestId;
       if (job.profile) msg.profile = job.profile;
-      this.#worker.postMessage(msg, [image.buffer]);
+      this.#worker.send(msg, [image.buffer]);
     });
   }
 
   #post(msg: ToWorker): void {
-    if (!this.#dead) this.#worker.postMessage(msg);
+    if (!this.#dead) this.#worker.send(msg);
   }
 
   #receive(msg: FromWorker): void {
@@ -185,9 +177,9 @@ export class WorkerEngine implements InferenceEngine {
     this.#closing = true;
     if (this.#watchdog) clearInterval(this.#watchdog);
     if (this.#dead) return;
-    const exited = new Promise((resolve) => this.#worker.once('exit', resolve));
-    this.#worker.postMessage({ type: 'close' } satisfies ToWorker);
-    const timer = setTimeout(() => void this.#worker.terminate(), graceMs);
+    const exited = new Promise<void>((resolve) => this.#worker.onExit(() => resolve()));
+    this.#worker.send({ type: 'close' } satisfies ToWorker);
+    const timer = setTimeout(() => this.#worker.kill(), graceMs);
     await exited;
     clearTimeout(timer);
   }

@@ -16,9 +16,17 @@ export type ToWorker =
   /** for tests and rehearsals (ENGINE_FAULTS=1): make the worker die, or hang */
   | { type: 'fault'; kind: FaultKind };
 
-/** An uncaught exception, process.exit in the worker, or a worker that stops answering. */
-export type FaultKind = 'throw' | 'exit' | 'hang';
+/**
+ * An uncaught exception, process.exit in the worker, a worker that stops answering, or a
+ * native crash (abort: in a child process it ends the worker; in a thread, the whole server).
+ */
+export type FaultKind = 'throw' | 'exit' | 'hang' | 'crash';
 
+/**
+ * The worker sends its messages in batches, one a batch step (each sample's step, the step's
+ * statistics): one crossing instead of one per sample, which a child process pays in system
+ * calls and serialization.
+ */
 export type FromWorker =
   | { type: 'ready'; manifest: Manifest; providers: string[] }
   | { type: 'start-failed'; code: string; message: string }

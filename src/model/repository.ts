@@ -74,17 +74,23 @@ export async function readRepository(modelDir: string): Promise<ModelEntry[]> {
 
 /**
  * Resident memory a loaded model takes, in MiB, before activations: measured on this machine
- * as about 1.6 times its graph files plus 40 MiB (docs/model-repository.md); activations add
- * with the input size and BATCH_MAX_SIZE.
+ * as about 1.6 times its graph files plus 40 MiB (docs/model-repository.md), and about 50 MiB
+ * more when its engine runs in a process of its own (a Node runtime); activations add with the
+ * input size and BATCH_MAX_SIZE.
  */
-export const estimatedMb = (graphBytes: number) => Math.ceil((1.6 * graphBytes) / 2 ** 20 + 40);
+export const estimatedMb = (graphBytes: number, ownProcess = false) =>
+  Math.ceil((1.6 * graphBytes) / 2 ** 20 + 40 + (ownProcess ? ENGINE_PROCESS_MB : 0));
+
+/** What a child process running an engine adds to a worker thread doing the same (measured). */
+export const ENGINE_PROCESS_MB = 50;
 
 /** Refuses a repository whose models' estimated memory exceeds `budgetMb` (0: no budget). */
-export function checkBudget(entries: readonly ModelEntry[], budgetMb: number): void {
+export function checkBudget(entries: readonly ModelEntry[], budgetMb: number, ownProcess = false): void {
   if (budgetMb <= 0) return;
-  const need = entries.reduce((sum, e) => sum + estimatedMb(e.graphBytes), 0);
+  const estimate = (e: ModelEntry) => estimatedMb(e.graphBytes, ownProcess);
+  const need = entries.reduce((sum, e) => sum + estimate(e), 0);
   if (need > budgetMb) {
-    const each = entries.map((e) => `${e.manifest.name} ${estimatedMb(e.graphBytes)} MB`).join(', ');
+    const each = entries.map((e) => `${e.manifest.name} ${estimate(e)} MB`).join(', ');
     throw errors.memoryBudget(need, budgetMb, each);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The engine in a worker thread (dist/engine/engine-worker.js, built by `pretest`): same
+ * The engine in a worker, child process or thread (dist/engine/engine-worker.js, built by `pretest`): same
  * numbers as the reference, and the HTTP thread stays responsive while a batch computes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { buildApp } from '../../src/app.js';
 import { engineSettings, loadConfig, requestDefaults } from '../../src/config.js';
 import { Classifier } from '../../src/engine/classifier.js';
 import { ModelSet } from '../../src/engine/model-set.js';
+import type { Isolation } from '../../src/engine/engine-channel.js';
 import { WorkerEngine } from '../../src/engine/worker-engine.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { LocalEngine } from '../../src/engine/local-engine.js';
@@ -17,13 +18,14 @@ import { DEFAULT_MODEL } from '../paths.js';
 let engine: WorkerEngine;
 let golden: Golden;
 
-beforeAll(async () => {
-  engine = await WorkerEngine.start(engineSettings(loadConfig({ MODEL_DIR: DEFAULT_MODEL })), 'silent');
-  golden = await readGolden(DEFAULT_MODEL, await readManifest(DEFAULT_MODEL));
-});
-afterAll(() => engine.close());
+describe.each<Isolation>(['process', 'thread'])('WorkerEngine as a %s', (isolation) => {
+  beforeAll(async () => {
+    const settings = engineSettings(loadConfig({ MODEL_DIR: DEFAULT_MODEL }));
+    engine = await WorkerEngine.start(settings, 'silent', { isolation });
+    golden = await readGolden(DEFAULT_MODEL, await readManifest(DEFAULT_MODEL));
+  });
+  afterAll(() => engine.close());
 
-describe('WorkerEngine', () => {
   it('reports the model and providers it loaded', () => {
     expect(engine.manifest.name).toBe('fashion-pc');
     expect(engine.providers).toEqual(['cpu']);
@@ -92,7 +94,7 @@ describe('WorkerEngine', () => {
 
   it('fails to start with the model error when the model is broken', async () => {
     await expect(
-      WorkerEngine.start(engineSettings(loadConfig({ MODEL_DIR: '/nonexistent' })), 'silent'),
+      WorkerEngine.start(engineSettings(loadConfig({ MODEL_DIR: '/nonexistent' })), 'silent', { isolation }),
     ).rejects.toMatchObject({ code: 'PREDIFY_ERR_MODEL_NOT_FOUND' });
   });
 });
