@@ -76,6 +76,7 @@ const schema = z
     // Unset: the model's recommendation for the profile in use (FALLBACK_TIMESTEPS without one).
     DEFAULT_TIMESTEPS: wholeNumber('DEFAULT_TIMESTEPS', 0, 1024).optional(),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
+    AUTO_MAX_TIMESTEPS: integer('AUTO_MAX_TIMESTEPS', 1, 1024, 10),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
     BATCH_MAX_SIZE: integer('BATCH_MAX_SIZE', 1, 1024, 32),
     BATCH_MAX_DELAY_MS: integer('BATCH_MAX_DELAY_MS', 0, 10_000, 2),
@@ -126,6 +127,7 @@ export function requestDefaults(config: Config): RequestDefaults {
   return {
     defaultTimesteps: config.DEFAULT_TIMESTEPS,
     maxTimesteps: config.MAX_TIMESTEPS,
+    autoMaxTimesteps: Math.min(config.AUTO_MAX_TIMESTEPS, config.MAX_TIMESTEPS),
     defaultTopk: config.DEFAULT_TOPK,
   };
 }

@@ -106,6 +106,11 @@ export const errors = {
     400,
     (asked: number, max: number) => `timesteps must be a whole number from 0 to ${max}, got ${asked}`,
   ),
+  settleInvalid: define(
+    'PREDIFY_ERR_SETTLE_INVALID',
+    400,
+    (detail: string) => `invalid anytime request: ${detail}`,
+  ),
   queryInvalid: define('PREDIFY_ERR_QUERY_INVALID', 400, (detail: string) => `invalid query: ${detail}`),
   multipartInvalid: define(
     'PREDIFY_ERR_MULTIPART_INVALID',

@@ -22,6 +22,7 @@ describe('loadConfig', () => {
       API_KEYS: [],
       CORS_ORIGINS: [],
       MAX_TIMESTEPS: 64,
+      AUTO_MAX_TIMESTEPS: 10,
       DEFAULT_TOPK: 5,
       BATCH_MAX_SIZE: 32,
       BATCH_MAX_DELAY_MS: 2,

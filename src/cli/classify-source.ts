@@ -15,7 +15,10 @@ import type { ExecutionProvider } from '../model/onnx-backend.js';
 export interface CliResult {
   model: string;
   profile: string;
+  /** the last timestep computed */
   timesteps: number;
+  /** timesteps=auto: why it stopped there */
+  stop?: { reason: string };
   prediction: { label: string; index: number; confidence: number };
   steps: StepSummary[];
   /** engine time for this image (the server's figure in server mode) */
@@ -23,7 +26,9 @@ export interface CliResult {
 }
 
 export interface ClassifyRequest {
-  timesteps?: number;
+  timesteps?: number | 'auto';
+  /** timesteps=auto: the cap */
+  maxTimesteps?: number;
   topk: number;
   profile?: string;
 }
@@ -77,7 +82,8 @@ export async function localSource(
       return {
         model: classifier.name,
         profile: request.profile,
-        timesteps: request.timesteps,
+        timesteps: result.timesteps,
+        ...(result.stop ? { stop: result.stop } : {}),
         prediction: result.prediction,
         steps: result.steps,
         inferenceMs: result.inferenceMs,
@@ -104,10 +110,11 @@ export function serverSource(base: string, apiKey: string | undefined, model?: s
   const root = base.replace(/\/+$/, '');
   return {
     description: root,
-    async classify(file, { timesteps, topk, profile }) {
+    async classify(file, { timesteps, maxTimesteps, topk, profile }) {
       const bytes = await readImageFile(file);
       const query = new URLSearchParams({ topk: String(topk) });
       if (timesteps !== undefined) query.set('timesteps', String(timesteps));
+      if (maxTimesteps !== undefined) query.set('max_timesteps', String(maxTimesteps));
       if (profile !== undefined) query.set('profile', profile);
       if (model !== undefined) query.set('model', model);
       const headers: Record<string, string> = {

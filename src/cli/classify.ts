@@ -25,8 +25,9 @@ const usage = `usage: predify-classify <image or directory>... [--model DIR | --
   --server     classify with a running server instead, e.g. http://localhost:8080
   --model-name with --server: which of the server's models (default: its default model)
   --api-key    the server's API key (default: $PREDIFY_API_KEY)
-  --timesteps  predictive-coding timesteps after the feedforward pass
-               (default: the profile's recommended timesteps)
+  --timesteps  predictive-coding timesteps after the feedforward pass, or auto: until
+               the dynamics settle (default: the profile's recommended timesteps)
+  --max-timesteps  with --timesteps auto: the cap (default: the profile's, else 10)
   --profile    hyperparameter profile (default: the model's default profile)
   --topk       classes listed per timestep with --json (default 3)
   --providers  execution providers for --model, e.g. cuda,cpu (default cpu)
@@ -45,6 +46,7 @@ const { values, positionals } = parseCli(
       'model-name': { type: 'string' },
       'api-key': { type: 'string' },
       timesteps: { type: 'string' },
+      'max-timesteps': { type: 'string' },
       profile: { type: 'string' },
       topk: { type: 'string' },
       providers: { type: 'string', default: 'cpu' },
@@ -64,7 +66,14 @@ if (positionals.length === 0) fail(`no image given\n\n${usage}`);
 if (values.model && values.server) fail('give --model or --server, not both');
 if (values['model-name'] && !values.server)
   fail("--model-name picks one of a server's models: give --server");
-const timesteps = values.timesteps === undefined ? undefined : wholeNumber('timesteps', values.timesteps, 0);
+const timesteps: number | 'auto' | undefined =
+  values.timesteps === undefined || values.timesteps === 'auto'
+    ? values.timesteps
+    : wholeNumber('timesteps', values.timesteps, 0);
+const maxTimesteps =
+  values['max-timesteps'] === undefined
+    ? undefined
+    : wholeNumber('max-timesteps', values['max-timesteps'], 0);
 const topk = wholeNumber('topk', values.topk, 3);
 const providers = values.providers.split(',').map((p) => p.trim().toLowerCase());
 for (const p of providers)
@@ -98,7 +107,7 @@ function printTable(file: string, r: CliResult): void {
   const names = Object.keys(r.steps[0]?.errors ?? {});
   const { label, confidence } = r.prediction;
   console.log(
-    `${file}: ${label} (${pct(confidence)}) after ${r.timesteps} timestep${r.timesteps === 1 ? '' : 's'}, profile ${r.profile}, ${r.inferenceMs.toFixed(1)} ms`,
+    `${file}: ${label} (${pct(confidence)}) after ${r.timesteps} timestep${r.timesteps === 1 ? '' : 's'}${r.stop ? ` (${r.stop.reason})` : ''}, profile ${r.profile}, ${r.inferenceMs.toFixed(1)} ms`,
   );
   console.log(
     ['   t', 'prediction'.padEnd(16), 'confidence', ...names.map((n) => n.padStart(10))].join('  '),
@@ -139,6 +148,7 @@ const width = Math.min(60, Math.max(...files.map((f) => f.length)));
 const request = {
   topk,
   ...(timesteps !== undefined ? { timesteps } : {}),
+  ...(maxTimesteps !== undefined ? { maxTimesteps } : {}),
   ...(values.profile ? { profile: values.profile } : {}),
 };
 

@@ -7,6 +7,7 @@
 import { errors } from '../errors.js';
 import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample, type PredictiveStepper, type SampleState, type SampleStep } from './predictive-step.js';
+import { SettleWatch, type SettleRule, type StopReason } from './settling.js';
 
 export interface SchedulerOptions {
   /** most samples stepped together */
@@ -21,7 +22,10 @@ export interface SchedulerOptions {
 
 export interface EngineJob {
   image: Float32Array;
+  /** the last timestep to compute; with `settle`, the cap */
   timesteps: number;
+  /** anytime: stop as soon as the sample's dynamics settle (src/engine/settling.ts) */
+  settle?: SettleRule;
   /** sees each timestep as soon as it is computed */
   onStep?: (step: SampleStep) => void;
   /** aborting removes the request from the queue or the batch */
@@ -36,6 +40,8 @@ export interface EngineResult {
   steps: SampleStep[];
   queueMs: number;
   inferenceMs: number;
+  /** why a job with `settle` stopped */
+  stop?: StopReason;
 }
 
 export interface StepStats {
@@ -47,6 +53,7 @@ export interface StepStats {
 interface Entry {
   job: EngineJob;
   state: SampleState;
+  watch: SettleWatch | undefined;
   steps: SampleStep[];
   queuedAt: number;
   queueMs: number;
@@ -93,6 +100,14 @@ export class BatchScheduler {
         errors.inputShape(`timesteps must be a non-negative integer, got ${job.timesteps}`),
       );
     }
+    const settle = job.settle;
+    if (settle && !(settle.tolerance > 0 && Number.isInteger(settle.patience) && settle.patience >= 1)) {
+      return Promise.reject(
+        errors.inputShape(
+          `a settling rule needs a tolerance above 0 and a whole patience of at least 1, got ${settle.tolerance} and ${settle.patience}`,
+        ),
+      );
+    }
     if (this.#options.maxQueue > 0 && this.#queue.length >= this.#options.maxQueue) {
       return Promise.reject(errors.overloaded(this.#queue.length));
     }
@@ -100,6 +115,7 @@ export class BatchScheduler {
       const entry: Entry = {
         job,
         state: newSample(job.image, coefficients),
+        watch: job.settle && new SettleWatch(job.settle),
         steps: [],
         queuedAt: performance.now(),
         queueMs: 0,
@@ -187,9 +203,11 @@ export class BatchScheduler {
       if (e.job.signal?.aborted) return;
       e.steps.push(out);
       e.job.onStep?.(out);
-      if (out.t >= e.job.timesteps)
-        e.resolve({ steps: e.steps, queueMs: e.queueMs, inferenceMs: e.inferenceMs });
-      else still.push(e);
+      // A settled sample leaves the batch at once; the next step runs without it.
+      const settled = e.watch?.settled(out) ?? false;
+      if (!settled && out.t < e.job.timesteps) return void still.push(e);
+      const { steps, queueMs, inferenceMs } = e;
+      e.resolve({ steps, queueMs, inferenceMs, ...(e.watch ? { stop: settled ? 'settled' : 'cap' } : {}) });
     });
     this.#active = still;
   }

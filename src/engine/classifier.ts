@@ -12,6 +12,7 @@ import {
   type ResolvedRequest,
 } from './resolve-request.js';
 import { summariseStep, type StepSummary } from './results.js';
+import type { StopReason } from './settling.js';
 
 export interface ClassifyOptions extends ResolvedRequest {
   signal?: AbortSignal;
@@ -22,6 +23,10 @@ export interface ClassifyOptions extends ResolvedRequest {
 }
 
 export interface Classification {
+  /** the last timestep computed: the request's, or where an anytime request stopped */
+  timesteps: number;
+  /** anytime requests: why it stopped there, and by which rule */
+  stop?: { reason: StopReason; tolerance: number; patience: number; maxTimesteps: number };
   steps: StepSummary[];
   /** what the engine computed at each timestep: logits and e_i(t), exact */
   outputs: readonly SampleStep[];
@@ -81,6 +86,7 @@ export class Classifier {
     const { labels } = this.manifest;
     const summary = (step: SampleStep) => summariseStep(step, labels, this.#pcoderNames, options.topk);
     const job: EngineJob = { image, timesteps: options.timesteps, profile: options.profile };
+    if (options.settle) job.settle = options.settle;
     if (options.signal) job.signal = options.signal;
     if (options.requestId) job.requestId = options.requestId;
     const onStep = options.onStep;
@@ -88,7 +94,12 @@ export class Classifier {
     const result = await this.#engine.submit(job);
     const steps = result.steps.map(summary);
     const last = steps[steps.length - 1]!;
+    const { settle } = options;
     return {
+      timesteps: last.t,
+      ...(settle && result.stop
+        ? { stop: { reason: result.stop, ...settle, maxTimesteps: options.timesteps } }
+        : {}),
       steps,
       outputs: result.steps,
       prediction: { label: last.label, index: last.index, confidence: last.confidence },

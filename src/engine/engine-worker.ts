@@ -94,13 +94,15 @@ port.onMessage((msg: ToWorker) => {
       .submit({
         image: msg.image,
         timesteps: msg.timesteps,
+        ...(msg.settle ? { settle: msg.settle } : {}),
         ...(msg.requestId ? { requestId: msg.requestId } : {}),
         ...(msg.profile ? { profile: msg.profile } : {}),
         signal: controller.signal,
         onStep: (step) => post({ type: 'step', id: msg.id, step }),
       })
       .then(
-        ({ queueMs, inferenceMs }) => post({ type: 'done', id: msg.id, queueMs, inferenceMs }),
+        ({ queueMs, inferenceMs, stop }) =>
+          post({ type: 'done', id: msg.id, queueMs, inferenceMs, ...(stop ? { stop } : {}) }),
         (err: Error & { code?: string; statusCode?: number; context?: Record<string, unknown> }) => {
           if (err.cause)
             log.error({ err: err.cause, reqId: msg.requestId, ...err.context }, 'engine step failed');

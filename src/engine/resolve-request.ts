@@ -3,9 +3,14 @@
  * (/classify and its streams, V2, the CLI): the profile (the model's default if none), the
  * timesteps (the configured default, else the profile's recommendation, else 8, never above
  * the maximum) and how many classes each timestep lists (never more than the model has).
+ *
+ * `timesteps: 'auto'` runs until the sample's dynamics settle (src/engine/settling.ts), at
+ * most to a cap: the request's own rule parameters, else the profile's calibrated ones, else
+ * the service's defaults.
  */
 import { errors } from '../errors.js';
 import { profilesOf, type Manifest } from '../model/manifest.js';
+import type { SettleRule } from './settling.js';
 
 /** The service's settings that shape a request that leaves something out. */
 export interface RequestDefaults {
@@ -13,19 +18,31 @@ export interface RequestDefaults {
   defaultTimesteps?: number | undefined;
   maxTimesteps: number;
   defaultTopk: number;
+  /** the cap of an anytime request that names none, where its profile has none */
+  autoMaxTimesteps: number;
 }
 
 export interface AskedRequest {
   profile?: string | undefined;
-  timesteps?: number | undefined;
+  timesteps?: number | 'auto' | undefined;
   topk?: number | undefined;
+  /** anytime only: the cap, and the rule's parameters */
+  maxTimesteps?: number | undefined;
+  tolerance?: number | undefined;
+  patience?: number | undefined;
 }
 
 export interface ResolvedRequest {
   profile: string;
+  /** the last timestep to compute; with `settle`, the cap */
   timesteps: number;
   topk: number;
+  /** anytime: stop when the sample's dynamics settle */
+  settle?: SettleRule;
 }
+
+/** The rule of a profile that has none calibrated (measured: docs/anytime.md). */
+export const DEFAULT_SETTLE: SettleRule = { tolerance: 0.1, patience: 1 };
 
 /** Timesteps of a request that names none, when neither config nor model recommends any. */
 export const FALLBACK_TIMESTEPS = 8;
@@ -43,10 +60,35 @@ export function resolveRequest(
   const profile = asked.profile ?? manifest.defaultProfile;
   const found = profiles[profile];
   if (!found) throw errors.unknownProfile(profile, Object.keys(profiles));
-  const timesteps = asked.timesteps ?? timestepsFor(defaults, found.recommendedTimesteps);
-  if (!Number.isInteger(timesteps) || timesteps < 0 || timesteps > defaults.maxTimesteps)
-    throw errors.timestepsOutOfRange(timesteps, defaults.maxTimesteps);
   const classes = manifest.labels.length;
   const topk = Math.min(Math.max(1, Math.floor(asked.topk ?? defaults.defaultTopk)), classes);
-  return { profile, timesteps, topk };
+  if (asked.timesteps !== 'auto') {
+    if ([asked.maxTimesteps, asked.tolerance, asked.patience].some((v) => v !== undefined))
+      throw errors.settleInvalid('max_timesteps, tolerance and patience go with timesteps=auto');
+    const timesteps = asked.timesteps ?? timestepsFor(defaults, found.recommendedTimesteps);
+    checkTimesteps(timesteps, defaults.maxTimesteps);
+    return { profile, timesteps, topk };
+  }
+  const calibrated = found.anytime;
+  // The request's own cap must be allowed; the profile's or the service's is kept within it.
+  if (asked.maxTimesteps !== undefined) checkTimesteps(asked.maxTimesteps, defaults.maxTimesteps);
+  const timesteps =
+    asked.maxTimesteps ??
+    Math.min(calibrated?.maxTimesteps ?? defaults.autoMaxTimesteps, defaults.maxTimesteps);
+  const settle = {
+    tolerance: asked.tolerance ?? calibrated?.tolerance ?? DEFAULT_SETTLE.tolerance,
+    patience: asked.patience ?? calibrated?.patience ?? DEFAULT_SETTLE.patience,
+  };
+  if (!(settle.tolerance > 0 && settle.tolerance <= 1))
+    throw errors.settleInvalid(`tolerance must be above 0 and at most 1, got ${settle.tolerance}`);
+  if (!Number.isInteger(settle.patience) || settle.patience < 1 || settle.patience > timesteps)
+    throw errors.settleInvalid(
+      `patience must be a whole number from 1 to the cap (${timesteps}), got ${settle.patience}`,
+    );
+  return { profile, timesteps, topk, settle };
+}
+
+function checkTimesteps(timesteps: number, max: number): void {
+  if (!Number.isInteger(timesteps) || timesteps < 0 || timesteps > max)
+    throw errors.timestepsOutOfRange(timesteps, max);
 }

@@ -135,6 +135,7 @@ export class WorkerEngine implements InferenceEngine {
       // A copy owns its buffer outright, so it can be transferred instead of cloned.
       const image = job.image.slice();
       const msg: ToWorker = { type: 'submit', id, image, timesteps: job.timesteps };
+      if (job.settle) msg.settle = job.settle;
       if (job.requestId) msg.requestId = job.requestId;
       if (job.profile) msg.profile = job.profile;
       this.#worker.send(msg, [image.buffer]);
@@ -163,7 +164,8 @@ export class WorkerEngine implements InferenceEngine {
       pending.job.onStep?.(msg.step);
     } else if (msg.type === 'done') {
       this.#pending.delete(msg.id);
-      pending.resolve({ steps: pending.steps, queueMs: msg.queueMs, inferenceMs: msg.inferenceMs });
+      const { queueMs, inferenceMs, stop } = msg;
+      pending.resolve({ steps: pending.steps, queueMs, inferenceMs, ...(stop ? { stop } : {}) });
     } else {
       this.#pending.delete(msg.id);
       const err = new ServiceError(msg.code, msg.statusCode, msg.message);

@@ -1,6 +1,7 @@
 import type { Manifest } from '../model/manifest.js';
 import type { StepStats } from './batch-scheduler.js';
 import type { SampleStep } from './predictive-step.js';
+import type { SettleRule, StopReason } from './settling.js';
 
 export type ToWorker =
   | {
@@ -8,6 +9,7 @@ export type ToWorker =
       id: number;
       image: Float32Array;
       timesteps: number;
+      settle?: SettleRule;
       requestId?: string;
       profile?: string;
     }
@@ -31,7 +33,7 @@ export type FromWorker =
   | { type: 'ready'; manifest: Manifest; providers: string[] }
   | { type: 'start-failed'; code: string; message: string }
   | { type: 'step'; id: number; step: SampleStep }
-  | { type: 'done'; id: number; queueMs: number; inferenceMs: number }
+  | { type: 'done'; id: number; queueMs: number; inferenceMs: number; stop?: StopReason }
   | {
       type: 'failed';
       id: number;

@@ -27,6 +27,48 @@ export function integerParam(name: string, min: number, max = Infinity) {
   );
 }
 
+/** `timesteps`: a whole number in [0, max], or `auto` (run until the dynamics settle). */
+export function timestepsParam(max: number) {
+  const count = z
+    .number()
+    .int()
+    .min(0, 'timesteps must be at least 0')
+    .max(max, `timesteps must be at most ${max}`);
+  return z.preprocess(
+    (value, ctx) => {
+      if (value === 'auto') return value;
+      const problem = once('timesteps', value) ?? (/^\d+$/.test(value as string) ? undefined : 'whole');
+      if (problem === undefined) return Number(value);
+      ctx.issues.push({
+        code: 'custom',
+        input: value,
+        message:
+          problem === 'whole' ? `timesteps must be a whole number between 0 and ${max}, or auto` : problem,
+      });
+      return z.NEVER;
+    },
+    z.union([z.literal('auto'), count]),
+  );
+}
+
+/** A query parameter that must appear at most once and be a decimal number in (above, max]. */
+export function decimalParam(name: string, above: number, max: number) {
+  return z.preprocess(
+    (value, ctx) => {
+      const problem =
+        once(name, value) ?? (/^(\d+\.?\d*|\.\d+)(e-?\d+)?$/i.test(value as string) ? undefined : 'number');
+      if (problem === undefined) return Number(value);
+      ctx.issues.push({
+        code: 'custom',
+        input: value,
+        message: problem === 'number' ? `${name} must be a number` : problem,
+      });
+      return z.NEVER;
+    },
+    z.number().gt(above, `${name} must be above ${above}`).max(max, `${name} must be at most ${max}`),
+  );
+}
+
 /** A query parameter that must appear at most once. */
 export function stringParam(name: string) {
   return z.string({ error: (issue) => once(name, issue.input) ?? `${name} must be a string` });

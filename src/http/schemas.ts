@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { inputSpec } from '../model/manifest.js';
 import type { Classifier } from '../engine/classifier.js';
 import { errors } from '../errors.js';
-import { integerParam, stringParam } from './query.js';
+import { decimalParam, integerParam, stringParam, timestepsParam } from './query.js';
 
 /**
  * The query of /classify as far as the route can check it before a model is chosen: the
@@ -17,9 +17,24 @@ import { integerParam, stringParam } from './query.js';
 export function classifyQuerySchema(limits: { maxTimesteps: number }) {
   return z
     .object({
-      timesteps: integerParam('timesteps', 0, limits.maxTimesteps).optional().meta({
+      timesteps: timestepsParam(limits.maxTimesteps)
+        .optional()
+        .meta({
+          description:
+            "timesteps of predictive-coding dynamics after the feedforward pass (t = 0); the profile's recommended timesteps if absent. " +
+            '`auto`: until the dynamics settle (docs/anytime.md), at most max_timesteps',
+        }),
+      max_timesteps: integerParam('max_timesteps', 0, limits.maxTimesteps).optional().meta({
         description:
-          "timesteps of predictive-coding dynamics after the feedforward pass (t = 0); the profile's recommended timesteps if absent",
+          "with timesteps=auto: the cap; the profile's calibrated cap (else AUTO_MAX_TIMESTEPS) if absent",
+      }),
+      tolerance: decimalParam('tolerance', 0, 1).optional().meta({
+        description:
+          "with timesteps=auto: the largest relative change of a PCoder's error that counts as settled; the profile's if absent",
+      }),
+      patience: integerParam('patience', 1, limits.maxTimesteps).optional().meta({
+        description:
+          "with timesteps=auto: settled steps in a row (same top-1 class, errors within tolerance) before stopping; the profile's if absent",
       }),
       topk: integerParam('topk', 1).optional().meta({
         description:
@@ -72,10 +87,20 @@ export const stepSchema = z.object({
 const prediction = z.object({ label: z.string(), index: z.number().int(), confidence: z.number() });
 const timings = z.object({ decodeMs: z.number(), queueMs: z.number(), inferenceMs: z.number() });
 
+export const stopSchema = z
+  .object({
+    reason: z.enum(['settled', 'cap']),
+    tolerance: z.number(),
+    patience: z.number().int(),
+    maxTimesteps: z.number().int(),
+  })
+  .meta({ description: 'timesteps=auto only: why the dynamics stopped at `timesteps`, and the rule' });
+
 export const classificationSchema = z.object({
   model: z.string(),
   profile: z.string(),
-  timesteps: z.number().int(),
+  timesteps: z.number().int().meta({ description: 'the last timestep computed' }),
+  stop: stopSchema.optional(),
   prediction,
   steps: z.array(stepSchema),
   timings,
@@ -147,6 +172,15 @@ export const v2ModelSchema = z.object({
 export const v2InferResponseSchema = z.object({
   model_name: z.string(),
   id: z.string().optional(),
-  parameters: z.object({ timesteps: z.number().int(), profile: z.string() }),
+  parameters: z.object({
+    timesteps: z
+      .number()
+      .int()
+      .meta({ description: 'the last timestep computed (for "auto": the latest stop)' }),
+    profile: z.string(),
+    max_timesteps: z.number().int().optional(),
+    tolerance: z.number().optional(),
+    patience: z.number().int().optional(),
+  }),
   outputs: z.array(tensorMeta.extend({ data: z.array(z.number()) })),
 });

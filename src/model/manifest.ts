@@ -58,11 +58,20 @@ export const inputSpec = z.object({
   scale: z.number().positive(),
 });
 
+/** How an anytime request (timesteps=auto) on a profile stops, chosen by `npm run calibrate`. */
+const anytime = z.object({
+  tolerance: z.number().positive().max(1),
+  patience: z.number().int().min(1),
+  maxTimesteps: z.number().int().min(1),
+  calibration: z.record(z.string(), z.unknown()).optional(),
+});
+
 /** A named set of hyperparameters, one per PCoder, with the timesteps to use it for. */
 const profile = z.object({
   description: z.string().default(''),
   hyperparameters: z.array(hyperparameters).min(1),
   recommendedTimesteps: z.number().int().min(0).optional(),
+  anytime: anytime.optional(),
   /** how the values were chosen (search space, data, scores): a record, not read by the server */
   calibration: z.record(z.string(), z.unknown()).optional(),
 });
@@ -85,6 +94,8 @@ const manifestSchema = z
     golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
     /** timesteps to use with the exported hyperparameters, when known */
     recommendedTimesteps: z.number().int().min(0).optional(),
+    /** how anytime requests stop with the exported hyperparameters, when calibrated */
+    anytime: anytime.optional(),
     profiles: z
       .record(z.string().regex(/^[a-z][\w-]*$/, 'profile names are lowercase words'), profile)
       .default({}),
@@ -147,6 +158,7 @@ export function profilesOf(m: Manifest): Record<string, z.infer<typeof profile>>
     description: 'the hyperparameters the model was exported with',
     hyperparameters: m.pcoders.map((pc) => pc.hyperparameters),
     ...(m.recommendedTimesteps !== undefined ? { recommendedTimesteps: m.recommendedTimesteps } : {}),
+    ...(m.anytime ? { anytime: m.anytime } : {}),
   };
   return { [EXPORTED_PROFILE]: exported, ...m.profiles };
 }

@@ -8,6 +8,10 @@
  *   probabilities  FP32  [N, T+1, classes]  softmax of the head's logits
  *   predictions    INT64 [N, T+1]           the most probable class
  *   pcoder_errors  FP32  [N, T+1, PCoders]  each PCoder's prediction error e_i(t)
+ * With timesteps "auto", each sample stops when its dynamics settle: T is the latest stop of
+ * the batch, a sample that stopped earlier repeats its last step, and a fourth output says
+ * where each stopped:
+ *   timesteps      INT64 [N]                the last timestep computed for each sample
  */
 import { z } from 'zod';
 import type { Classification } from '../engine/classifier.js';
@@ -16,7 +20,9 @@ import type { Manifest } from '../model/manifest.js';
 
 export const INPUT_NAME = 'input';
 export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as const;
-export type OutputName = (typeof OUTPUT_NAMES)[number];
+/** Also given, by default, for timesteps "auto": each sample's last timestep computed. */
+export const AUTO_OUTPUT = 'timesteps';
+export type OutputName = (typeof OUTPUT_NAMES)[number] | typeof AUTO_OUTPUT;
 
 /** A request the protocol cannot serve: the route answers `status` with its message. */
 export class ProtocolError extends Error {
@@ -53,12 +59,36 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
       parameters: z
         .object({
           timesteps: z
-            .number()
-            .int('parameters.timesteps must be a whole number')
-            .min(0, 'parameters.timesteps must be at least 0')
-            .max(limits.maxTimesteps, `parameters.timesteps must be at most ${limits.maxTimesteps}`)
+            .union(
+              [
+                z.literal('auto'),
+                z
+                  .number()
+                  .int('parameters.timesteps must be a whole number')
+                  .min(0, 'parameters.timesteps must be at least 0')
+                  .max(limits.maxTimesteps, `parameters.timesteps must be at most ${limits.maxTimesteps}`),
+              ],
+              { error: 'parameters.timesteps must be a whole number or "auto"' },
+            )
             .optional(),
           profile: z.string().optional(),
+          // timesteps "auto" only (src/engine/resolve-request.ts checks them against each other)
+          max_timesteps: z
+            .number()
+            .int('parameters.max_timesteps must be a whole number')
+            .min(0, 'parameters.max_timesteps must be at least 0')
+            .max(limits.maxTimesteps, `parameters.max_timesteps must be at most ${limits.maxTimesteps}`)
+            .optional(),
+          tolerance: z
+            .number()
+            .gt(0, 'parameters.tolerance must be above 0')
+            .max(1, 'parameters.tolerance must be at most 1')
+            .optional(),
+          patience: z
+            .number()
+            .int('parameters.patience must be a whole number')
+            .min(1, 'parameters.patience must be at least 1')
+            .optional(),
         })
         .catchall(z.union([z.string(), z.number(), z.boolean()]))
         .optional(),
@@ -75,7 +105,7 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
         .min(1, 'inputs must hold one tensor')
         .max(1, `inputs must hold one tensor, '${INPUT_NAME}'`),
       outputs: z
-        .array(z.object({ name: z.enum(OUTPUT_NAMES), parameters: parameters.optional() }))
+        .array(z.object({ name: z.enum([...OUTPUT_NAMES, AUTO_OUTPUT]), parameters: parameters.optional() }))
         .optional(),
     })
     .strict();
@@ -146,10 +176,13 @@ export function outputsOf(
   wanted: readonly OutputName[] = OUTPUT_NAMES,
 ) {
   const batch = results.length;
-  const steps = results[0]?.outputs.length ?? 0;
+  // Anytime samples stop at their own timesteps: each is padded with its last step.
+  const steps = Math.max(...results.map((r) => r.outputs.length));
   const classes = manifest.labels.length;
   const pcoders = manifest.pcoders.length;
-  const outputs = results.flatMap((r) => r.outputs);
+  const outputs = results.flatMap((r) =>
+    Array.from({ length: steps }, (_, t) => r.outputs[Math.min(t, r.outputs.length - 1)]!),
+  );
   const tensors = {
     probabilities: () => ({
       datatype: 'FP32',
@@ -166,6 +199,7 @@ export function outputsOf(
       shape: [batch, steps, pcoders],
       data: outputs.flatMap((o) => Array.from(o.errors)),
     }),
+    timesteps: () => ({ datatype: 'INT64', shape: [batch], data: results.map((r) => r.timesteps) }),
   } satisfies Record<OutputName, () => object>;
   return wanted.map((name) => ({ name, ...tensors[name]() }));
 }

@@ -27,6 +27,14 @@ export interface ConditionResult {
   /** images right at t = 0 and wrong at t, and the other way round: what the dynamics changed */
   lost: number[];
   gained: number[];
+  /** each image's steps (with `record`), for replaying stopping rules on them */
+  trajectories?: Trajectory[];
+}
+
+/** What one image's dynamics did, step by step: enough to replay any stopping rule. */
+export interface Trajectory {
+  label: number;
+  steps: { logits: Float32Array; errors: Float32Array }[];
 }
 
 export interface EvaluateOptions {
@@ -38,6 +46,8 @@ export interface EvaluateOptions {
   coefficients?: readonly Coefficients[];
   /** sample-timesteps computed so far, of `total` */
   onProgress?: (done: number, total: number) => void;
+  /** keep every image's trajectory in the results */
+  record?: boolean;
 }
 
 /** The model input for image `index` of `data` under `condition`. */
@@ -64,7 +74,7 @@ export async function evaluate(
   data: Dataset,
   options: EvaluateOptions,
 ): Promise<ConditionResult[]> {
-  const { indices, conditions, timesteps, batch, coefficients, onProgress } = options;
+  const { indices, conditions, timesteps, batch, coefficients, onProgress, record } = options;
   const spec = stepper.model.manifest.input;
   const total = conditions.length * indices.length * (timesteps + 1);
   let done = 0;
@@ -73,15 +83,22 @@ export async function evaluate(
     const correct = new Array<number>(timesteps + 1).fill(0);
     const lost = new Array<number>(timesteps + 1).fill(0);
     const gained = new Array<number>(timesteps + 1).fill(0);
+    const trajectories: Trajectory[] = [];
     for (let start = 0; start < indices.length; start += batch) {
       const chunk = indices.slice(start, start + batch);
       const samples: SampleState[] = chunk.map((index) =>
         newSample(inputFor(data, index, condition, spec), coefficients),
       );
       const rightAtZero: boolean[] = [];
+      const recorded = chunk.map((index) => ({
+        label: data.labels[index]!,
+        steps: [] as Trajectory['steps'],
+      }));
+      if (record) trajectories.push(...recorded);
       for (let t = 0; t <= timesteps; t++) {
         const outputs = await stepper.step(samples);
         outputs.forEach((out, b) => {
+          if (record) recorded[b]!.steps.push({ logits: out.logits, errors: out.errors });
           const right = argmax(out.logits) === data.labels[chunk[b]!];
           if (t === 0) rightAtZero[b] = right;
           if (right) correct[t]!++;
@@ -99,6 +116,7 @@ export async function evaluate(
       accuracy: correct.map((c) => c / indices.length),
       lost,
       gained,
+      ...(record ? { trajectories } : {}),
     });
   }
   return results;

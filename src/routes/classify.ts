@@ -131,7 +131,8 @@ export default async function classifyRoutes(
     if (!state.models) throw errors.notReady();
     const classifier = state.models.get(query.model);
     checkQueryFor(classifier, query);
-    const asked = classifier.resolve(query);
+    const { max_timesteps: maxTimesteps, ...rest } = query;
+    const asked = classifier.resolve({ ...rest, maxTimesteps });
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();
     const image = await preprocess(bytes, classifier.manifest.input);
@@ -142,11 +143,11 @@ export default async function classifyRoutes(
     const summary = (result: Classification) => {
       metrics.queueWait.observe(result.queueMs / 1000);
       metrics.inference.observe(result.inferenceMs / 1000);
-      metrics.requestedTimesteps.observe(asked.timesteps);
-      const { queueMs, inferenceMs } = result;
+      metrics.requestedTimesteps.observe(result.timesteps);
+      const { queueMs, inferenceMs, timesteps, stop } = result;
       const timings = { decodeMs: round(decodeMs), queueMs: round(queueMs), inferenceMs: round(inferenceMs) };
-      const { profile, timesteps } = asked;
-      return { model: classifier.name, profile, timesteps, prediction: result.prediction, timings };
+      const head = { model: classifier.name, profile: asked.profile, timesteps, ...(stop ? { stop } : {}) };
+      return { ...head, prediction: result.prediction, timings };
     };
 
     const format = streamFormat(request.headers.accept);

@@ -28,6 +28,7 @@ import {
   ProtocolError,
   tensorMetadata,
   OUTPUT_NAMES,
+  AUTO_OUTPUT,
 } from '../protocol/open-inference.js';
 import type { ServiceState } from '../service-state.js';
 import { VERSION } from '../version.js';
@@ -181,13 +182,23 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
       if (asked !== undefined && !profiles.includes(asked))
         throw new ProtocolError(`parameters.profile must be one of ${profiles.join(', ')}`);
       const images = imagesOf(body, manifest, config.BATCH_MAX_SIZE);
-      const { profile, timesteps } = classifier.resolve({ ...body.parameters, topk: 1 });
+      const p = body.parameters ?? {};
+      const resolved = classifier.resolve({
+        profile: p.profile,
+        timesteps: p.timesteps,
+        maxTimesteps: p.max_timesteps,
+        tolerance: p.tolerance,
+        patience: p.patience,
+        topk: 1,
+      });
+      const { profile, timesteps, settle } = resolved;
 
       // One engine job per image: they share the engine's batches like any other requests.
       const settled = await Promise.allSettled(
         images.map((image) =>
           classifier.classify(image, {
             timesteps,
+            ...(settle ? { settle } : {}),
             topk: 1,
             profile,
             signal: request.lifetime.signal,
@@ -202,8 +213,18 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
       return {
         model_name: classifier.name,
         ...(body.id !== undefined ? { id: body.id } : {}),
-        parameters: { timesteps, profile },
-        outputs: outputsOf(results, manifest, body.outputs?.map((o) => o.name) ?? OUTPUT_NAMES),
+        parameters: {
+          timesteps: Math.max(...results.map((r) => r.timesteps)),
+          profile,
+          ...(settle
+            ? { max_timesteps: timesteps, tolerance: settle.tolerance, patience: settle.patience }
+            : {}),
+        },
+        outputs: outputsOf(
+          results,
+          manifest,
+          body.outputs?.map((o) => o.name) ?? (settle ? [...OUTPUT_NAMES, AUTO_OUTPUT] : OUTPUT_NAMES),
+        ),
       };
     },
   );

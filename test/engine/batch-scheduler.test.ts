@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler, type SchedulerOptions, type StepStats } from '../../src/engine/batch-scheduler.js';
 import { PredictiveStepper, type SampleState, type SampleStep } from '../../src/engine/predictive-step.js';
+import { stoppingPoint } from '../../src/engine/settling.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { openModel } from '../helpers.js';
@@ -165,5 +166,65 @@ describe('BatchScheduler', () => {
     });
     const ok = await s.submit({ image: images[2]!, timesteps: 2 });
     expectGolden(2, ok.steps);
+  });
+});
+
+describe('anytime jobs (settle)', () => {
+  // Between the golden cases' error changes at t = 3 (0.0062..0.0064 and 0.0074..0.0087), so
+  // that some stop at t = 3 and the others at t = 4, each with a clear margin.
+  const rule = { tolerance: 0.0069, patience: 1 };
+  /** Where the PyTorch reference's own trajectory of case k stops under `rule`. */
+  const referenceStop = (k: number, cap: number) =>
+    stoppingPoint(
+      golden.cases[k]!.logits.map((logits, t) => ({ logits, errors: golden.cases[k]!.errors[t]! })),
+      rule,
+      cap,
+    );
+
+  it('stops each sample where the reference trajectory settles, with the reference numbers', async () => {
+    const { s } = scheduler();
+    const cap = golden.timesteps;
+    const results = await Promise.all(
+      images.map((image) => s.submit({ image, timesteps: cap, settle: rule })),
+    );
+    const stops = results.map((r, k) => {
+      const expected = referenceStop(k, cap);
+      expect(r.stop).toBe(expected.reason);
+      expect(r.steps).toHaveLength(expected.t + 1);
+      expectGolden(k, r.steps);
+      return expected.t;
+    });
+    // The cases do not all stop at once: the test would not see a sample leave a batch otherwise.
+    expect(new Set(stops).size).toBeGreaterThan(1);
+  });
+
+  it('lets a settled sample leave a running batch at once, with the numbers it gets alone', async () => {
+    const { s, stats } = scheduler();
+    const alone = await scheduler().s.submit({ image: images[0]!, timesteps: 10, settle: rule });
+    const long = s.submit({ image: images[1]!, timesteps: 10 });
+    const anytime = await s.submit({ image: images[0]!, timesteps: 10, settle: rule });
+    expect(anytime.steps).toEqual(alone.steps);
+    expect(anytime.stop).toBe(alone.stop);
+    await long;
+    const stop = anytime.steps.length - 1;
+    // Two samples while both ran, then one: the settled one did not stay for the other's T.
+    expect(stats.map((st) => st.batchSize)).toEqual([
+      ...Array<number>(stop + 1).fill(2),
+      ...Array<number>(10 - stop).fill(1),
+    ]);
+  });
+
+  it('says it stopped at the cap when the dynamics did not settle by then', async () => {
+    const { s } = scheduler();
+    const r = await s.submit({ image: images[0]!, timesteps: 1, settle: { tolerance: 1e-9, patience: 1 } });
+    expect(r).toMatchObject({ stop: 'cap' });
+    expect(r.steps).toHaveLength(2);
+  });
+
+  it('refuses a rule it cannot apply', async () => {
+    const { s } = scheduler();
+    await expect(
+      s.submit({ image: images[0]!, timesteps: 3, settle: { tolerance: 0, patience: 1 } }),
+    ).rejects.toMatchObject({ statusCode: 400 });
   });
 });

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveRequest, type RequestDefaults } from '../../src/engine/resolve-request.js';
+import { DEFAULT_SETTLE, resolveRequest, type RequestDefaults } from '../../src/engine/resolve-request.js';
 import { parseManifest } from '../../src/model/manifest.js';
 import { DEFAULT_MODEL } from '../paths.js';
 
@@ -11,7 +11,7 @@ const raw = JSON.parse(readFileSync(path.join(DEFAULT_MODEL, 'manifest.json'), '
   unknown
 >;
 const manifest = parseManifest({ ...raw, recommendedTimesteps: 3 }, 'manifest.json');
-const defaults: RequestDefaults = { maxTimesteps: 16, defaultTopk: 5 };
+const defaults: RequestDefaults = { maxTimesteps: 16, defaultTopk: 5, autoMaxTimesteps: 10 };
 const robust = manifest.profiles['robust']!.recommendedTimesteps!;
 
 describe('resolveRequest', () => {
@@ -46,5 +46,55 @@ describe('resolveRequest', () => {
     expect(() => resolveRequest(manifest, defaults, { timesteps: 17 })).toThrow(
       expect.objectContaining({ code: 'PREDIFY_ERR_TIMESTEPS_OUT_OF_RANGE', statusCode: 400 }),
     );
+  });
+
+  describe('timesteps=auto', () => {
+    const robustAnytime = { tolerance: 0.05, patience: 2, maxTimesteps: 6 };
+    const calibrated = parseManifest(
+      {
+        ...raw,
+        profiles: {
+          ...(raw['profiles'] as object),
+          robust: { ...manifest.profiles['robust']!, anytime: robustAnytime },
+        },
+      },
+      'manifest.json',
+    );
+
+    it('takes the profile’s calibrated rule and cap, else the service’s defaults', () => {
+      expect(resolveRequest(calibrated, defaults, { timesteps: 'auto' })).toMatchObject({
+        timesteps: 6,
+        settle: { tolerance: 0.05, patience: 2 },
+      });
+      expect(resolveRequest(calibrated, defaults, { timesteps: 'auto', profile: 'exported' })).toMatchObject({
+        timesteps: 10,
+        settle: DEFAULT_SETTLE,
+      });
+      // A calibrated cap above the service's maximum is kept within it, not refused.
+      expect(
+        resolveRequest(calibrated, { ...defaults, maxTimesteps: 4 }, { timesteps: 'auto' }).timesteps,
+      ).toBe(4);
+    });
+
+    it('lets the request name its cap and rule', () => {
+      const asked = { timesteps: 'auto' as const, maxTimesteps: 3, tolerance: 0.2, patience: 3 };
+      expect(resolveRequest(calibrated, defaults, asked)).toMatchObject({
+        timesteps: 3,
+        settle: { tolerance: 0.2, patience: 3 },
+      });
+    });
+
+    it.each([
+      [{ timesteps: 'auto' as const, maxTimesteps: 17 }, 'PREDIFY_ERR_TIMESTEPS_OUT_OF_RANGE'],
+      [{ timesteps: 'auto' as const, tolerance: 0 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 'auto' as const, tolerance: 1.5 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 'auto' as const, patience: 0 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 'auto' as const, maxTimesteps: 2, patience: 3 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 4, tolerance: 0.1 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+    ])('refuses %o with %s', (asked, code) => {
+      expect(() => resolveRequest(calibrated, defaults, asked)).toThrow(
+        expect.objectContaining({ code, statusCode: 400 }),
+      );
+    });
   });
 });

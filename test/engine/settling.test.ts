@@ -1,0 +1,56 @@
+/**
+ * The settling rule of timesteps=auto on constructed trajectories: a sample settles after
+ * `patience` calm steps in a row, a calm step keeps its top-1 class and moves every PCoder's
+ * error by less than the tolerance, and a replay stops where the engine would.
+ */
+import { describe, expect, it } from 'vitest';
+import { largestChange, SettleWatch, stoppingPoint } from '../../src/engine/settling.js';
+
+/** A step whose top-1 class is `top` (of 3) with these PCoder errors. */
+const step = (top: number, ...errors: number[]) => {
+  const logits = new Float32Array(3);
+  logits[top] = 1;
+  return { logits, errors: Float32Array.from(errors) };
+};
+
+describe('largestChange', () => {
+  it('is the largest change of any PCoder relative to its value before', () => {
+    expect(largestChange([1, 2], [1.1, 2])).toBeCloseTo(0.1, 6);
+    expect(largestChange([1, 2], [1, 1])).toBeCloseTo(0.5, 6);
+    expect(largestChange([0, 2], [0, 2])).toBe(0);
+    expect(largestChange([0, 2], [1e-3, 2])).toBeGreaterThan(1);
+  });
+});
+
+describe('SettleWatch', () => {
+  it('never settles at t = 0: calm needs a step before it', () => {
+    expect(new SettleWatch({ tolerance: 1, patience: 1 }).settled(step(0, 1))).toBe(false);
+  });
+
+  it('settles after `patience` calm steps in a row, and a change of class starts the count again', () => {
+    const rule = { tolerance: 0.05, patience: 2 };
+    const trajectory = [
+      step(0, 1, 1),
+      step(0, 1.01, 1), // calm 1
+      step(1, 1.01, 1), // the class changed: 0
+      step(1, 1.02, 1.01), // calm 1
+      step(1, 1.02, 1.01), // calm 2: settled at t = 4
+      step(1, 1.02, 1.01),
+    ];
+    const watch = new SettleWatch(rule);
+    expect(trajectory.map((s) => watch.settled(s))).toEqual([false, false, false, false, true, true]);
+    expect(stoppingPoint(trajectory, rule, 5)).toEqual({ t: 4, reason: 'settled' });
+  });
+
+  it('counts a step whose errors move by the tolerance or more as not calm', () => {
+    const rule = { tolerance: 0.1, patience: 1 };
+    const trajectory = [step(2, 1, 1), step(2, 1, 1.1), step(2, 1, 1.15)];
+    expect(stoppingPoint(trajectory, rule, 2)).toEqual({ t: 2, reason: 'settled' });
+    expect(stoppingPoint(trajectory, { tolerance: 0.01, patience: 1 }, 2)).toEqual({ t: 2, reason: 'cap' });
+  });
+
+  it('stops at the cap when the dynamics never settle', () => {
+    const moving = Array.from({ length: 5 }, (_, t) => step(t % 3, 1 + t));
+    expect(stoppingPoint(moving, { tolerance: 0.1, patience: 1 }, 4)).toEqual({ t: 4, reason: 'cap' });
+  });
+});
