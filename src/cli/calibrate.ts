@@ -3,6 +3,7 @@
  * Calibrates a model's hyperparameters on a validation split carved from the Fashion-MNIST
  * training images, under the noise corruptions (never on the test set), and writes the result
  * into the model's manifest as a named profile, with how it was chosen. See docs/robustness.md.
+ * The profile's anytime rule (timesteps=auto) is chosen on the same images: docs/anytime.md.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,7 +11,10 @@ import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config.js';
 import { PredictiveStepper } from '../engine/predictive-step.js';
 import { loadModel } from '../model/load-model.js';
-import { MANIFEST_FILE, parseManifest } from '../model/manifest.js';
+import { EXPORTED_PROFILE, MANIFEST_FILE, parseManifest, profilesOf } from '../model/manifest.js';
+import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
+import { gradientScales } from '../engine/profiles.js';
+import { chooseRule, type AnytimeChoice } from '../robustness/anytime.js';
 import {
   calibrate,
   DEFAULT_SPACE,
@@ -20,7 +24,7 @@ import {
 } from '../robustness/calibrate.js';
 import { NOISE_CORRUPTIONS } from '../robustness/corruptions.js';
 import { signed } from '../robustness/report.js';
-import { stratifiedIndices, type Condition } from '../robustness/evaluate.js';
+import { evaluate, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
 import { parseCli, wholeNumber } from './args.js';
 
@@ -46,6 +50,7 @@ const usage = `usage: npm run calibrate -- [--name NAME] [--images N] [--timeste
   --timesteps  T (default 10)
   --write      write the profile (and the exported hyperparameters' recommended timesteps) into the manifest
   --default    also make it the model's default profile, if it beats the exported hyperparameters
+  --anytime-only  no search: choose only the anytime rule of profile --name (exported included), as it is
   --model      model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})`;
 
 const { values } = parseCli(
@@ -64,6 +69,7 @@ const { values } = parseCli(
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
       write: { type: 'boolean', default: false },
       default: { type: 'boolean', default: false },
+      'anytime-only': { type: 'boolean', default: false },
       batch: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -95,6 +101,21 @@ const stepper = new PredictiveStepper(model);
 const data = await loadFashion('train');
 const indices = stratifiedIndices(data, images, SEARCH.from, SEARCH.to);
 const cleanIndices = stratifiedIndices(data, cleanImages, SEARCH.from, SEARCH.to);
+const conditions: Condition[] = NOISE_CORRUPTIONS.flatMap((corruption) =>
+  severities.map((severity) => ({ corruption, severity })),
+);
+if (values['anytime-only']) {
+  const profile = profilesOf(manifest)[values.name];
+  if (!profile) {
+    console.error(`model ${manifest.name} has no profile '${values.name}'`);
+    process.exit(2);
+  }
+  const anytime = await chooseAnytime(profile.hyperparameters);
+  await model.release();
+  if (values.write) await writeManifest((raw) => setAnytime(raw, values.name, anytime));
+  process.exit(0);
+}
+
 const confirm =
   finalists > 0
     ? {
@@ -107,9 +128,6 @@ const confirm =
           console.error(`  finalist ${k} ${fmt(c.hyperparameters)}: ${report(c.confirmation!)}`),
       }
     : undefined;
-const conditions: Condition[] = NOISE_CORRUPTIONS.flatMap((corruption) =>
-  severities.map((severity) => ({ corruption, severity })),
-);
 console.error(
   `calibrating ${manifest.name} on validation images: ${cleanIndices.length} clean, ${indices.length} x ${conditions.length} noise conditions; t = 0..${timesteps}` +
     (confirm
@@ -138,8 +156,9 @@ const {
     ...(confirm ? { confirm } : {}),
   },
 );
-await model.release();
 const seconds = Math.round((performance.now() - started) / 1000);
+const anytime = await chooseAnytime(best.hyperparameters);
+await model.release();
 const chosen = finalRecommendation(best);
 const exportedChosen = finalRecommendation(exported);
 console.log(
@@ -207,11 +226,90 @@ if (values.write) {
   raw['recommendedTimesteps'] = exportedChosen.timesteps;
   if (values.default && best !== exported && chosen.noiseGain > exportedChosen.noiseGain)
     raw['defaultProfile'] = values.name;
+  setAnytime(raw, values.name, anytime);
   parseManifest(raw, file); // never write a manifest the server would refuse
   await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
   console.log(
     `wrote profile '${values.name}' to ${file}${raw['defaultProfile'] === values.name ? ' (the default)' : ''}`,
   );
+}
+
+/**
+ * The anytime rule for these hyperparameters: every search image's trajectory up to T, then
+ * the rule with the fewest mean timesteps that keeps the best fixed T's accuracy (chooseRule).
+ */
+async function chooseAnytime(hyperparameters: readonly Hyperparameters[]): Promise<AnytimeChoice> {
+  const coefficients = coefficientsOf(hyperparameters, gradientScales(manifest));
+  const run = (idx: number[], cs: Condition[]) =>
+    evaluate(stepper, data, { indices: idx, conditions: cs, timesteps, batch, coefficients, record: true });
+  const [clean] = await run(cleanIndices, [{ corruption: 'clean', severity: 0 }]);
+  const noisy = await run(indices, conditions);
+  const choice = chooseRule(
+    clean!.trajectories!,
+    noisy.flatMap((r) => r.trajectories!),
+    { cap: timesteps },
+  );
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const ref = choice.reference;
+  console.log(
+    `anytime: fixed T=${ref.timesteps} gives clean ${pct(ref.clean)}, noise ${pct(ref.noise)}; ` +
+      (choice.chosen
+        ? `tolerance ${choice.chosen.rule.tolerance}, patience ${choice.chosen.rule.patience}: clean ${pct(choice.chosen.clean.accuracy)}, noise ${pct(choice.chosen.noise.accuracy)}, ${choice.chosen.meanTimesteps.toFixed(2)} timesteps on average`
+        : 'no rule keeps that accuracy'),
+  );
+  return choice;
+}
+
+/** Writes the rule into profile `name` of a raw manifest (the exported one: at the top). */
+function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeChoice): void {
+  const target =
+    name === EXPORTED_PROFILE
+      ? raw
+      : ((raw['profiles'] as Record<string, Record<string, unknown>>)[name] as Record<string, unknown>);
+  if (!choice.chosen) {
+    delete target['anytime'];
+    return;
+  }
+  const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
+  target['anytime'] = {
+    ...choice.chosen.rule,
+    maxTimesteps: choice.cap,
+    calibration: {
+      method:
+        'on the search images: the rule with the fewest mean timesteps whose clean and noise accuracy stay within 0.2 points of the best fixed T (best noise accuracy with clean within 0.5 points of t = 0)',
+      split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition`,
+      reference: {
+        timesteps: choice.reference.timesteps,
+        clean: r4(choice.reference.clean),
+        noise: r4(choice.reference.noise),
+      },
+      chosen: {
+        meanTimesteps: r4(choice.chosen.meanTimesteps),
+        clean: r4(choice.chosen.clean.accuracy),
+        noise: r4(choice.chosen.noise.accuracy),
+        settled: r4(
+          (choice.chosen.clean.settled * choice.chosen.clean.count +
+            choice.chosen.noise.settled * choice.chosen.noise.count) /
+            (choice.chosen.clean.count + choice.chosen.noise.count),
+        ),
+      },
+      points: choice.points.map((p) => ({
+        ...p.rule,
+        meanTimesteps: r4(p.meanTimesteps),
+        clean: r4(p.clean.accuracy),
+        noise: r4(p.noise.accuracy),
+      })),
+    },
+  };
+}
+
+async function writeManifest(edit: (raw: Record<string, unknown>) => void): Promise<void> {
+  const file = path.join(values.model, MANIFEST_FILE);
+  const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  edit(raw);
+  parseManifest(raw, file); // never write a manifest the server would refuse
+  await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
+  console.log(`wrote the anytime rule of profile '${values.name}' to ${file}`);
 }
 
 function nonNegative(name: 'confirm-tolerance' | 'confirm-margin') {
