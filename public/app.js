@@ -117,6 +117,23 @@ function showModel(model) {
   };
 }
 
+/**
+ * The corruption score in words, against the clean validation images' quantiles the server
+ * gives in /models (docs/anytime.md): how unlike clean data the image looks to the network.
+ */
+function describeScore(score, calibration) {
+  if (typeof score !== 'number') return '';
+  const q = calibration?.cleanQuantiles;
+  const reading = !q
+    ? ''
+    : score > q.p99
+      ? ': unlike clean images (above 99% of clean validation images)'
+      : score > q.p95
+        ? ': unusual (above 95% of clean validation images)'
+        : ': like clean images';
+  return `Corruption score ${score.toFixed(2)}${reading}`;
+}
+
 /** Reads server-sent events from a fetch response, calling onEvent(name, data) for each. */
 async function readEvents(res, onEvent) {
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -257,6 +274,7 @@ async function classify() {
     topk: String(state.model.labels.length),
   });
   $('result').textContent = '';
+  $('score').textContent = '';
   status('classifying…');
   const steps = [];
   try {
@@ -284,6 +302,7 @@ async function classify() {
         $('result').textContent =
           `${p.label}: ${(p.confidence * 100).toFixed(1)}% after ${data.timesteps} timesteps` +
           (first ? ` (t = 0: ${first.label}, ${(first.confidence * 100).toFixed(1)}%)` : '');
+        $('score').textContent = describeScore(data.corruptionScore, state.model.corruptionScore);
         const sigma = Number($('noise').value);
         const noise = sigma > 0 ? `, Gaussian noise σ ${sigma} added` : '';
         status(

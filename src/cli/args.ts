@@ -49,7 +49,7 @@ export async function openModelWithProfile(dir: string, profile: string | undefi
     process.exit(2);
   }
   const stepper = new PredictiveStepper(model);
-  const { hyperparameters, recommendedTimesteps } = profiles[name]!;
+  const { hyperparameters, recommendedTimesteps, anytime } = profiles[name]!;
   const coefficients = coefficientsOfProfile(profileCoefficients(model.manifest), name);
-  return { model, stepper, profile: name, hyperparameters, coefficients, recommendedTimesteps };
+  return { model, stepper, profile: name, hyperparameters, coefficients, recommendedTimesteps, anytime };
 }

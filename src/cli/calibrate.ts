@@ -15,6 +15,8 @@ import { EXPORTED_PROFILE, MANIFEST_FILE, parseManifest, profilesOf } from '../m
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { gradientScales } from '../engine/profiles.js';
 import { chooseRule, type AnytimeChoice } from '../robustness/anytime.js';
+import { corruptionScore, fitNormalisation } from '../engine/corruption-score.js';
+import { quantile } from '../robustness/signal.js';
 import {
   calibrate,
   DEFAULT_SPACE,
@@ -34,6 +36,8 @@ import { parseCli, wholeNumber } from './args.js';
  */
 const VALIDATION = { from: 50_000, to: 60_000 };
 const SEARCH = { from: VALIDATION.from, to: 55_000 };
+/** clean images the corruption score is normalised on: the whole search split (t = 0 only: seconds) */
+const SCORE_IMAGES = 5000;
 const CONFIRM = { from: 55_000, to: VALIDATION.to };
 
 const usage = `usage: npm run calibrate -- [--name NAME] [--images N] [--timesteps T] [--model DIR] [--write] [--default]
@@ -51,6 +55,7 @@ const usage = `usage: npm run calibrate -- [--name NAME] [--images N] [--timeste
   --write      write the profile (and the exported hyperparameters' recommended timesteps) into the manifest
   --default    also make it the model's default profile, if it beats the exported hyperparameters
   --anytime-only  no search: choose only the anytime rule of profile --name (exported included), as it is
+  --score-only    no search: measure only the corruption score's normalisation (on ${SCORE_IMAGES} clean images)
   --model      model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})`;
 
 const { values } = parseCli(
@@ -70,6 +75,7 @@ const { values } = parseCli(
       write: { type: 'boolean', default: false },
       default: { type: 'boolean', default: false },
       'anytime-only': { type: 'boolean', default: false },
+      'score-only': { type: 'boolean', default: false },
       batch: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -104,6 +110,12 @@ const cleanIndices = stratifiedIndices(data, cleanImages, SEARCH.from, SEARCH.to
 const conditions: Condition[] = NOISE_CORRUPTIONS.flatMap((corruption) =>
   severities.map((severity) => ({ corruption, severity })),
 );
+if (values['score-only']) {
+  const score = await fitScore();
+  await model.release();
+  if (values.write) await writeManifest((raw) => (raw['corruptionScore'] = score), 'the corruption score');
+  process.exit(0);
+}
 if (values['anytime-only']) {
   const profile = profilesOf(manifest)[values.name];
   if (!profile) {
@@ -112,7 +124,11 @@ if (values['anytime-only']) {
   }
   const anytime = await chooseAnytime(profile.hyperparameters);
   await model.release();
-  if (values.write) await writeManifest((raw) => setAnytime(raw, values.name, anytime));
+  if (values.write)
+    await writeManifest(
+      (raw) => setAnytime(raw, values.name, anytime),
+      `the anytime rule of profile '${values.name}'`,
+    );
   process.exit(0);
 }
 
@@ -158,6 +174,7 @@ const {
 );
 const seconds = Math.round((performance.now() - started) / 1000);
 const anytime = await chooseAnytime(best.hyperparameters);
+const score = await fitScore();
 await model.release();
 const chosen = finalRecommendation(best);
 const exportedChosen = finalRecommendation(exported);
@@ -227,6 +244,7 @@ if (values.write) {
   if (values.default && best !== exported && chosen.noiseGain > exportedChosen.noiseGain)
     raw['defaultProfile'] = values.name;
   setAnytime(raw, values.name, anytime);
+  raw['corruptionScore'] = score;
   parseManifest(raw, file); // never write a manifest the server would refuse
   await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
   console.log(
@@ -258,6 +276,46 @@ async function chooseAnytime(hyperparameters: readonly Hyperparameters[]): Promi
         : 'no rule keeps that accuracy'),
   );
   return choice;
+}
+
+/**
+ * The corruption score's normalisation: ln e_i(0) on every clean image of the search split
+ * (t = 0 only, so any profile's coefficients do), and the score's quantiles there.
+ */
+async function fitScore(): Promise<Record<string, unknown>> {
+  const scoreIndices = stratifiedIndices(data, SCORE_IMAGES, SEARCH.from, SEARCH.to);
+  const [clean] = await evaluate(stepper, data, {
+    indices: scoreIndices,
+    conditions: [{ corruption: 'clean', severity: 0 }],
+    timesteps: 0,
+    batch,
+    coefficients: coefficientsOf(
+      profilesOf(manifest)[EXPORTED_PROFILE]!.hyperparameters,
+      gradientScales(manifest),
+    ),
+    record: true,
+  });
+  const errors = clean!.trajectories!.map((t) => t.steps[0]!.errors);
+  const norm = fitNormalisation(errors);
+  const scores = errors.map((e) => corruptionScore(e, norm));
+  const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
+  const cleanQuantiles = { p50: 0.5, p90: 0.9, p95: 0.95, p99: 0.99 };
+  const score = {
+    logErrorMean: norm.logErrorMean.map(r4),
+    logErrorStd: norm.logErrorStd.map(r4),
+    cleanQuantiles: Object.fromEntries(
+      Object.entries(cleanQuantiles).map(([k, q]) => [k, r4(quantile(scores, q))]),
+    ),
+    calibration: {
+      method:
+        'ln e_i(0) per PCoder on clean validation images: mean and standard deviation; the score is the largest |z| over the PCoders, and its quantiles on the same images',
+      split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${scoreIndices.length} clean`,
+    },
+  };
+  console.log(
+    `corruption score on ${scoreIndices.length} clean validation images: median ${score.cleanQuantiles['p50']}, 95% below ${score.cleanQuantiles['p95']}, 99% below ${score.cleanQuantiles['p99']}`,
+  );
+  return score;
 }
 
 /** Writes the rule into profile `name` of a raw manifest (the exported one: at the top). */
@@ -303,13 +361,13 @@ function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeC
   };
 }
 
-async function writeManifest(edit: (raw: Record<string, unknown>) => void): Promise<void> {
+async function writeManifest(edit: (raw: Record<string, unknown>) => void, what: string): Promise<void> {
   const file = path.join(values.model, MANIFEST_FILE);
   const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
   edit(raw);
   parseManifest(raw, file); // never write a manifest the server would refuse
   await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
-  console.log(`wrote the anytime rule of profile '${values.name}' to ${file}`);
+  console.log(`wrote ${what} to ${file}`);
 }
 
 function nonNegative(name: 'confirm-tolerance' | 'confirm-margin') {

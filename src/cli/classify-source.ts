@@ -20,6 +20,8 @@ export interface CliResult {
   /** timesteps=auto: why it stopped there */
   stop?: { reason: string };
   prediction: { label: string; index: number; confidence: number };
+  /** how unlike clean data the image looks; null: the model has no calibrated score */
+  corruptionScore: number | null;
   steps: StepSummary[];
   /** engine time for this image (the server's figure in server mode) */
   inferenceMs: number;
@@ -85,6 +87,7 @@ export async function localSource(
         timesteps: result.timesteps,
         ...(result.stop ? { stop: result.stop } : {}),
         prediction: result.prediction,
+        corruptionScore: result.corruptionScore,
         steps: result.steps,
         inferenceMs: result.inferenceMs,
       };

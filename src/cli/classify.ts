@@ -107,7 +107,7 @@ function printTable(file: string, r: CliResult): void {
   const names = Object.keys(r.steps[0]?.errors ?? {});
   const { label, confidence } = r.prediction;
   console.log(
-    `${file}: ${label} (${pct(confidence)}) after ${r.timesteps} timestep${r.timesteps === 1 ? '' : 's'}${r.stop ? ` (${r.stop.reason})` : ''}, profile ${r.profile}, ${r.inferenceMs.toFixed(1)} ms`,
+    `${file}: ${label} (${pct(confidence)}) after ${r.timesteps} timestep${r.timesteps === 1 ? '' : 's'}${r.stop ? ` (${r.stop.reason})` : ''}, profile ${r.profile}, ${typeof r.corruptionScore === 'number' ? `corruption score ${r.corruptionScore.toFixed(2)}, ` : ''}${r.inferenceMs.toFixed(1)} ms`,
   );
   console.log(
     ['   t', 'prediction'.padEnd(16), 'confidence', ...names.map((n) => n.padStart(10))].join('  '),

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 /**
  * The robustness evaluation: Fashion-MNIST test images, clean and under every corruption and
- * severity, through the serving engine for t = 0..T. Writes results.json, results.md and
- * accuracy.svg/.png to --out. See docs/robustness.md.
+ * severity, through the serving engine for t = 0..T, and timesteps=auto replayed on the same
+ * dynamics. Writes results.json, results.md, accuracy.svg/.png and anytime.svg/.png to --out.
+ * See docs/robustness.md and docs/anytime.md.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { accuracyChart, svgToPng } from '../robustness/chart.js';
+import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
+import { anytimeMarkdown, anytimeRows, anytimeVerdict, RULE_GRID } from '../robustness/anytime.js';
+import { accuracyChart, anytimeChart, svgToPng } from '../robustness/chart.js';
 import { CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
 import { evaluate, mergeCounts, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
@@ -57,8 +60,18 @@ const batch = Math.max(1, wholeNumber('batch', values.batch, 100));
 const threads = wholeNumber('threads', values.threads, 2);
 const severities = values.quick ? [1, 3, 5] : [1, 2, 3, 4, 5];
 
-const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps } =
+const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } =
   await openModelWithProfile(values.model, values.profile, threads);
+// The rule a timesteps=auto request on this profile would use, and every rule of the grid.
+const profileRule = anytime
+  ? { tolerance: anytime.tolerance, patience: anytime.patience, source: 'calibrated' }
+  : { ...DEFAULT_SETTLE, source: 'the default, none calibrated' };
+const rules = [
+  ...RULE_GRID,
+  ...(RULE_GRID.some((r) => r.tolerance === profileRule.tolerance && r.patience === profileRule.patience)
+    ? []
+    : [{ tolerance: profileRule.tolerance, patience: profileRule.patience }]),
+];
 try {
   const { manifest } = model;
   const data = await loadFashion('t10k');
@@ -83,7 +96,7 @@ try {
   const progress = progressReporter('eval');
   const sampleSteps = (timesteps + 1) * (indices.length * conditions.length + moreClean.length);
   const mainSteps = (timesteps + 1) * indices.length * conditions.length;
-  const options = { timesteps, batch, coefficients };
+  const options = { timesteps, batch, coefficients, record: true };
   const onSubset = await evaluate(stepper, data, {
     ...options,
     indices,
@@ -136,8 +149,38 @@ try {
     title,
     recommended !== undefined ? { timesteps: recommended, label: 'recommended' } : undefined,
   );
-  await writeFile(path.join(out, 'results.json'), JSON.stringify(report, null, 2) + '\n');
-  await writeFile(path.join(out, 'results.md'), markdown(results, summary, title, recommended));
+  const rows = anytimeRows(results, rules, timesteps);
+  const verdict = anytimeVerdict(rows, summary.recommended.timesteps);
+  const anytimeReport = {
+    rule: profileRule,
+    cap: timesteps,
+    verdict: {
+      reference: verdict.reference,
+      best: verdict.best && {
+        ...verdict.best.row.rule!,
+        meanTimesteps: verdict.best.meanTimesteps,
+        saving: verdict.best.saving,
+      },
+      met: verdict.met,
+      cheapestFixed: verdict.cheapestFixed,
+    },
+    rows: [...rows.fixed, ...rows.auto],
+  };
+  const anytimeSvg = anytimeChart(
+    rows,
+    profileRule,
+    `${manifest.name}, profile ${profile}: timesteps=auto against fixed T (${indices.length} test images per condition, ${cleanIndices.length} clean)`,
+  );
+  await writeFile(
+    path.join(out, 'results.json'),
+    JSON.stringify({ ...report, anytime: anytimeReport }, null, 2) + '\n',
+  );
+  await writeFile(
+    path.join(out, 'results.md'),
+    markdown(results, summary, title, recommended) + '\n' + anytimeMarkdown(rows, verdict, profileRule),
+  );
+  await writeFile(path.join(out, 'anytime.svg'), anytimeSvg);
+  await writeFile(path.join(out, 'anytime.png'), await svgToPng(anytimeSvg));
   await writeFile(path.join(out, 'accuracy.svg'), svg);
   await writeFile(path.join(out, 'accuracy.png'), await svgToPng(svg));
   const best = summary.recommended.timesteps;
@@ -151,6 +194,17 @@ try {
       `Relative mCE at t=${marked}: ${(summary.relativeMCE[marked]! * 100).toFixed(1)}%. ` +
       `Clean on the ${indices.length} corruption images alone: ${(cleanOnSubset.accuracy[0]! * 100).toFixed(2)}% -> ${(cleanOnSubset.accuracy[marked]! * 100).toFixed(2)}% at t=${marked}. ` +
       `${Math.round(seconds)} s. Written to ${out}/`,
+  );
+  const chosen = rows.auto.find(
+    (r) => r.rule!.tolerance === profileRule.tolerance && r.rule!.patience === profileRule.patience,
+  )!;
+  const b = verdict.best;
+  console.log(
+    `auto (${profileRule.source}: tolerance ${profileRule.tolerance}, patience ${profileRule.patience}): clean ${(chosen.clean.accuracy * 100).toFixed(2)}%, noise mean ${(chosen.noise.accuracy * 100).toFixed(2)}% at ${chosen.clean.meanTimesteps.toFixed(2)} / ${chosen.noise.meanTimesteps.toFixed(2)} mean timesteps (clean / noise). ` +
+      `Against fixed T=${verdict.reference.timesteps}: ` +
+      (b
+        ? `cheapest rule keeping its accuracy ${b.row.rule!.tolerance} x ${b.row.rule!.patience} at ${b.meanTimesteps.toFixed(2)} timesteps (${verdict.reference.timesteps > 0 ? `${(b.saving * 100).toFixed(0)}% fewer` : 'more than none'}): target ${verdict.met ? 'met' : 'missed'}. The fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
+        : 'no rule keeps its accuracy.'),
   );
 } finally {
   await model.release();

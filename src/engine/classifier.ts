@@ -10,7 +10,9 @@ import {
   type AskedRequest,
   type RequestDefaults,
   type ResolvedRequest,
+  type RuleSource,
 } from './resolve-request.js';
+import { corruptionScore } from './corruption-score.js';
 import { summariseStep, type StepSummary } from './results.js';
 import type { StopReason } from './settling.js';
 
@@ -26,11 +28,13 @@ export interface Classification {
   /** the last timestep computed: the request's, or where an anytime request stopped */
   timesteps: number;
   /** anytime requests: why it stopped there, and by which rule */
-  stop?: { reason: StopReason; tolerance: number; patience: number; maxTimesteps: number };
+  stop?: { reason: StopReason; tolerance: number; patience: number; maxTimesteps: number; rule: RuleSource };
   steps: StepSummary[];
   /** what the engine computed at each timestep: logits and e_i(t), exact */
   outputs: readonly SampleStep[];
   prediction: { label: string; index: number; confidence: number };
+  /** how unlike clean data the input looks (src/engine/corruption-score.ts); null: not calibrated */
+  corruptionScore: number | null;
   queueMs: number;
   inferenceMs: number;
 }
@@ -98,11 +102,21 @@ export class Classifier {
     return {
       timesteps: last.t,
       ...(settle && result.stop
-        ? { stop: { reason: result.stop, ...settle, maxTimesteps: options.timesteps } }
+        ? {
+            stop: {
+              reason: result.stop,
+              ...settle,
+              maxTimesteps: options.timesteps,
+              rule: options.ruleSource ?? 'asked',
+            },
+          }
         : {}),
       steps,
       outputs: result.steps,
       prediction: { label: last.label, index: last.index, confidence: last.confidence },
+      corruptionScore: this.manifest.corruptionScore
+        ? corruptionScore(result.steps[0]!.errors, this.manifest.corruptionScore)
+        : null,
       queueMs: result.queueMs,
       inferenceMs: result.inferenceMs,
     };

@@ -39,7 +39,11 @@ export interface ResolvedRequest {
   topk: number;
   /** anytime: stop when the sample's dynamics settle */
   settle?: SettleRule;
+  /** anytime: where the rule came from (a request that sets tolerance or patience: 'asked') */
+  ruleSource?: RuleSource;
 }
+
+export type RuleSource = 'asked' | 'calibrated' | 'default';
 
 /** The rule of a profile that has none calibrated (measured: docs/anytime.md). */
 export const DEFAULT_SETTLE: SettleRule = { tolerance: 0.1, patience: 1 };
@@ -85,7 +89,13 @@ export function resolveRequest(
     throw errors.settleInvalid(
       `patience must be a whole number from 1 to the cap (${timesteps}), got ${settle.patience}`,
     );
-  return { profile, timesteps, topk, settle };
+  const ruleSource: RuleSource =
+    asked.tolerance !== undefined || asked.patience !== undefined
+      ? 'asked'
+      : calibrated
+        ? 'calibrated'
+        : 'default';
+  return { profile, timesteps, topk, settle, ruleSource };
 }
 
 function checkTimesteps(timesteps: number, max: number): void {

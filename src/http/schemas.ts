@@ -93,8 +93,17 @@ export const stopSchema = z
     tolerance: z.number(),
     patience: z.number().int(),
     maxTimesteps: z.number().int(),
+    rule: z.enum(['asked', 'calibrated', 'default']).meta({
+      description:
+        "where tolerance and patience came from: the request, the profile's calibrated rule, or the documented default (the profile has none)",
+    }),
   })
   .meta({ description: 'timesteps=auto only: why the dynamics stopped at `timesteps`, and the rule' });
+
+export const corruptionScoreSchema = z.number().nullable().meta({
+  description:
+    "how unlike clean training data the input looks, from the prediction errors at t = 0: the largest of the PCoders' |z-score| of ln e_i(0) against clean validation images (0: typical; see docs/anytime.md); null when the model's manifest has no calibrated score",
+});
 
 export const classificationSchema = z.object({
   model: z.string(),
@@ -102,6 +111,7 @@ export const classificationSchema = z.object({
   timesteps: z.number().int().meta({ description: 'the last timestep computed' }),
   stop: stopSchema.optional(),
   prediction,
+  corruptionScore: corruptionScoreSchema,
   steps: z.array(stepSchema),
   timings,
 });
@@ -134,9 +144,24 @@ export const modelsSchema = z.object({
           hyperparameters: z.array(hyperparameters),
           recommendedTimesteps: z.number().int().nullable(),
           defaultTimesteps: z.number().int(),
+          anytime: z
+            .object({ tolerance: z.number(), patience: z.number().int(), maxTimesteps: z.number().int() })
+            .nullable()
+            .meta({
+              description: 'the calibrated rule of timesteps=auto; null: the documented default rule',
+            }),
           calibration: z.unknown().optional().meta({ description: 'how the profile was chosen' }),
         }),
       ),
+      corruptionScore: z
+        .object({
+          cleanQuantiles: z
+            .object({ p50: z.number(), p90: z.number(), p95: z.number(), p99: z.number() })
+            .nullable()
+            .meta({ description: 'the score on clean validation images: thresholds to read an answer by' }),
+        })
+        .nullable()
+        .meta({ description: 'null: the model has no calibrated corruption score, and answers carry null' }),
       timesteps: z.object({ default: z.number().int(), max: z.number().int() }),
       executionProviders: z.array(z.string()),
     }),
@@ -181,6 +206,7 @@ export const v2InferResponseSchema = z.object({
     max_timesteps: z.number().int().optional(),
     tolerance: z.number().optional(),
     patience: z.number().int().optional(),
+    rule: z.enum(['asked', 'calibrated', 'default']).optional(),
   }),
   outputs: z.array(tensorMeta.extend({ data: z.array(z.number()) })),
 });

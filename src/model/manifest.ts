@@ -66,6 +66,18 @@ const anytime = z.object({
   calibration: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * What the corruption score is measured against (src/engine/corruption-score.ts), written by
+ * `npm run calibrate`: ln e_i(0) on clean validation images, and the score's quantiles there.
+ */
+const corruptionScore = z.object({
+  logErrorMean: z.array(z.number()),
+  logErrorStd: z.array(z.number().positive()),
+  /** the score on those clean images: what a caller can set a threshold against */
+  cleanQuantiles: z.object({ p50: z.number(), p90: z.number(), p95: z.number(), p99: z.number() }).optional(),
+  calibration: z.record(z.string(), z.unknown()).optional(),
+});
+
 /** A named set of hyperparameters, one per PCoder, with the timesteps to use it for. */
 const profile = z.object({
   description: z.string().default(''),
@@ -96,6 +108,8 @@ const manifestSchema = z
     recommendedTimesteps: z.number().int().min(0).optional(),
     /** how anytime requests stop with the exported hyperparameters, when calibrated */
     anytime: anytime.optional(),
+    /** the corruption score's normalisation; without it answers carry no score (null) */
+    corruptionScore: corruptionScore.optional(),
     profiles: z
       .record(z.string().regex(/^[a-z][\w-]*$/, 'profile names are lowercase words'), profile)
       .default({}),
@@ -132,6 +146,11 @@ const manifestSchema = z
       }
       for (const problem of hyperparameterProblems(p.hyperparameters))
         issue(['profiles', name, 'hyperparameters', problem.pcoder], problem.message);
+    }
+    if (m.corruptionScore) {
+      for (const key of ['logErrorMean', 'logErrorStd'] as const)
+        if (m.corruptionScore[key].length !== m.pcoders.length)
+          issue(['corruptionScore', key], `needs one value per PCoder (${m.pcoders.length})`);
     }
     if (m.defaultProfile !== EXPORTED_PROFILE && !m.profiles[m.defaultProfile]) {
       issue(['defaultProfile'], `names profile '${m.defaultProfile}', which is not in profiles`);

@@ -12,6 +12,8 @@
  * the batch, a sample that stopped earlier repeats its last step, and a fourth output says
  * where each stopped:
  *   timesteps      INT64 [N]                the last timestep computed for each sample
+ * A model whose manifest has a calibrated corruption score also answers, by default:
+ *   corruption_score  FP32 [N]              how unlike clean data each input looks (t = 0)
  */
 import { z } from 'zod';
 import type { Classification } from '../engine/classifier.js';
@@ -22,7 +24,17 @@ export const INPUT_NAME = 'input';
 export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as const;
 /** Also given, by default, for timesteps "auto": each sample's last timestep computed. */
 export const AUTO_OUTPUT = 'timesteps';
-export type OutputName = (typeof OUTPUT_NAMES)[number] | typeof AUTO_OUTPUT;
+/** Given, by default, by a model with a calibrated corruption score. */
+export const SCORE_OUTPUT = 'corruption_score';
+export type OutputName = (typeof OUTPUT_NAMES)[number] | typeof AUTO_OUTPUT | typeof SCORE_OUTPUT;
+
+/** The outputs of a request that names none. */
+export function defaultOutputs(manifest: Manifest, anytime: boolean): OutputName[] {
+  const names: OutputName[] = [...OUTPUT_NAMES];
+  if (anytime) names.push(AUTO_OUTPUT);
+  if (manifest.corruptionScore) names.push(SCORE_OUTPUT);
+  return names;
+}
 
 /** A request the protocol cannot serve: the route answers `status` with its message. */
 export class ProtocolError extends Error {
@@ -105,7 +117,12 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
         .min(1, 'inputs must hold one tensor')
         .max(1, `inputs must hold one tensor, '${INPUT_NAME}'`),
       outputs: z
-        .array(z.object({ name: z.enum([...OUTPUT_NAMES, AUTO_OUTPUT]), parameters: parameters.optional() }))
+        .array(
+          z.object({
+            name: z.enum([...OUTPUT_NAMES, AUTO_OUTPUT, SCORE_OUTPUT]),
+            parameters: parameters.optional(),
+          }),
+        )
         .optional(),
     })
     .strict();
@@ -120,6 +137,7 @@ export function tensorMetadata(manifest: Manifest) {
       { name: 'probabilities', datatype: 'FP32', shape: [-1, -1, manifest.labels.length] },
       { name: 'predictions', datatype: 'INT64', shape: [-1, -1] },
       { name: 'pcoder_errors', datatype: 'FP32', shape: [-1, -1, manifest.pcoders.length] },
+      ...(manifest.corruptionScore ? [{ name: SCORE_OUTPUT, datatype: 'FP32', shape: [-1] }] : []),
     ],
   };
 }
@@ -200,6 +218,11 @@ export function outputsOf(
       data: outputs.flatMap((o) => Array.from(o.errors)),
     }),
     timesteps: () => ({ datatype: 'INT64', shape: [batch], data: results.map((r) => r.timesteps) }),
+    corruption_score: () => ({
+      datatype: 'FP32',
+      shape: [batch],
+      data: results.map((r) => r.corruptionScore ?? Number.NaN),
+    }),
   } satisfies Record<OutputName, () => object>;
   return wanted.map((name) => ({ name, ...tensors[name]() }));
 }

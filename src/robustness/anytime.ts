@@ -5,7 +5,8 @@
  */
 import { argmax } from '../engine/results.js';
 import { stoppingPoint, type SettleRule } from '../engine/settling.js';
-import type { Trajectory } from './evaluate.js';
+import { NOISE_CORRUPTIONS } from './corruptions.js';
+import { conditionName, type ConditionResult, type Trajectory } from './evaluate.js';
 
 export interface Replay {
   count: number;
@@ -108,4 +109,147 @@ export function chooseRule(
     undefined,
   );
   return { cap, reference, chosen, points };
+}
+
+/** One way of choosing timesteps (a fixed T, or a rule) measured on every condition of an evaluation. */
+export interface AnytimeRow {
+  /** fixed timesteps, or the rule */
+  fixed?: number;
+  rule?: SettleRule;
+  clean: Replay;
+  /** accuracy and mean timesteps averaged over every noise corruption and severity */
+  noise: { accuracy: number; meanTimesteps: number };
+  /** per corruption, averaged over its severities */
+  corruptions: Record<string, { accuracy: number; meanTimesteps: number }>;
+}
+
+const average = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Fixed T = 0..cap and each rule, replayed on an evaluation's recorded trajectories. */
+export function anytimeRows(
+  results: readonly ConditionResult[],
+  rules: readonly SettleRule[],
+  cap: number,
+): { fixed: AnytimeRow[]; auto: AnytimeRow[] } {
+  const clean = results.find((r) => r.condition.corruption === 'clean');
+  const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
+  const trajectoriesOf = (r: ConditionResult) => {
+    if (!r.trajectories) throw new Error(`${conditionName(r.condition)} was evaluated without recording`);
+    return r.trajectories;
+  };
+  if (!clean) throw new Error('the evaluation has no clean condition');
+  const row = (measure: (t: readonly Trajectory[]) => Replay, choice: Partial<AnytimeRow>): AnytimeRow => {
+    const per = corrupted.map((r) => ({
+      corruption: r.condition.corruption,
+      replay: measure(trajectoriesOf(r)),
+    }));
+    const summarise = (ps: typeof per) => ({
+      accuracy: average(ps.map((p) => p.replay.accuracy)),
+      meanTimesteps: average(ps.map((p) => p.replay.meanTimesteps)),
+    });
+    const noisy = per.filter((p) => (NOISE_CORRUPTIONS as readonly string[]).includes(p.corruption));
+    const corruptions = Object.fromEntries(
+      [...new Set(per.map((p) => p.corruption))].map((c) => [
+        c,
+        summarise(per.filter((p) => p.corruption === c)),
+      ]),
+    );
+    return { ...choice, clean: measure(trajectoriesOf(clean)), noise: summarise(noisy), corruptions };
+  };
+  return {
+    fixed: Array.from({ length: cap + 1 }, (_, t) => row((x) => fixed(x, t), { fixed: t })),
+    auto: rules.map((rule) => row((x) => replay(x, rule, cap), { rule })),
+  };
+}
+
+/** What anytime answers buy against the best fixed T, by the issue's yardstick. */
+export interface AnytimeVerdict {
+  /** the best fixed T (best noise mean, clean within 0.5 points of t = 0) */
+  reference: { timesteps: number; clean: number; noise: number; cleanSE: number };
+  /** the rule with the fewest timesteps that keeps it (noise within 0.2 points, clean within its SE) */
+  best: { row: AnytimeRow; meanTimesteps: number; saving: number } | undefined;
+  /** a saving of at least 30% of the reference's timesteps */
+  met: boolean;
+  /**
+   * The fewest fixed timesteps that keep the reference's accuracy by the same measure: what
+   * a caller who knew the model would ask for, and the fairer yardstick when the accuracy
+   * plateaus long before the best T.
+   */
+  cheapestFixed: number;
+}
+
+/** Timesteps of a row: the larger of its clean and its noise mean, so that a saving holds for both. */
+export const rowTimesteps = (row: AnytimeRow) => Math.max(row.clean.meanTimesteps, row.noise.meanTimesteps);
+
+export function anytimeVerdict(
+  rows: { fixed: AnytimeRow[]; auto: AnytimeRow[] },
+  referenceT: number,
+  margin = 0.002,
+  saving = 0.3,
+): AnytimeVerdict {
+  const ref = rows.fixed[referenceT]!;
+  const p = ref.clean.accuracy;
+  const cleanSE = Math.sqrt((p * (1 - p)) / ref.clean.count);
+  const reference = { timesteps: referenceT, clean: p, noise: ref.noise.accuracy, cleanSE };
+  const keeps = rows.auto.filter(
+    (r) => r.noise.accuracy >= reference.noise - margin && r.clean.accuracy >= reference.clean - cleanSE,
+  );
+  const cheapest = keeps.reduce<AnytimeRow | undefined>(
+    (best, r) => (!best || rowTimesteps(r) < rowTimesteps(best) ? r : best),
+    undefined,
+  );
+  const best = cheapest && {
+    row: cheapest,
+    meanTimesteps: rowTimesteps(cheapest),
+    saving: referenceT > 0 ? 1 - rowTimesteps(cheapest) / referenceT : -Infinity,
+  };
+  const keepsFixed = (r: AnytimeRow) =>
+    r.noise.accuracy >= reference.noise - margin && r.clean.accuracy >= reference.clean - cleanSE;
+  const cheapestFixed = rows.fixed.find(keepsFixed)?.fixed ?? referenceT;
+  return { reference, best, met: best !== undefined && best.saving >= saving, cheapestFixed };
+}
+
+const pct = (x: number) => (x * 100).toFixed(2);
+
+/** The anytime section of the evaluation report: fixed T and each rule, with the verdict. */
+export function anytimeMarkdown(
+  rows: { fixed: AnytimeRow[]; auto: AnytimeRow[] },
+  verdict: AnytimeVerdict,
+  marked: SettleRule & { source: string },
+): string {
+  const corruptions = Object.keys(rows.fixed[0]!.corruptions);
+  const header = [
+    '| | mean timesteps (clean / noise) | clean | noise mean | ' + corruptions.join(' | ') + ' |',
+    '|---|---:|---:|---:|' + corruptions.map(() => '---:').join('|') + '|',
+  ];
+  const line = (name: string, r: AnytimeRow) =>
+    `| ${name} | ${r.clean.meanTimesteps.toFixed(2)} / ${r.noise.meanTimesteps.toFixed(2)} | ${pct(r.clean.accuracy)} | ${pct(r.noise.accuracy)} | ` +
+    corruptions.map((c) => pct(r.corruptions[c]!.accuracy)).join(' | ') +
+    ' |';
+  const isMarked = (r: AnytimeRow) =>
+    r.rule?.tolerance === marked.tolerance && r.rule.patience === marked.patience;
+  const { reference: ref, best } = verdict;
+  return [
+    '## Anytime answers (timesteps=auto)',
+    '',
+    `Each rule replayed on the same images' recorded dynamics (cap ${rows.fixed.length - 1}); accuracy (%). The profile's rule (${marked.source}): tolerance ${marked.tolerance}, patience ${marked.patience}, in bold.`,
+    '',
+    ...header,
+    ...rows.fixed.map((r) => line(`fixed T=${r.fixed}`, r)),
+    ...rows.auto.map((r) => {
+      const name = `auto ${r.rule!.tolerance} × ${r.rule!.patience}`;
+      return line(isMarked(r) ? `**${name}**` : name, r);
+    }),
+    '',
+    `Against the best fixed T here, **T=${ref.timesteps}** (clean ${pct(ref.clean)} ± ${pct(ref.cleanSE)} SE, noise mean ${pct(ref.noise)}): ` +
+      (best
+        ? `the cheapest rule within 0.2 noise points and one clean SE is tolerance ${best.row.rule!.tolerance}, patience ${best.row.rule!.patience}, at ${best.meanTimesteps.toFixed(2)} mean timesteps: ${ref.timesteps > 0 ? `${(best.saving * 100).toFixed(0)}% fewer` : 'more than T = 0'}. ${verdict.met ? 'That meets the 30% target.' : 'That misses the 30% target.'}`
+        : 'no rule keeps its accuracy.'),
+    '',
+    `The fewest fixed timesteps within the same margins: **T=${verdict.cheapestFixed}**` +
+      (best
+        ? `; against it the rule's ${best.meanTimesteps.toFixed(2)} mean timesteps are ${best.meanTimesteps < verdict.cheapestFixed ? `${((1 - best.meanTimesteps / verdict.cheapestFixed) * 100).toFixed(0)}% fewer` : `${verdict.cheapestFixed > 0 ? `${((best.meanTimesteps / verdict.cheapestFixed - 1) * 100).toFixed(0)}% more` : 'more'}`}.`
+        : '.'),
+    '',
+  ].join('\n');
 }

@@ -1,6 +1,9 @@
 /** Accuracy against timestep as an SVG line chart (and PNG, rendered from it by sharp). */
 import sharp from 'sharp';
+import type { SettleRule } from '../engine/settling.js';
+import type { AnytimeRow } from './anytime.js';
 import type { Summary } from './report.js';
+import type { SignalRow } from './signal.js';
 
 const COLOURS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d'];
 
@@ -81,4 +84,134 @@ export function accuracyChart(
 
 export function svgToPng(svg: string): Promise<Buffer> {
   return sharp(Buffer.from(svg)).png().toBuffer();
+}
+
+/**
+ * Anytime answers against fixed timesteps: accuracy against the mean timesteps used, clean
+ * and noise mean side by side; fixed T as a line, each rule as a point, `marked` (the
+ * profile's rule) drawn larger.
+ */
+export function anytimeChart(
+  rows: { fixed: AnytimeRow[]; auto: AnytimeRow[] },
+  marked: SettleRule,
+  title: string,
+): string {
+  const width = 940;
+  const height = 460;
+  const cap = rows.fixed.length - 1;
+  const panels = [
+    { name: 'clean', at: (r: AnytimeRow) => ({ t: r.clean.meanTimesteps, a: r.clean.accuracy }), left: 60 },
+    {
+      name: 'noise mean',
+      at: (r: AnytimeRow) => ({ t: r.noise.meanTimesteps, a: r.noise.accuracy }),
+      left: 520,
+    },
+  ];
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="60" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
+  ];
+  const isMarked = (r: AnytimeRow) =>
+    r.rule?.tolerance === marked.tolerance && r.rule.patience === marked.patience;
+  for (const panel of panels) {
+    const plot = { left: panel.left, right: panel.left + 380, top: 50, bottom: 390 };
+    const points = [...rows.fixed, ...rows.auto].map(panel.at);
+    const lo = Math.floor(Math.min(...points.map((p) => p.a)) * 100) / 100;
+    const hi = Math.ceil(Math.max(...points.map((p) => p.a)) * 100) / 100;
+    const step = hi - lo > 0.1 ? 0.02 : hi - lo > 0.04 ? 0.01 : 0.005;
+    const x = (t: number) => plot.left + ((plot.right - plot.left) * t) / Math.max(1, cap);
+    const y = (a: number) => plot.bottom - ((plot.bottom - plot.top) * (a - lo)) / Math.max(1e-9, hi - lo);
+    parts.push(
+      `<text x="${plot.left}" y="${plot.top - 10}" font-weight="bold">${panel.name}</text>`,
+      `<line x1="${plot.left}" x2="${plot.right}" y1="${plot.bottom}" y2="${plot.bottom}" stroke="#000"/>`,
+      `<line x1="${plot.left}" x2="${plot.left}" y1="${plot.top}" y2="${plot.bottom}" stroke="#000"/>`,
+      `<text x="${(plot.left + plot.right) / 2}" y="${plot.bottom + 36}" text-anchor="middle">mean timesteps used</text>`,
+    );
+    for (let a = lo; a <= hi + 1e-9; a += step) {
+      parts.push(
+        `<line x1="${plot.left}" x2="${plot.right}" y1="${y(a)}" y2="${y(a)}" stroke="#e8e8e8"/>`,
+        `<text x="${plot.left - 6}" y="${y(a) + 4}" text-anchor="end">${(a * 100).toFixed(1)}%</text>`,
+      );
+    }
+    for (let t = 0; t <= cap; t++)
+      parts.push(`<text x="${x(t)}" y="${plot.bottom + 16}" text-anchor="middle">${t}</text>`);
+    const line = rows.fixed.map(panel.at);
+    parts.push(
+      `<polyline fill="none" stroke="#444" stroke-width="2" points="${line.map((p) => `${x(p.t).toFixed(1)},${y(p.a).toFixed(1)}`).join(' ')}"/>`,
+      ...line.map((p) => `<circle cx="${x(p.t).toFixed(1)}" cy="${y(p.a).toFixed(1)}" r="2.5" fill="#444"/>`),
+    );
+    for (const r of rows.auto) {
+      const p = panel.at(r);
+      parts.push(
+        isMarked(r)
+          ? `<circle cx="${x(p.t).toFixed(1)}" cy="${y(p.a).toFixed(1)}" r="6" fill="#d95f02" stroke="#000"/>`
+          : `<circle cx="${x(p.t).toFixed(1)}" cy="${y(p.a).toFixed(1)}" r="3.5" fill="none" stroke="#1b9e77" stroke-width="1.5"/>`,
+      );
+    }
+  }
+  const ly = height - 24;
+  parts.push(
+    `<line x1="60" x2="90" y1="${ly}" y2="${ly}" stroke="#444" stroke-width="2"/><text x="96" y="${ly + 4}">fixed T = 0..${cap}</text>`,
+    `<circle cx="260" cy="${ly}" r="3.5" fill="none" stroke="#1b9e77" stroke-width="1.5"/><text x="270" y="${ly + 4}">auto, each tolerance × patience tried</text>`,
+    `<circle cx="540" cy="${ly}" r="6" fill="#d95f02" stroke="#000"/><text x="552" y="${ly + 4}">${escape(`auto, the profile's rule (tolerance ${marked.tolerance}, patience ${marked.patience})`)}</text>`,
+    '</svg>',
+  );
+  return parts.join('\n');
+}
+
+/** AUROC against severity, per corruption: the score solid, the baseline dashed, in one colour. */
+export function signalChart(rows: readonly SignalRow[], title: string): string {
+  const width = 940;
+  const height = 460;
+  const plot = { left: 60, top: 40, right: 600, bottom: 400 };
+  const corruptions = [...new Set(rows.map((r) => r.corruption))];
+  const severities = [...new Set(rows.map((r) => r.severity))].sort((a, b) => a - b);
+  const all = rows.flatMap((r) => [r.score, r.baseline]);
+  const lo = Math.min(0.5, Math.floor(Math.min(...all) * 10) / 10);
+  const x = (s: number) =>
+    plot.left +
+    ((plot.right - plot.left) * (s - severities[0]!)) / Math.max(1, severities.at(-1)! - severities[0]!);
+  const y = (a: number) => plot.bottom - ((plot.bottom - plot.top) * (a - lo)) / (1 - lo);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${plot.left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
+  ];
+  for (let a = lo; a <= 1 + 1e-9; a += 0.1) {
+    parts.push(
+      `<line x1="${plot.left}" x2="${plot.right}" y1="${y(a)}" y2="${y(a)}" stroke="#e0e0e0"/>`,
+      `<text x="${plot.left - 8}" y="${y(a) + 4}" text-anchor="end">${a.toFixed(1)}</text>`,
+    );
+  }
+  for (const s of severities)
+    parts.push(`<text x="${x(s)}" y="${plot.bottom + 18}" text-anchor="middle">${s}</text>`);
+  parts.push(
+    `<line x1="${plot.left}" x2="${plot.right}" y1="${plot.bottom}" y2="${plot.bottom}" stroke="#000"/>`,
+    `<line x1="${plot.left}" x2="${plot.left}" y1="${plot.top}" y2="${plot.bottom}" stroke="#000"/>`,
+    `<text x="${(plot.left + plot.right) / 2}" y="${plot.bottom + 40}" text-anchor="middle">severity</text>`,
+    `<text transform="translate(16 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">AUROC against clean</text>`,
+  );
+  corruptions.forEach((c, k) => {
+    const colour = COLOURS[k % COLOURS.length]!;
+    const of = severities.map((s) => rows.find((r) => r.corruption === c && r.severity === s)!);
+    const line = (pick: (r: SignalRow) => number, dash: string) =>
+      `<polyline fill="none" stroke="${colour}" stroke-width="2"${dash} points="${of.map((r) => `${x(r.severity).toFixed(1)},${y(pick(r)).toFixed(1)}`).join(' ')}"/>`;
+    parts.push(
+      line((r) => r.score, ''),
+      line((r) => r.baseline, ' stroke-dasharray="6 4"'),
+    );
+    const ly = plot.top + 10 + k * 22;
+    parts.push(
+      `<line x1="${plot.right + 20}" x2="${plot.right + 50}" y1="${ly}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`,
+      `<text x="${plot.right + 58}" y="${ly + 4}">${escape(c)}</text>`,
+    );
+  });
+  const ly = plot.top + 10 + corruptions.length * 22 + 12;
+  parts.push(
+    `<line x1="${plot.right + 20}" x2="${plot.right + 50}" y1="${ly}" y2="${ly}" stroke="#444" stroke-width="2"/><text x="${plot.right + 58}" y="${ly + 4}">corruption score</text>`,
+    `<line x1="${plot.right + 20}" x2="${plot.right + 50}" y1="${ly + 22}" y2="${ly + 22}" stroke="#444" stroke-width="2" stroke-dasharray="6 4"/><text x="${plot.right + 58}" y="${ly + 26}">baseline: 1 − confidence at t = 0</text>`,
+    '</svg>',
+  );
+  return parts.join('\n');
 }

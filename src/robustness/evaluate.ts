@@ -135,6 +135,7 @@ export function mergeCounts(a: ConditionResult, b: ConditionResult | undefined):
     accuracy: correct.map((c) => c / count),
     lost: sum(a.lost, b.lost),
     gained: sum(a.gained, b.gained),
+    ...(a.trajectories && b.trajectories ? { trajectories: [...a.trajectories, ...b.trajectories] } : {}),
   };
 }
 

@@ -147,7 +147,7 @@ export default async function classifyRoutes(
       const { queueMs, inferenceMs, timesteps, stop } = result;
       const timings = { decodeMs: round(decodeMs), queueMs: round(queueMs), inferenceMs: round(inferenceMs) };
       const head = { model: classifier.name, profile: asked.profile, timesteps, ...(stop ? { stop } : {}) };
-      return { ...head, prediction: result.prediction, timings };
+      return { ...head, prediction: result.prediction, corruptionScore: result.corruptionScore, timings };
     };
 
     const format = streamFormat(request.headers.accept);

@@ -30,8 +30,18 @@ function describe(classifier: Classifier, isDefault: boolean) {
       hyperparameters: p.hyperparameters,
       recommendedTimesteps: p.recommendedTimesteps ?? null,
       defaultTimesteps: classifier.defaultTimesteps(name),
+      anytime: p.anytime
+        ? {
+            tolerance: p.anytime.tolerance,
+            patience: p.anytime.patience,
+            maxTimesteps: p.anytime.maxTimesteps,
+          }
+        : null,
       ...(p.calibration ? { calibration: p.calibration } : {}),
     })),
+    corruptionScore: manifest.corruptionScore
+      ? { cleanQuantiles: manifest.corruptionScore.cleanQuantiles ?? null }
+      : null,
     timesteps: {
       default: classifier.defaultTimesteps(manifest.defaultProfile),
       max: classifier.defaults.maxTimesteps,

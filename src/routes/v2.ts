@@ -27,8 +27,8 @@ import {
   outputsOf,
   ProtocolError,
   tensorMetadata,
-  OUTPUT_NAMES,
-  AUTO_OUTPUT,
+  SCORE_OUTPUT,
+  defaultOutputs,
 } from '../protocol/open-inference.js';
 import type { ServiceState } from '../service-state.js';
 import { VERSION } from '../version.js';
@@ -181,6 +181,10 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
       const asked = body.parameters?.profile;
       if (asked !== undefined && !profiles.includes(asked))
         throw new ProtocolError(`parameters.profile must be one of ${profiles.join(', ')}`);
+      if (!manifest.corruptionScore && body.outputs?.some((o) => o.name === SCORE_OUTPUT))
+        throw new ProtocolError(
+          `model ${manifest.name} has no calibrated corruption score: ask for other outputs`,
+        );
       const images = imagesOf(body, manifest, config.BATCH_MAX_SIZE);
       const p = body.parameters ?? {};
       const resolved = classifier.resolve({
@@ -191,7 +195,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
         patience: p.patience,
         topk: 1,
       });
-      const { profile, timesteps, settle } = resolved;
+      const { profile, timesteps, settle, ruleSource } = resolved;
 
       // One engine job per image: they share the engine's batches like any other requests.
       const settled = await Promise.allSettled(
@@ -217,13 +221,18 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
           timesteps: Math.max(...results.map((r) => r.timesteps)),
           profile,
           ...(settle
-            ? { max_timesteps: timesteps, tolerance: settle.tolerance, patience: settle.patience }
+            ? {
+                max_timesteps: timesteps,
+                tolerance: settle.tolerance,
+                patience: settle.patience,
+                rule: ruleSource ?? 'asked',
+              }
             : {}),
         },
         outputs: outputsOf(
           results,
           manifest,
-          body.outputs?.map((o) => o.name) ?? (settle ? [...OUTPUT_NAMES, AUTO_OUTPUT] : OUTPUT_NAMES),
+          body.outputs?.map((o) => o.name) ?? defaultOutputs(manifest, settle !== undefined),
         ),
       };
     },

@@ -53,6 +53,7 @@ describe('resolveRequest', () => {
     const calibrated = parseManifest(
       {
         ...raw,
+        anytime: undefined, // the exported hyperparameters: no calibrated rule
         profiles: {
           ...(raw['profiles'] as object),
           robust: { ...manifest.profiles['robust']!, anytime: robustAnytime },
@@ -65,10 +66,12 @@ describe('resolveRequest', () => {
       expect(resolveRequest(calibrated, defaults, { timesteps: 'auto' })).toMatchObject({
         timesteps: 6,
         settle: { tolerance: 0.05, patience: 2 },
+        ruleSource: 'calibrated',
       });
       expect(resolveRequest(calibrated, defaults, { timesteps: 'auto', profile: 'exported' })).toMatchObject({
         timesteps: 10,
         settle: DEFAULT_SETTLE,
+        ruleSource: 'default',
       });
       // A calibrated cap above the service's maximum is kept within it, not refused.
       expect(
@@ -81,6 +84,7 @@ describe('resolveRequest', () => {
       expect(resolveRequest(calibrated, defaults, asked)).toMatchObject({
         timesteps: 3,
         settle: { tolerance: 0.2, patience: 3 },
+        ruleSource: 'asked',
       });
     });
 

@@ -39,7 +39,13 @@ describe('/classify?timesteps=auto', () => {
   it('stops where the dynamics settle, with the numbers of a fixed-T request up to there', async () => {
     const auto = (await classify('timesteps=auto&max_timesteps=10&tolerance=0.05&patience=1')).json();
     const fixed = (await classify('timesteps=10')).json();
-    expect(auto.stop).toEqual({ reason: 'settled', tolerance: 0.05, patience: 1, maxTimesteps: 10 });
+    expect(auto.stop).toEqual({
+      reason: 'settled',
+      tolerance: 0.05,
+      patience: 1,
+      maxTimesteps: 10,
+      rule: 'asked',
+    });
     expect(auto.timesteps).toBeLessThan(10);
     expect(auto.steps).toHaveLength(auto.timesteps + 1);
     expect(auto.steps).toEqual(fixed.steps.slice(0, auto.timesteps + 1));
@@ -54,8 +60,16 @@ describe('/classify?timesteps=auto', () => {
   });
 
   it("uses the profile's rule and cap when the request names none, and reports reaching the cap", async () => {
+    const manifest = await readManifest(DEFAULT_MODEL);
+    const { tolerance, patience, maxTimesteps } = manifest.profiles[manifest.defaultProfile]!.anytime!;
     const body = (await classify('timesteps=auto')).json();
-    expect(body.stop).toMatchObject({ reason: expect.stringMatching(/settled|cap/) });
+    expect(body.stop).toEqual({
+      reason: expect.stringMatching(/settled|cap/),
+      tolerance,
+      patience,
+      maxTimesteps,
+      rule: 'calibrated',
+    });
     expect(body.timesteps).toBeLessThanOrEqual(body.stop.maxTimesteps);
     const capped = (await classify('timesteps=auto&max_timesteps=1&tolerance=0.000001')).json();
     expect(capped).toMatchObject({ timesteps: 1, stop: { reason: 'cap', maxTimesteps: 1 } });
@@ -118,8 +132,10 @@ describe('V2 parameters.timesteps "auto"', () => {
       profile: 'exported',
       max_timesteps: 10,
       ...rule,
+      rule: 'asked',
     });
-    const [probs, , , stopped] = body.outputs;
+    const [probs, , , stopped, score] = body.outputs;
+    expect(score).toMatchObject({ name: 'corruption_score', datatype: 'FP32', shape: [8] });
     expect(stopped).toEqual({ name: 'timesteps', datatype: 'INT64', shape: [8], data: expected });
     expect(probs.shape).toEqual([8, steps, 10]);
     cases.forEach((c, n) => {

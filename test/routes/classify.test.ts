@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { softmax } from '../../src/engine/results.js';
+import { corruptionScore } from '../../src/engine/corruption-score.js';
 import { buildTestApp } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
 
@@ -83,6 +84,19 @@ describe('POST /classify', () => {
       queueMs: expect.any(Number),
       inferenceMs: expect.any(Number),
     });
+  });
+
+  it("gives the corruption score of the reference errors at t = 0, against the manifest's clean statistics", async () => {
+    const manifest = await readManifest(DEFAULT_MODEL);
+    const norm = manifest.corruptionScore!;
+    // Computed here from the PyTorch goldens' e_i(0), not from what the server computed.
+    const expected = corruptionScore(sampleCase.errors[0]!, norm);
+    for (const url of ['/classify?timesteps=0', '/classify?timesteps=5&profile=exported']) {
+      const body = (await post(url, sample)).json();
+      expect(body.corruptionScore).toBeCloseTo(expected, 3);
+    }
+    // A clean test image scores like the clean validation images.
+    expect(expected).toBeLessThan(norm.cleanQuantiles!.p99);
   });
 
   it("uses the model's default profile with its recommended timesteps, and top-5", async () => {

@@ -171,6 +171,16 @@ describe('manifest profiles', () => {
       () => ({ ...original, profiles: { exported: { hyperparameters: FEEDBACK } } }),
       /profiles\.exported: is reserved/,
     ],
+    [
+      'a corruption score without one statistic per PCoder',
+      () => ({ ...original, corruptionScore: { logErrorMean: [0, 0], logErrorStd: [1, 1, 1] } }),
+      /corruptionScore\.logErrorMean: needs one value per PCoder \(3\)/,
+    ],
+    [
+      'a corruption score with a standard deviation of 0',
+      () => ({ ...original, corruptionScore: { logErrorMean: [0, 0, 0], logErrorStd: [1, 0, 1] } }),
+      /corruptionScore\.logErrorStd\.1/,
+    ],
   ])('refuses %s', (_name, raw, message) => {
     expect(() => parseManifest(raw(), 'manifest.json')).toThrow(message);
   });

@@ -92,6 +92,38 @@ describe('a model repository', () => {
     expect(unknown.json().error).toContain('fashion-pc, pefficientnet-b0');
   });
 
+  it('answers a corruption score only for a model with a calibrated one: null, and no V2 output, else', async () => {
+    const { models } = (await app.inject('/models')).json();
+    expect(models[0].corruptionScore.cleanQuantiles).toMatchObject({ p99: expect.any(Number) });
+    expect(models[1].corruptionScore).toBeNull();
+    expect((await classify('timesteps=0')).json().corruptionScore).toEqual(expect.any(Number));
+    expect((await classify('timesteps=0&model=pefficientnet-b0')).json().corruptionScore).toBeNull();
+
+    const meta = (await app.inject('/v2/models/pefficientnet-b0')).json();
+    expect(meta.outputs.map((o: { name: string }) => o.name)).not.toContain('corruption_score');
+    const input = {
+      name: 'input',
+      datatype: 'FP32',
+      shape: [3, 32, 32],
+      data: new Array(3 * 32 * 32).fill(0),
+    };
+    const infer = (outputs?: object[]) =>
+      app.inject({
+        method: 'POST',
+        url: '/v2/models/pefficientnet-b0/infer',
+        payload: { parameters: { timesteps: 0 }, inputs: [input], ...(outputs ? { outputs } : {}) },
+      });
+    const plain = (await infer()).json();
+    expect(plain.outputs.map((o: { name: string }) => o.name)).toEqual([
+      'probabilities',
+      'predictions',
+      'pcoder_errors',
+    ]);
+    const asked = await infer([{ name: 'corruption_score' }]);
+    expect(asked.statusCode).toBe(400);
+    expect(asked.json().error).toMatch(/pefficientnet-b0 has no calibrated corruption score/);
+  });
+
   it('lets DEFAULT_MODEL choose the default', async () => {
     const { app: other } = await buildTestApp({ MODEL_DIR: repo, DEFAULT_MODEL: 'pefficientnet-b0' });
     try {

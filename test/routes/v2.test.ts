@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { softmax } from '../../src/engine/results.js';
+import { corruptionScore } from '../../src/engine/corruption-score.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { readManifest, type Manifest } from '../../src/model/manifest.js';
 import { buildTestApp } from '../helpers.js';
@@ -63,6 +64,7 @@ describe('server and model metadata', () => {
         { name: 'probabilities', datatype: 'FP32', shape: [-1, -1, 10] },
         { name: 'predictions', datatype: 'INT64', shape: [-1, -1] },
         { name: 'pcoder_errors', datatype: 'FP32', shape: [-1, -1, 3] },
+        { name: 'corruption_score', datatype: 'FP32', shape: [-1] },
       ],
     });
     expect(body.parameters.profile_default).toBe(manifest.defaultProfile);
@@ -92,7 +94,12 @@ describe('inference', () => {
     expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(body).toMatchObject({ model_name: NAME, id: 'batch-1', parameters: { timesteps: 10 } });
-    const [probs, preds, errs] = body.outputs;
+    const [probs, preds, errs, score] = body.outputs;
+    // The corruption score of each reference's errors at t = 0, against the manifest's statistics.
+    expect(score).toMatchObject({ name: 'corruption_score', datatype: 'FP32', shape: [3] });
+    cases.forEach((c, n) =>
+      expect(score.data[n]).toBeCloseTo(corruptionScore(c.errors[0]!, manifest.corruptionScore!), 3),
+    );
     expect(probs).toMatchObject({ name: 'probabilities', datatype: 'FP32', shape: [3, 11, 10] });
     expect(preds).toMatchObject({ name: 'predictions', datatype: 'INT64', shape: [3, 11] });
     expect(errs).toMatchObject({ name: 'pcoder_errors', datatype: 'FP32', shape: [3, 11, 3] });

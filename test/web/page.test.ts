@@ -82,6 +82,10 @@ it('uploading a sample streams its classification into the chart', async () => {
   const { label, confidence } = api.prediction;
   expect(await page.textContent('#result')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
   expect(await page.textContent('#legend')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
+  // The corruption score next to it, as the API gives it: a clean sample reads as clean.
+  expect(await page.textContent('#score')).toBe(
+    `Corruption score ${api.corruptionScore.toFixed(2)}: like clean images`,
+  );
 
   // Three classes over 7 timesteps; one error line per PCoder.
   const lines = page.locator('#chart polyline');
