@@ -102,18 +102,26 @@ function showModel(model) {
   const select = $('profile');
   select.replaceChildren(
     ...model.profiles.map((p) => {
-      const steps = p.recommendedTimesteps ?? p.defaultTimesteps;
-      const option = new Option(`${p.name} (${steps} ${steps === 1 ? 'timestep' : 'timesteps'})`, p.name);
+      const d = p.defaultTimesteps;
+      const steps = d === 'auto' ? 'until settled' : `${d} ${d === 1 ? 'timestep' : 'timesteps'}`;
+      const option = new Option(`${p.name} (${steps})`, p.name);
       option.title = p.description ?? '';
       return option;
     }),
   );
   select.value = model.defaultProfile;
   $('timesteps').max = String(model.timesteps.max);
-  $('timesteps').value = String(model.timesteps.default);
+  const useDefaults = (p) => {
+    // A profile whose requests run auto by default: the box ticked, its cap as the timesteps.
+    const auto = p.defaultTimesteps === 'auto';
+    $('auto').checked = auto;
+    const steps = auto ? (p.anytime?.maxTimesteps ?? model.timesteps.max) : p.defaultTimesteps;
+    $('timesteps').value = String(Math.min(steps, model.timesteps.max));
+  };
+  useDefaults(model.profiles.find((x) => x.name === select.value));
   select.onchange = () => {
     const p = model.profiles.find((x) => x.name === select.value);
-    if (p) $('timesteps').value = String(p.defaultTimesteps);
+    if (p) useDefaults(p);
   };
 }
 
@@ -267,8 +275,9 @@ async function classify() {
   const upload = await withNoise(state.file, Number($('noise').value)).catch(() => state.file);
   showPreview(upload);
   const timesteps = Number($('timesteps').value);
+  const auto = $('auto').checked;
   const params = new URLSearchParams({
-    timesteps: String(timesteps),
+    ...(auto ? { timesteps: 'auto', max_timesteps: String(timesteps) } : { timesteps: String(timesteps) }),
     model: state.model.name,
     profile: $('profile').value,
     topk: String(state.model.labels.length),
@@ -301,6 +310,11 @@ async function classify() {
         const p = data.prediction;
         $('result').textContent =
           `${p.label}: ${(p.confidence * 100).toFixed(1)}% after ${data.timesteps} timesteps` +
+          (data.stop
+            ? data.stop.reason === 'settled'
+              ? ', settled'
+              : `, not settled by ${timesteps}`
+            : '') +
           (first ? ` (t = 0: ${first.label}, ${(first.confidence * 100).toFixed(1)}%)` : '');
         $('score').textContent = describeScore(data.corruptionScore, state.model.corruptionScore);
         const sigma = Number($('noise').value);
@@ -347,6 +361,7 @@ function wire() {
   });
   $('run').addEventListener('click', () => void classify());
   $('noise').addEventListener('change', () => void classify());
+  $('auto').addEventListener('change', () => void classify());
   $('api-key').addEventListener('change', () => void loadModel());
 }
 

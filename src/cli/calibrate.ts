@@ -14,7 +14,7 @@ import { loadModel } from '../model/load-model.js';
 import { EXPORTED_PROFILE, MANIFEST_FILE, parseManifest, profilesOf } from '../model/manifest.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { gradientScales } from '../engine/profiles.js';
-import { chooseRule, type AnytimeChoice } from '../robustness/anytime.js';
+import { chooseRule, ruleName, undominated, type AnytimeChoice } from '../robustness/anytime.js';
 import { corruptionScore, fitNormalisation } from '../engine/corruption-score.js';
 import { quantile } from '../robustness/signal.js';
 import {
@@ -272,7 +272,8 @@ async function chooseAnytime(hyperparameters: readonly Hyperparameters[]): Promi
   console.log(
     `anytime: fixed T=${ref.timesteps} gives clean ${pct(ref.clean)}, noise ${pct(ref.noise)}; ` +
       (choice.chosen
-        ? `tolerance ${choice.chosen.rule.tolerance}, patience ${choice.chosen.rule.patience}: clean ${pct(choice.chosen.clean.accuracy)}, noise ${pct(choice.chosen.noise.accuracy)}, ${choice.chosen.meanTimesteps.toFixed(2)} timesteps on average`
+        ? `${ruleName(choice.chosen.rule)}: clean ${pct(choice.chosen.clean.accuracy)}, noise ${pct(choice.chosen.noise.accuracy)}, ${choice.chosen.meanTimesteps.toFixed(2)} timesteps on average; ` +
+          `the fewest fixed timesteps as accurate: ${choice.cheapestFixed}, so ${choice.byDefault ? 'auto by default' : 'fixed timesteps by default'}`
         : 'no rule keeps that accuracy'),
   );
   return choice;
@@ -332,10 +333,12 @@ function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeC
   target['anytime'] = {
     ...choice.chosen.rule,
     maxTimesteps: choice.cap,
+    default: choice.byDefault,
     calibration: {
       method:
         'on the search images: the rule with the fewest mean timesteps whose clean and noise accuracy stay within 0.2 points of the best fixed T (best noise accuracy with clean within 0.5 points of t = 0)',
       split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition`,
+      default: `auto by default when the rule saves at least 30% of the timesteps of the fewest fixed T as accurate (T = ${choice.cheapestFixed})`,
       reference: {
         timesteps: choice.reference.timesteps,
         clean: r4(choice.reference.clean),
@@ -351,7 +354,11 @@ function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeC
             (choice.chosen.clean.count + choice.chosen.noise.count),
         ),
       },
-      points: choice.points.map((p) => ({
+      // The front of the tradeoff only: the grid has over a hundred rules.
+      points: undominated(choice.points, (p) => p.meanTimesteps, [
+        (p) => p.clean.accuracy,
+        (p) => p.noise.accuracy,
+      ]).map((p) => ({
         ...p.rule,
         meanTimesteps: r4(p.meanTimesteps),
         clean: r4(p.clean.accuracy),

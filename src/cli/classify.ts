@@ -26,7 +26,8 @@ const usage = `usage: predify-classify <image or directory>... [--model DIR | --
   --model-name with --server: which of the server's models (default: its default model)
   --api-key    the server's API key (default: $PREDIFY_API_KEY)
   --timesteps  predictive-coding timesteps after the feedforward pass, or auto: until
-               the dynamics settle (default: the profile's recommended timesteps)
+               the dynamics settle (default: the profile's default, auto where its
+               calibration chose it, else its recommended timesteps)
   --max-timesteps  with --timesteps auto: the cap (default: the profile's, else 10)
   --profile    hyperparameter profile (default: the model's default profile)
   --topk       classes listed per timestep with --json (default 3)

@@ -9,7 +9,15 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
 import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
-import { anytimeMarkdown, anytimeRows, anytimeVerdict, RULE_GRID } from '../robustness/anytime.js';
+import type { SettleRule } from '../engine/settling.js';
+import {
+  anytimeMarkdown,
+  anytimeRows,
+  anytimeVerdict,
+  RULE_GRID,
+  ruleName,
+  sameRule,
+} from '../robustness/anytime.js';
 import { accuracyChart, anytimeChart, svgToPng } from '../robustness/chart.js';
 import { CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
 import { evaluate, mergeCounts, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
@@ -63,15 +71,15 @@ const severities = values.quick ? [1, 3, 5] : [1, 2, 3, 4, 5];
 const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } =
   await openModelWithProfile(values.model, values.profile, threads);
 // The rule a timesteps=auto request on this profile would use, and every rule of the grid.
-const profileRule = anytime
-  ? { tolerance: anytime.tolerance, patience: anytime.patience, source: 'calibrated' }
-  : { ...DEFAULT_SETTLE, source: 'the default, none calibrated' };
-const rules = [
-  ...RULE_GRID,
-  ...(RULE_GRID.some((r) => r.tolerance === profileRule.tolerance && r.patience === profileRule.patience)
-    ? []
-    : [{ tolerance: profileRule.tolerance, patience: profileRule.patience }]),
-];
+const rule: SettleRule = anytime
+  ? {
+      tolerance: anytime.tolerance,
+      patience: anytime.patience,
+      ...(anytime.confidence !== undefined ? { confidence: anytime.confidence } : {}),
+    }
+  : DEFAULT_SETTLE;
+const profileRule = { ...rule, source: anytime ? 'calibrated' : 'the default, none calibrated' };
+const rules = [...RULE_GRID, ...(RULE_GRID.some((r) => sameRule(r, rule)) ? [] : [rule])];
 try {
   const { manifest } = model;
   const data = await loadFashion('t10k');
@@ -195,15 +203,13 @@ try {
       `Clean on the ${indices.length} corruption images alone: ${(cleanOnSubset.accuracy[0]! * 100).toFixed(2)}% -> ${(cleanOnSubset.accuracy[marked]! * 100).toFixed(2)}% at t=${marked}. ` +
       `${Math.round(seconds)} s. Written to ${out}/`,
   );
-  const chosen = rows.auto.find(
-    (r) => r.rule!.tolerance === profileRule.tolerance && r.rule!.patience === profileRule.patience,
-  )!;
+  const chosen = rows.auto.find((r) => sameRule(r.rule!, profileRule))!;
   const b = verdict.best;
   console.log(
-    `auto (${profileRule.source}: tolerance ${profileRule.tolerance}, patience ${profileRule.patience}): clean ${(chosen.clean.accuracy * 100).toFixed(2)}%, noise mean ${(chosen.noise.accuracy * 100).toFixed(2)}% at ${chosen.clean.meanTimesteps.toFixed(2)} / ${chosen.noise.meanTimesteps.toFixed(2)} mean timesteps (clean / noise). ` +
+    `auto (${profileRule.source}: ${ruleName(profileRule)}): clean ${(chosen.clean.accuracy * 100).toFixed(2)}%, noise mean ${(chosen.noise.accuracy * 100).toFixed(2)}% at ${chosen.clean.meanTimesteps.toFixed(2)} / ${chosen.noise.meanTimesteps.toFixed(2)} mean timesteps (clean / noise). ` +
       `Against fixed T=${verdict.reference.timesteps}: ` +
       (b
-        ? `cheapest rule keeping its accuracy ${b.row.rule!.tolerance} x ${b.row.rule!.patience} at ${b.meanTimesteps.toFixed(2)} timesteps (${verdict.reference.timesteps > 0 ? `${(b.saving * 100).toFixed(0)}% fewer` : 'more than none'}): target ${verdict.met ? 'met' : 'missed'}. The fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
+        ? `cheapest rule keeping its accuracy (${ruleName(b.row.rule!)}) at ${b.meanTimesteps.toFixed(2)} timesteps (${verdict.reference.timesteps > 0 ? `${(b.saving * 100).toFixed(0)}% fewer` : 'more than none'}): target ${verdict.met ? 'met' : 'missed'}. The fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
         : 'no rule keeps its accuracy.'),
   );
 } finally {

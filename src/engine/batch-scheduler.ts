@@ -101,10 +101,10 @@ export class BatchScheduler {
       );
     }
     const settle = job.settle;
-    if (settle && !(settle.tolerance > 0 && Number.isInteger(settle.patience) && settle.patience >= 1)) {
+    if (settle && !validRule(settle)) {
       return Promise.reject(
         errors.inputShape(
-          `a settling rule needs a tolerance above 0 and a whole patience of at least 1, got ${settle.tolerance} and ${settle.patience}`,
+          `a settling rule needs a tolerance above 0, a whole patience of at least 1 and a confidence, if any, above 0 and at most 1; got ${JSON.stringify(settle)}`,
         ),
       );
     }
@@ -211,4 +211,13 @@ export class BatchScheduler {
     });
     this.#active = still;
   }
+}
+
+function validRule({ tolerance, patience, confidence }: SettleRule): boolean {
+  return (
+    tolerance > 0 &&
+    Number.isInteger(patience) &&
+    patience >= 1 &&
+    (confidence === undefined || (confidence > 0 && confidence <= 1))
+  );
 }

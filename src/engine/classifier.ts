@@ -7,6 +7,7 @@ import type { FaultKind } from './worker-protocol.js';
 import {
   resolveRequest,
   timestepsFor,
+  autoByDefault,
   type AskedRequest,
   type RequestDefaults,
   type ResolvedRequest,
@@ -81,8 +82,9 @@ export class Classifier {
   }
 
   /** The timesteps a request on `profile` gets when it names none. */
-  defaultTimesteps(profile: string): number {
-    return timestepsFor(this.defaults, this.profiles[profile]?.recommendedTimesteps);
+  defaultTimesteps(profile: string): number | 'auto' {
+    const p = this.profiles[profile];
+    return autoByDefault(this.defaults, p) ? 'auto' : timestepsFor(this.defaults, p?.recommendedTimesteps);
   }
 
   /** Classifies one image, preprocessed to the model's input. */

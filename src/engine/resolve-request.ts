@@ -30,6 +30,7 @@ export interface AskedRequest {
   maxTimesteps?: number | undefined;
   tolerance?: number | undefined;
   patience?: number | undefined;
+  confidence?: number | undefined;
 }
 
 export interface ResolvedRequest {
@@ -55,6 +56,15 @@ export const FALLBACK_TIMESTEPS = 8;
 export const timestepsFor = (defaults: RequestDefaults, recommended: number | undefined) =>
   Math.min(defaults.defaultTimesteps ?? recommended ?? FALLBACK_TIMESTEPS, defaults.maxTimesteps);
 
+/**
+ * Whether a request on `profile` that names no timesteps runs timesteps=auto: its calibrated
+ * rule says so, and the operator has not set DEFAULT_TIMESTEPS for every request.
+ */
+export const autoByDefault = (
+  defaults: RequestDefaults,
+  profile: { anytime?: { default?: boolean } } | undefined,
+) => defaults.defaultTimesteps === undefined && profile?.anytime?.default === true;
+
 export function resolveRequest(
   manifest: Manifest,
   defaults: RequestDefaults,
@@ -66,10 +76,11 @@ export function resolveRequest(
   if (!found) throw errors.unknownProfile(profile, Object.keys(profiles));
   const classes = manifest.labels.length;
   const topk = Math.min(Math.max(1, Math.floor(asked.topk ?? defaults.defaultTopk)), classes);
-  if (asked.timesteps !== 'auto') {
-    if ([asked.maxTimesteps, asked.tolerance, asked.patience].some((v) => v !== undefined))
-      throw errors.settleInvalid('max_timesteps, tolerance and patience go with timesteps=auto');
-    const timesteps = asked.timesteps ?? timestepsFor(defaults, found.recommendedTimesteps);
+  const wanted = asked.timesteps ?? (autoByDefault(defaults, found) ? 'auto' : undefined);
+  if (wanted !== 'auto') {
+    if ([asked.maxTimesteps, asked.tolerance, asked.patience, asked.confidence].some((v) => v !== undefined))
+      throw errors.settleInvalid('max_timesteps, tolerance, patience and confidence go with timesteps=auto');
+    const timesteps = wanted ?? timestepsFor(defaults, found.recommendedTimesteps);
     checkTimesteps(timesteps, defaults.maxTimesteps);
     return { profile, timesteps, topk };
   }
@@ -79,18 +90,22 @@ export function resolveRequest(
   const timesteps =
     asked.maxTimesteps ??
     Math.min(calibrated?.maxTimesteps ?? defaults.autoMaxTimesteps, defaults.maxTimesteps);
-  const settle = {
+  const confidence = asked.confidence ?? calibrated?.confidence;
+  const settle: SettleRule = {
     tolerance: asked.tolerance ?? calibrated?.tolerance ?? DEFAULT_SETTLE.tolerance,
     patience: asked.patience ?? calibrated?.patience ?? DEFAULT_SETTLE.patience,
+    ...(confidence !== undefined ? { confidence } : {}),
   };
   if (!(settle.tolerance > 0 && settle.tolerance <= 1))
     throw errors.settleInvalid(`tolerance must be above 0 and at most 1, got ${settle.tolerance}`);
+  if (confidence !== undefined && !(confidence > 0 && confidence <= 1))
+    throw errors.settleInvalid(`confidence must be above 0 and at most 1, got ${confidence}`);
   if (!Number.isInteger(settle.patience) || settle.patience < 1 || settle.patience > timesteps)
     throw errors.settleInvalid(
       `patience must be a whole number from 1 to the cap (${timesteps}), got ${settle.patience}`,
     );
   const ruleSource: RuleSource =
-    asked.tolerance !== undefined || asked.patience !== undefined
+    asked.tolerance !== undefined || asked.patience !== undefined || asked.confidence !== undefined
       ? 'asked'
       : calibrated
         ? 'calibrated'

@@ -3,11 +3,16 @@
  * its prediction errors stop moving. Decided per sample from its own steps only, so a sample
  * stops at the same timestep with the same numbers whatever else shares its batch.
  *
- * A step t >= 1 is calm when the top-1 class is the one of t - 1 and every PCoder's error moved
- * by less than `tolerance` relative to its value at t - 1. The sample has settled after
+ * A step t >= 1 is calm when the top-1 class is the one of t - 1 and either every PCoder's
+ * error moved by less than `tolerance` relative to its value at t - 1, or (with `confidence`)
+ * the top-1 class has at least that softmax probability. The sample has settled after
  * `patience` calm steps in a row.
+ *
+ * The confidence gate is what lets slow dynamics stop early: their errors keep moving for many
+ * timesteps in every image alike, while an image the network is already sure of does not
+ * change its answer (measured in docs/anytime.md).
  */
-import { argmax } from './results.js';
+import { argmax, softmax } from './results.js';
 
 /** What the rule reads of a step: its logits and its PCoders' errors. */
 export interface StepOutputs {
@@ -20,6 +25,8 @@ export interface SettleRule {
   tolerance: number;
   /** calm steps in a row that make a sample settled */
   patience: number;
+  /** a step whose top-1 probability is at least this is calm whatever its errors did */
+  confidence?: number;
 }
 
 /** Why an anytime request stopped: its dynamics settled, or it reached its cap. */
@@ -40,7 +47,11 @@ export class SettleWatch {
   settled(step: StepOutputs): boolean {
     const top = argmax(step.logits);
     if (this.#errors) {
-      const calm = top === this.#top && largestChange(this.#errors, step.errors) < this.#rule.tolerance;
+      const { tolerance, confidence } = this.#rule;
+      const calm =
+        top === this.#top &&
+        (largestChange(this.#errors, step.errors) < tolerance ||
+          (confidence !== undefined && softmax(step.logits)[top]! >= confidence));
       this.#calm = calm ? this.#calm + 1 : 0;
     }
     this.#top = top;

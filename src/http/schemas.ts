@@ -34,7 +34,11 @@ export function classifyQuerySchema(limits: { maxTimesteps: number }) {
       }),
       patience: integerParam('patience', 1, limits.maxTimesteps).optional().meta({
         description:
-          "with timesteps=auto: settled steps in a row (same top-1 class, errors within tolerance) before stopping; the profile's if absent",
+          "with timesteps=auto: settled steps in a row (same top-1 class, and errors within tolerance or top-1 probability at least confidence) before stopping; the profile's if absent",
+      }),
+      confidence: decimalParam('confidence', 0, 1).optional().meta({
+        description:
+          "with timesteps=auto: a step whose unchanged top-1 class has at least this probability counts as settled whatever its errors did; the profile's (if it has one) if absent",
       }),
       topk: integerParam('topk', 1).optional().meta({
         description:
@@ -92,6 +96,7 @@ export const stopSchema = z
     reason: z.enum(['settled', 'cap']),
     tolerance: z.number(),
     patience: z.number().int(),
+    confidence: z.number().optional(),
     maxTimesteps: z.number().int(),
     rule: z.enum(['asked', 'calibrated', 'default']).meta({
       description:
@@ -118,6 +123,8 @@ export const classificationSchema = z.object({
 
 const hyperparameters = z.object({ beta: z.number(), lambda: z.number(), alpha: z.number() });
 
+const defaultTimesteps = z.union([z.number().int(), z.literal('auto')]);
+
 export const modelsSchema = z.object({
   models: z.array(
     z.object({
@@ -143,9 +150,18 @@ export const modelsSchema = z.object({
           description: z.string().optional(),
           hyperparameters: z.array(hyperparameters),
           recommendedTimesteps: z.number().int().nullable(),
-          defaultTimesteps: z.number().int(),
+          defaultTimesteps: defaultTimesteps.meta({
+            description:
+              "what a request that names no timesteps gets: a number, or auto (the profile's rule, up to its cap)",
+          }),
           anytime: z
-            .object({ tolerance: z.number(), patience: z.number().int(), maxTimesteps: z.number().int() })
+            .object({
+              tolerance: z.number(),
+              patience: z.number().int(),
+              confidence: z.number().optional(),
+              maxTimesteps: z.number().int(),
+              default: z.boolean().meta({ description: 'requests that name no timesteps run auto' }),
+            })
             .nullable()
             .meta({
               description: 'the calibrated rule of timesteps=auto; null: the documented default rule',
@@ -162,7 +178,7 @@ export const modelsSchema = z.object({
         })
         .nullable()
         .meta({ description: 'null: the model has no calibrated corruption score, and answers carry null' }),
-      timesteps: z.object({ default: z.number().int(), max: z.number().int() }),
+      timesteps: z.object({ default: defaultTimesteps, max: z.number().int() }),
       executionProviders: z.array(z.string()),
     }),
   ),
@@ -206,6 +222,7 @@ export const v2InferResponseSchema = z.object({
     max_timesteps: z.number().int().optional(),
     tolerance: z.number().optional(),
     patience: z.number().int().optional(),
+    confidence: z.number().optional(),
     rule: z.enum(['asked', 'calibrated', 'default']).optional(),
   }),
   outputs: z.array(tensorMeta.extend({ data: z.array(z.number()) })),

@@ -62,6 +62,9 @@ export const inputSpec = z.object({
 const anytime = z.object({
   tolerance: z.number().positive().max(1),
   patience: z.number().int().min(1),
+  confidence: z.number().positive().max(1).optional(),
+  /** requests on the profile that name no timesteps run timesteps=auto (unless DEFAULT_TIMESTEPS is set) */
+  default: z.boolean().optional(),
   maxTimesteps: z.number().int().min(1),
   calibration: z.record(z.string(), z.unknown()).optional(),
 });

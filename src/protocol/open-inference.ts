@@ -101,6 +101,11 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
             .int('parameters.patience must be a whole number')
             .min(1, 'parameters.patience must be at least 1')
             .optional(),
+          confidence: z
+            .number()
+            .gt(0, 'parameters.confidence must be above 0')
+            .max(1, 'parameters.confidence must be at most 1')
+            .optional(),
         })
         .catchall(z.union([z.string(), z.number(), z.boolean()]))
         .optional(),

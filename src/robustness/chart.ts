@@ -1,7 +1,7 @@
 /** Accuracy against timestep as an SVG line chart (and PNG, rendered from it by sharp). */
 import sharp from 'sharp';
 import type { SettleRule } from '../engine/settling.js';
-import type { AnytimeRow } from './anytime.js';
+import { ruleName, sameRule, type AnytimeRow } from './anytime.js';
 import type { Summary } from './report.js';
 import type { SignalRow } from './signal.js';
 
@@ -112,8 +112,7 @@ export function anytimeChart(
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="60" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
   ];
-  const isMarked = (r: AnytimeRow) =>
-    r.rule?.tolerance === marked.tolerance && r.rule.patience === marked.patience;
+  const isMarked = (r: AnytimeRow) => r.rule !== undefined && sameRule(r.rule, marked);
   for (const panel of panels) {
     const plot = { left: panel.left, right: panel.left + 380, top: 50, bottom: 390 };
     const points = [...rows.fixed, ...rows.auto].map(panel.at);
@@ -153,8 +152,8 @@ export function anytimeChart(
   const ly = height - 24;
   parts.push(
     `<line x1="60" x2="90" y1="${ly}" y2="${ly}" stroke="#444" stroke-width="2"/><text x="96" y="${ly + 4}">fixed T = 0..${cap}</text>`,
-    `<circle cx="260" cy="${ly}" r="3.5" fill="none" stroke="#1b9e77" stroke-width="1.5"/><text x="270" y="${ly + 4}">auto, each tolerance × patience tried</text>`,
-    `<circle cx="540" cy="${ly}" r="6" fill="#d95f02" stroke="#000"/><text x="552" y="${ly + 4}">${escape(`auto, the profile's rule (tolerance ${marked.tolerance}, patience ${marked.patience})`)}</text>`,
+    `<circle cx="260" cy="${ly}" r="3.5" fill="none" stroke="#1b9e77" stroke-width="1.5"/><text x="270" y="${ly + 4}">auto, each rule tried</text>`,
+    `<circle cx="540" cy="${ly}" r="6" fill="#d95f02" stroke="#000"/><text x="552" y="${ly + 4}">${escape(`auto, the profile's rule (${ruleName(marked)})`)}</text>`,
     '</svg>',
   );
   return parts.join('\n');

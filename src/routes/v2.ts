@@ -193,6 +193,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
         maxTimesteps: p.max_timesteps,
         tolerance: p.tolerance,
         patience: p.patience,
+        confidence: p.confidence,
         topk: 1,
       });
       const { profile, timesteps, settle, ruleSource } = resolved;
@@ -225,6 +226,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
                 max_timesteps: timesteps,
                 tolerance: settle.tolerance,
                 patience: settle.patience,
+                ...(settle.confidence !== undefined ? { confidence: settle.confidence } : {}),
                 rule: ruleSource ?? 'asked',
               }
             : {}),

@@ -16,8 +16,44 @@ const robust = manifest.profiles['robust']!.recommendedTimesteps!;
 
 describe('resolveRequest', () => {
   it('fills in the default profile, its recommended timesteps and the default top-k', () => {
-    expect(resolveRequest(manifest, defaults, {})).toEqual({ profile: 'robust', timesteps: robust, topk: 5 });
-    expect(resolveRequest(manifest, defaults, { profile: 'exported' }).timesteps).toBe(3);
+    const fixedOnly = parseManifest(
+      {
+        ...raw,
+        recommendedTimesteps: 3,
+        anytime: undefined,
+        profiles: { robust: { ...manifest.profiles['robust']!, anytime: undefined } },
+      },
+      'manifest.json',
+    );
+    expect(resolveRequest(fixedOnly, defaults, {})).toEqual({
+      profile: 'robust',
+      timesteps: robust,
+      topk: 5,
+    });
+    expect(resolveRequest(fixedOnly, defaults, { profile: 'exported' }).timesteps).toBe(3);
+  });
+
+  it("runs auto when the profile's calibrated rule is its default, unless DEFAULT_TIMESTEPS is set", () => {
+    const { maxTimesteps, ...rule } = manifest.profiles['robust']!.anytime!;
+    expect(rule.default).toBe(true);
+    expect(resolveRequest(manifest, defaults, {})).toEqual({
+      profile: 'robust',
+      timesteps: maxTimesteps,
+      topk: 5,
+      settle: { tolerance: rule.tolerance, patience: rule.patience, confidence: rule.confidence },
+      ruleSource: 'calibrated',
+    });
+    // A request that names its timesteps gets them; an operator's default applies to every request.
+    expect(resolveRequest(manifest, defaults, { timesteps: 4 })).toEqual({
+      profile: 'robust',
+      timesteps: 4,
+      topk: 5,
+    });
+    expect(resolveRequest(manifest, { ...defaults, defaultTimesteps: 7 }, {})).toEqual({
+      profile: 'robust',
+      timesteps: 7,
+      topk: 5,
+    });
   });
 
   it('lets DEFAULT_TIMESTEPS override the recommendation, and caps defaults at the maximum', () => {
@@ -80,10 +116,16 @@ describe('resolveRequest', () => {
     });
 
     it('lets the request name its cap and rule', () => {
-      const asked = { timesteps: 'auto' as const, maxTimesteps: 3, tolerance: 0.2, patience: 3 };
+      const asked = {
+        timesteps: 'auto' as const,
+        maxTimesteps: 3,
+        tolerance: 0.2,
+        patience: 3,
+        confidence: 0.7,
+      };
       expect(resolveRequest(calibrated, defaults, asked)).toMatchObject({
         timesteps: 3,
-        settle: { tolerance: 0.2, patience: 3 },
+        settle: { tolerance: 0.2, patience: 3, confidence: 0.7 },
         ruleSource: 'asked',
       });
     });
@@ -93,6 +135,9 @@ describe('resolveRequest', () => {
       [{ timesteps: 'auto' as const, tolerance: 0 }, 'PREDIFY_ERR_SETTLE_INVALID'],
       [{ timesteps: 'auto' as const, tolerance: 1.5 }, 'PREDIFY_ERR_SETTLE_INVALID'],
       [{ timesteps: 'auto' as const, patience: 0 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 'auto' as const, confidence: 0 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 'auto' as const, confidence: 1.01 }, 'PREDIFY_ERR_SETTLE_INVALID'],
+      [{ timesteps: 4, confidence: 0.5 }, 'PREDIFY_ERR_SETTLE_INVALID'],
       [{ timesteps: 'auto' as const, maxTimesteps: 2, patience: 3 }, 'PREDIFY_ERR_SETTLE_INVALID'],
       [{ timesteps: 4, tolerance: 0.1 }, 'PREDIFY_ERR_SETTLE_INVALID'],
     ])('refuses %o with %s', (asked, code) => {

@@ -49,6 +49,27 @@ describe('SettleWatch', () => {
     expect(stoppingPoint(trajectory, { tolerance: 0.01, patience: 1 }, 2)).toEqual({ t: 2, reason: 'cap' });
   });
 
+  it('with a confidence gate, counts a confident step that keeps its class as calm whatever its errors did', () => {
+    /** Top-1 class `top` of 3 with softmax probability `p`, and PCoder errors. */
+    const sure = (top: number, p: number, ...errors: number[]) => {
+      const logits = new Float32Array(3).fill(Math.log((1 - p) / 2));
+      logits[top] = Math.log(p);
+      return { logits, errors: Float32Array.from(errors) };
+    };
+    const trajectory = [sure(0, 0.9, 1), sure(0, 0.85, 2), sure(1, 0.95, 4), sure(1, 0.95, 8)];
+    const gated = { tolerance: 0.01, patience: 1, confidence: 0.8 };
+    // t = 1 keeps class 0 at 0.85 >= 0.8: calm although its error doubled.
+    expect(stoppingPoint(trajectory, gated, 3)).toEqual({ t: 1, reason: 'settled' });
+    // Above the step's confidence: not calm; a change of class is never calm, however sure.
+    expect(stoppingPoint(trajectory, { ...gated, confidence: 0.9 }, 3)).toEqual({ t: 3, reason: 'settled' });
+    expect(stoppingPoint(trajectory.slice(0, 3), { ...gated, confidence: 0.9 }, 2)).toEqual({
+      t: 2,
+      reason: 'cap',
+    });
+    // Without the gate the errors decide: they never calm down here.
+    expect(stoppingPoint(trajectory, { tolerance: 0.01, patience: 1 }, 3)).toEqual({ t: 3, reason: 'cap' });
+  });
+
   it('stops at the cap when the dynamics never settle', () => {
     const moving = Array.from({ length: 5 }, (_, t) => step(t % 3, 1 + t));
     expect(stoppingPoint(moving, { tolerance: 0.1, patience: 1 }, 4)).toEqual({ t: 4, reason: 'cap' });

@@ -37,12 +37,16 @@ const infer = (body: object) =>
 
 describe('/classify?timesteps=auto', () => {
   it('stops where the dynamics settle, with the numbers of a fixed-T request up to there', async () => {
-    const auto = (await classify('timesteps=auto&max_timesteps=10&tolerance=0.05&patience=1')).json();
+    // confidence=1: no confidence gate, the errors decide (the profile's rule has one).
+    const auto = (
+      await classify('timesteps=auto&max_timesteps=10&tolerance=0.05&patience=1&confidence=1')
+    ).json();
     const fixed = (await classify('timesteps=10')).json();
     expect(auto.stop).toEqual({
       reason: 'settled',
       tolerance: 0.05,
       patience: 1,
+      confidence: 1,
       maxTimesteps: 10,
       rule: 'asked',
     });
@@ -57,21 +61,46 @@ describe('/classify?timesteps=auto', () => {
       return { logits, errors: Object.values(s.errors) as number[] };
     });
     expect(stoppingPoint(trajectory, { tolerance: 0.05, patience: 1 }, 10).t).toBe(auto.timesteps);
+    // A request that names no rule gets the profile's, which stops sooner: its confidence gate.
+    expect((await classify('timesteps=auto')).json().timesteps).toBeLessThan(auto.timesteps);
+  });
+
+  it('stops a confident sample whose errors still move, where the rule replayed on a fixed request does', async () => {
+    const query = 'timesteps=auto&max_timesteps=10&tolerance=0.000001&confidence=0.5&patience=2&topk=10';
+    const auto = (await classify(query)).json();
+    const fixed = (await classify('timesteps=10&topk=10')).json();
+    // The full distribution of each step, from the fixed request's probabilities.
+    const trajectory = fixed.steps.map(
+      (s: { topk: { index: number; probability: number }[]; errors: object }) => {
+        const logits = new Float32Array(10);
+        for (const c of s.topk) logits[c.index] = Math.log(c.probability);
+        return { logits, errors: Object.values(s.errors) as number[] };
+      },
+    );
+    const expected = stoppingPoint(trajectory, { tolerance: 0.000001, patience: 2, confidence: 0.5 }, 10);
+    expect(expected).toEqual({ t: 2, reason: 'settled' }); // the sample is sure of itself from t = 0
+    expect(auto).toMatchObject({ timesteps: 2, stop: { reason: 'settled', confidence: 0.5, rule: 'asked' } });
+    expect(auto.steps).toEqual(fixed.steps.slice(0, 3));
   });
 
   it("uses the profile's rule and cap when the request names none, and reports reaching the cap", async () => {
     const manifest = await readManifest(DEFAULT_MODEL);
-    const { tolerance, patience, maxTimesteps } = manifest.profiles[manifest.defaultProfile]!.anytime!;
-    const body = (await classify('timesteps=auto')).json();
-    expect(body.stop).toEqual({
-      reason: expect.stringMatching(/settled|cap/),
+    const { tolerance, patience, confidence, maxTimesteps } =
+      manifest.profiles[manifest.defaultProfile]!.anytime!;
+    const calibrated = {
       tolerance,
       patience,
       maxTimesteps,
+      ...(confidence !== undefined ? { confidence } : {}),
+    };
+    const body = (await classify('timesteps=auto')).json();
+    expect(body.stop).toEqual({
+      reason: expect.stringMatching(/settled|cap/),
+      ...calibrated,
       rule: 'calibrated',
     });
     expect(body.timesteps).toBeLessThanOrEqual(body.stop.maxTimesteps);
-    const capped = (await classify('timesteps=auto&max_timesteps=1&tolerance=0.000001')).json();
+    const capped = (await classify('timesteps=auto&max_timesteps=1&tolerance=0.000001&confidence=1')).json();
     expect(capped).toMatchObject({ timesteps: 1, stop: { reason: 'cap', maxTimesteps: 1 } });
   });
 
@@ -92,6 +121,9 @@ describe('/classify?timesteps=auto', () => {
     ['timesteps=auto&tolerance=2', /tolerance must be at most 1/],
     ['timesteps=auto&tolerance=fast', /tolerance must be a number/],
     ['timesteps=auto&patience=0', /patience must be at least 1/],
+    ['timesteps=auto&confidence=0', /confidence must be above 0/],
+    ['timesteps=auto&confidence=1.5', /confidence must be at most 1/],
+    ['timesteps=4&confidence=0.5', /go with timesteps=auto/],
     ['timesteps=auto&max_timesteps=2&patience=3', /patience must be a whole number from 1 to the cap \(2\)/],
     ['timesteps=4&tolerance=0.1', /go with timesteps=auto/],
     ['timesteps=automatic', /timesteps must be a whole number between 0 and 16, or auto/],
@@ -105,7 +137,7 @@ describe('/classify?timesteps=auto', () => {
 
 describe('V2 parameters.timesteps "auto"', () => {
   // Between the golden cases' error changes at t = 3: some settle at t = 3, the others at 4.
-  const rule = { tolerance: 0.0069, patience: 1 };
+  const rule = { tolerance: 0.0069, patience: 1, confidence: 1 };
 
   it('stops each sample of a batch where the reference settles; earlier stops repeat their last step', async () => {
     const cases = golden.cases.slice(0, 8);

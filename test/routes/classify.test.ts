@@ -99,16 +99,15 @@ describe('POST /classify', () => {
     expect(expected).toBeLessThan(norm.cleanQuantiles!.p99);
   });
 
-  it("uses the model's default profile with its recommended timesteps, and top-5", async () => {
+  it("uses the model's default profile as calibrated (the shipped one: auto, by its rule), and top-5", async () => {
     const manifest = await readManifest(DEFAULT_MODEL);
     const profile = manifest.defaultProfile;
-    const recommended =
-      profile === 'exported'
-        ? manifest.recommendedTimesteps
-        : manifest.profiles[profile]!.recommendedTimesteps;
+    const { maxTimesteps, default: byDefault } = manifest.profiles[profile]!.anytime!;
+    expect(byDefault).toBe(true);
     const body = (await post('/classify', sample)).json();
     expect(body.profile).toBe(profile);
-    expect(body.timesteps).toBe(recommended ?? 8);
+    expect(body.stop).toMatchObject({ rule: 'calibrated', maxTimesteps });
+    expect(body.timesteps).toBeLessThanOrEqual(maxTimesteps);
     expect(body.steps).toHaveLength(body.timesteps + 1);
     expect(body.steps[0].topk).toHaveLength(5);
   });

@@ -38,6 +38,7 @@ beforeAll(async () => {
   original = JSON.parse(await readFile(path.join(DEFAULT_MODEL, 'manifest.json'), 'utf8'));
   const a = await modelCopy('with-profiles', (m) => {
     delete m['recommendedTimesteps'];
+    delete m['anytime']; // fixed timesteps by default: what this model's tests are about
     m['profiles'] = {
       feedback: {
         description: 'feedback into the first PCoder',

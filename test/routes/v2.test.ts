@@ -129,18 +129,25 @@ describe('inference', () => {
     expect(outputs[0].data[2]).toBe(last.indexOf(Math.max(...last)));
   });
 
-  it("without parameters: the model's default profile at its recommended timesteps", async () => {
+  it("without parameters: the model's default profile, as its calibration says (the shipped one: auto)", async () => {
     const res = await infer({
       inputs: [{ name: 'input', shape: [1, 1, 28, 28], datatype: 'FP32', data: golden.cases[0]!.input }],
     });
     expect(res.statusCode).toBe(200);
     const body = res.json();
-    const recommended =
-      manifest.defaultProfile === 'exported'
-        ? manifest.recommendedTimesteps
-        : manifest.profiles[manifest.defaultProfile]!.recommendedTimesteps;
-    expect(body.parameters).toEqual({ profile: manifest.defaultProfile, timesteps: recommended ?? 8 });
-    expect(body.outputs[0].shape).toEqual([1, (recommended ?? 8) + 1, 10]);
+    const { tolerance, patience, confidence, maxTimesteps } =
+      manifest.profiles[manifest.defaultProfile]!.anytime!;
+    expect(body.parameters).toEqual({
+      profile: manifest.defaultProfile,
+      timesteps: expect.any(Number),
+      max_timesteps: maxTimesteps,
+      tolerance,
+      patience,
+      confidence,
+      rule: 'calibrated',
+    });
+    expect(body.outputs.map((o: { name: string }) => o.name)).toContain('timesteps');
+    expect(body.outputs[0].shape).toEqual([1, body.parameters.timesteps + 1, 10]);
   });
 });
 

@@ -45,6 +45,8 @@ it('uploading a sample streams its classification into the chart', async () => {
   await page.goto(base + '/');
   await expect.poll(() => page.textContent('#model')).toContain('fashion-pc');
   expect(await page.locator('#profile option').count()).toBeGreaterThan(0);
+  // Fixed timesteps, whatever the default profile's requests get by default.
+  await page.setChecked('#auto', false);
   await page.fill('#timesteps', String(TIMESTEPS));
   const profile = await page.inputValue('#profile');
 
@@ -129,6 +131,26 @@ it('adds seeded noise in the browser when asked, and shows what the API answers 
   const { label, confidence } = api.prediction;
   await page.screenshot({ path: path.join(REPORTS, 'page-noise.png'), fullPage: true });
   expect(await page.textContent('#result')).toContain(`${label}: ${(confidence * 100).toFixed(1)}%`);
+  expect(problems).toEqual([]);
+}, 60_000);
+
+it("runs until settled when asked, and shows where the API's anytime answer stops", async () => {
+  await page.selectOption('#noise', '0');
+  await page.setChecked('#auto', true); // a change of the box classifies again
+  await expect.poll(() => page.textContent('#result'), { timeout: 20_000 }).toMatch(/settled/);
+  const cap = await page.inputValue('#timesteps');
+  const api = (
+    await app.inject({
+      method: 'POST',
+      url: `/classify?timesteps=auto&max_timesteps=${cap}&profile=${await page.inputValue('#profile')}`,
+      headers: { 'content-type': 'image/png' },
+      payload: await readFile(SAMPLE),
+    })
+  ).json();
+  expect(api.stop.reason).toBe('settled');
+  expect(await page.textContent('#result')).toContain(`after ${api.timesteps} timesteps, settled`);
+  expect(await page.getAttribute('#chart', 'data-steps')).toBe(String(api.timesteps + 1));
+  await page.setChecked('#auto', false);
   expect(problems).toEqual([]);
 }, 60_000);
 
