@@ -152,8 +152,8 @@ export function anytimeChart(
   const ly = height - 24;
   parts.push(
     `<line x1="60" x2="90" y1="${ly}" y2="${ly}" stroke="#444" stroke-width="2"/><text x="96" y="${ly + 4}">fixed T = 0..${cap}</text>`,
-    `<circle cx="260" cy="${ly}" r="3.5" fill="none" stroke="#1b9e77" stroke-width="1.5"/><text x="270" y="${ly + 4}">auto, each rule tried</text>`,
-    `<circle cx="540" cy="${ly}" r="6" fill="#d95f02" stroke="#000"/><text x="552" y="${ly + 4}">${escape(`auto, the profile's rule (${ruleName(marked)})`)}</text>`,
+    `<circle cx="230" cy="${ly}" r="3.5" fill="none" stroke="#1b9e77" stroke-width="1.5"/><text x="240" y="${ly + 4}">auto, each rule tried</text>`,
+    `<circle cx="400" cy="${ly}" r="6" fill="#d95f02" stroke="#000"/><text x="412" y="${ly + 4}">${escape(`auto, the profile's rule (${ruleName(marked)})`)}</text>`,
     '</svg>',
   );
   return parts.join('\n');
