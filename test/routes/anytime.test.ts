@@ -203,11 +203,15 @@ describe('the API document', () => {
     const timesteps = params.find((p) => p.name === 'timesteps')!;
     expect(timesteps.schema.anyOf?.some(offersAuto)).toBe(true);
     expect(params.map((p) => p.name)).toEqual(
-      expect.arrayContaining(['max_timesteps', 'tolerance', 'patience']),
+      expect.arrayContaining(['max_timesteps', 'tolerance', 'patience', 'confidence']),
     );
     const v2 = doc.paths['/v2/models/{name}/infer'].post.requestBody.content['application/json'].schema;
     expect(v2.properties.parameters.properties.timesteps.anyOf.some(offersAuto)).toBe(true);
     const result = doc.paths['/classify'].post.responses['200'].content['application/json'].schema;
-    expect(Object.keys(result.properties)).toContain('stop');
+    expect(Object.keys(result.properties)).toEqual(expect.arrayContaining(['stop', 'corruptionScore']));
+    expect(Object.keys(result.properties.stop.properties)).toEqual(
+      expect.arrayContaining(['reason', 'tolerance', 'patience', 'confidence', 'maxTimesteps', 'rule']),
+    );
+    expect(Object.keys(v2.properties.parameters.properties)).toContain('confidence');
   });
 });

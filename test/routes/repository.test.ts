@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_SETTLE } from '../../src/engine/resolve-request.js';
 import { buildTestApp } from '../helpers.js';
 import { DEFAULT_MODEL, PAPER_MODELS, SAMPLES, TEST_MODELS } from '../paths.js';
 
@@ -122,6 +123,23 @@ describe('a model repository', () => {
     const asked = await infer([{ name: 'corruption_score' }]);
     expect(asked.statusCode).toBe(400);
     expect(asked.json().error).toMatch(/pefficientnet-b0 has no calibrated corruption score/);
+  });
+
+  it('runs auto on a model without a calibrated rule by the documented default rule, and says so', async () => {
+    const body = (await classify('timesteps=auto&max_timesteps=2&model=pefficientnet-b0')).json();
+    expect(body.stop).toEqual({
+      reason: expect.stringMatching(/settled|cap/),
+      ...DEFAULT_SETTLE,
+      maxTimesteps: 2,
+      rule: 'default',
+    });
+    // Without a calibrated default, a request that names no timesteps gets fixed ones.
+    const plain = (await classify('model=pefficientnet-b0')).json();
+    expect(plain.stop).toBeUndefined();
+    const { models } = (await app.inject('/models')).json();
+    expect(models[1].profiles.every((p: { anytime: unknown }) => p.anytime === null)).toBe(true);
+    expect(models[1].timesteps.default).toEqual(expect.any(Number));
+    expect(models[0].timesteps.default).toBe('auto');
   });
 
   it('lets DEFAULT_MODEL choose the default', async () => {
