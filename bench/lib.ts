@@ -1,5 +1,6 @@
 /** Shared pieces of the benchmarks: paths, model loading, timing, tables. */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -186,4 +187,26 @@ export async function loadTest(
     const run = autocannon(options, (err, res) => (err ? reject(err) : resolve(res)));
     run.on('response', (_client, status, _bytes, ms) => onResponse(status, ms));
   });
+}
+
+/**
+ * One of the paper's networks at 224 x 224 with random weights, imported from
+ * models/predify/<name>.toml into build/bench-models/<name> on first use (never committed).
+ */
+export function paperModel(name: string): { dir: string; toml: string; backbone: string } {
+  const toml = path.join(ROOT, 'models', 'predify', `${name}.toml`);
+  const dir = path.join(ROOT, 'build', 'bench-models', name);
+  const backbone = name === 'pvgg16' ? 'vgg16' : 'efficientnet_b0';
+  if (!existsSync(path.join(dir, 'manifest.json'))) {
+    console.log(`importing ${name} at 224 x 224 (random weights) to ${path.relative(ROOT, dir)} ...`);
+    execFileSync(
+      '/usr/bin/python3',
+      [
+        path.join(ROOT, 'scripts', 'import_predify.py'),
+        ...['--config', toml, '--backbone', backbone, '--random-weights', '0', '--golden', '0', '--out', dir],
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
+  }
+  return { dir, toml, backbone };
 }

@@ -6,13 +6,10 @@
  *
  *   npm run bench:paper [-- --models pvgg16,pefficientnet_b0 --threads 2]
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import type { FloatTensor } from '../src/tensor.js';
-import { machine, openModel, pytorchReference, randomImages, ROOT, table } from './lib.js';
+import { machine, openModel, paperModel, pytorchReference, randomImages, table } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,20 +24,7 @@ console.log(
 
 const rows = [];
 for (const name of values.models.split(',')) {
-  const toml = path.join(ROOT, 'models', 'predify', `${name}.toml`);
-  const dir = path.join(ROOT, 'build', 'bench-models', name);
-  const backbone = name === 'pvgg16' ? 'vgg16' : 'efficientnet_b0';
-  if (!existsSync(path.join(dir, 'manifest.json'))) {
-    console.log(`importing ${name} at 224 x 224 (random weights) to ${path.relative(ROOT, dir)} ...`);
-    execFileSync(
-      '/usr/bin/python3',
-      [
-        path.join(ROOT, 'scripts', 'import_predify.py'),
-        ...['--config', toml, '--backbone', backbone, '--random-weights', '0', '--golden', '0', '--out', dir],
-      ],
-      { stdio: ['ignore', 'inherit', 'inherit'] },
-    );
-  }
+  const { dir, toml, backbone } = paperModel(name);
   const model = await openModel(dir, { intraOpThreads: threads });
   const loop = new PredictiveLoop(model);
   const image = randomImages(loop, 1);
