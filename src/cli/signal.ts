@@ -12,6 +12,7 @@ import { signalChart, svgToPng } from '../robustness/chart.js';
 import { CORRUPTIONS, NOISE_CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
 import { evaluate, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
 import { loadFashion } from '../robustness/fashion-mnist.js';
+import { mean } from '../robustness/report.js';
 import { auroc, signalMarkdown, unconfidence, type SignalRow } from '../robustness/signal.js';
 import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
 
@@ -98,7 +99,6 @@ try {
     await writeFile(path.join(out, 'signal.svg'), svg);
     await writeFile(path.join(out, 'signal.png'), await svgToPng(svg));
     const noise = rows.filter((r) => (NOISE_CORRUPTIONS as readonly string[]).includes(r.corruption));
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     console.log(
       `${manifest.name}: AUROC over the noise corruptions and severities: score ${mean(noise.map((r) => r.score)).toFixed(3)}, ` +
         `baseline ${mean(noise.map((r) => r.baseline)).toFixed(3)}; ` +

@@ -19,9 +19,7 @@ export interface ScoreNormalisation {
 export function corruptionScore(errorsAtZero: ArrayLike<number>, norm: ScoreNormalisation): number {
   let score = 0;
   for (let i = 0; i < norm.logErrorMean.length; i++) {
-    // An error of exactly 0 (a constant input predicted perfectly) is as far from clean as can be.
-    const z =
-      (Math.log(Math.max(errorsAtZero[i]!, Number.MIN_VALUE)) - norm.logErrorMean[i]!) / norm.logErrorStd[i]!;
+    const z = (logError(errorsAtZero[i]!) - norm.logErrorMean[i]!) / norm.logErrorStd[i]!;
     score = Math.max(score, Math.abs(z));
   }
   return score;
@@ -35,7 +33,7 @@ export function fitNormalisation(errorsAtZero: readonly ArrayLike<number>[]): Sc
   const logErrorMean: number[] = [];
   const logErrorStd: number[] = [];
   for (let i = 0; i < pcoders; i++) {
-    const logs = errorsAtZero.map((e) => Math.log(Math.max(e[i]!, Number.MIN_VALUE)));
+    const logs = errorsAtZero.map((e) => logError(e[i]!));
     const mean = logs.reduce((a, b) => a + b, 0) / n;
     const variance = logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1);
     logErrorMean.push(mean);
@@ -43,3 +41,6 @@ export function fitNormalisation(errorsAtZero: readonly ArrayLike<number>[]): Sc
   }
   return { logErrorMean, logErrorStd };
 }
+
+// An error of exactly 0 (a constant input predicted perfectly) is as far from clean as can be.
+const logError = (e: number) => Math.log(Math.max(e, Number.MIN_VALUE));

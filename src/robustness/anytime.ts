@@ -7,6 +7,7 @@ import { argmax } from '../engine/results.js';
 import { stoppingPoint, type SettleRule } from '../engine/settling.js';
 import { NOISE_CORRUPTIONS } from './corruptions.js';
 import { conditionName, type ConditionResult, type Trajectory } from './evaluate.js';
+import { mean } from './report.js';
 
 export interface Replay {
   count: number;
@@ -73,6 +74,14 @@ export function undominated<T>(
   return items.filter((x) => !items.some((o) => o !== x && beats(o, x)));
 }
 
+/** The item of least cost (the first of equal ones), or undefined for none. */
+function cheapest<T>(items: readonly T[], cost: (x: T) => number): T | undefined {
+  return items.reduce<T | undefined>(
+    (best, x) => (best === undefined || cost(x) < cost(best) ? x : best),
+    undefined,
+  );
+}
+
 /** A rule in words, for reports. */
 export const ruleName = (r: SettleRule) =>
   `tolerance ${r.tolerance}, patience ${r.patience}${r.confidence !== undefined ? `, confidence ${r.confidence}` : ''}`;
@@ -122,14 +131,17 @@ export function chooseRule(
   options: ChooseOptions,
 ): AnytimeChoice {
   const { cap, grid = RULE_GRID, margin = 0.002, cleanTolerance = 0.005, saving = 0.3 } = options;
-  const cleanAt0 = fixed(clean, 0).accuracy;
-  let reference = { timesteps: 0, clean: cleanAt0, noise: fixed(noisy, 0).accuracy };
+  const at = Array.from({ length: cap + 1 }, (_, t) => ({
+    clean: fixed(clean, t).accuracy,
+    noise: fixed(noisy, t).accuracy,
+  }));
+  let reference = { timesteps: 0, ...at[0]! };
   for (let t = 1; t <= cap; t++) {
-    const c = fixed(clean, t).accuracy;
-    const n = fixed(noisy, t).accuracy;
-    if (c >= cleanAt0 - cleanTolerance && n > reference.noise)
-      reference = { timesteps: t, clean: c, noise: n };
+    if (at[t]!.clean >= at[0]!.clean - cleanTolerance && at[t]!.noise > reference.noise)
+      reference = { timesteps: t, ...at[t]! };
   }
+  const keeps = (a: { clean: number; noise: number }) =>
+    a.noise >= reference.noise - margin && a.clean >= reference.clean - margin;
   const all = clean.length + noisy.length;
   const points = grid.map((rule) => {
     const c = replay(clean, rule, cap);
@@ -137,23 +149,11 @@ export function chooseRule(
     const meanTimesteps = (c.meanTimesteps * c.count + n.meanTimesteps * n.count) / all;
     return { rule, clean: c, noise: n, meanTimesteps };
   });
-  const keeps = points.filter(
-    (p) => p.noise.accuracy >= reference.noise - margin && p.clean.accuracy >= reference.clean - margin,
+  const chosen = cheapest(
+    points.filter((p) => keeps({ clean: p.clean.accuracy, noise: p.noise.accuracy })),
+    (p) => p.meanTimesteps,
   );
-  const chosen = keeps.reduce<RulePoint | undefined>(
-    (best, p) => (!best || p.meanTimesteps < best.meanTimesteps ? p : best),
-    undefined,
-  );
-  let cheapestFixed = reference.timesteps;
-  for (let t = 0; t < reference.timesteps; t++) {
-    if (
-      fixed(noisy, t).accuracy >= reference.noise - margin &&
-      fixed(clean, t).accuracy >= reference.clean - margin
-    ) {
-      cheapestFixed = t;
-      break;
-    }
-  }
+  const cheapestFixed = at.findIndex(keeps);
   const byDefault = chosen !== undefined && chosen.meanTimesteps <= (1 - saving) * cheapestFixed;
   return { cap, reference, chosen, cheapestFixed, byDefault, points };
 }
@@ -169,8 +169,6 @@ export interface AnytimeRow {
   /** per corruption, averaged over its severities */
   corruptions: Record<string, { accuracy: number; meanTimesteps: number }>;
 }
-
-const average = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** Fixed T = 0..cap and each rule, replayed on an evaluation's recorded trajectories. */
 export function anytimeRows(
@@ -191,8 +189,8 @@ export function anytimeRows(
       replay: measure(trajectoriesOf(r)),
     }));
     const summarise = (ps: typeof per) => ({
-      accuracy: average(ps.map((p) => p.replay.accuracy)),
-      meanTimesteps: average(ps.map((p) => p.replay.meanTimesteps)),
+      accuracy: mean(ps.map((p) => p.replay.accuracy)),
+      meanTimesteps: mean(ps.map((p) => p.replay.meanTimesteps)),
     });
     const noisy = per.filter((p) => (NOISE_CORRUPTIONS as readonly string[]).includes(p.corruption));
     const corruptions = Object.fromEntries(
@@ -238,21 +236,15 @@ export function anytimeVerdict(
   const p = ref.clean.accuracy;
   const cleanSE = Math.sqrt((p * (1 - p)) / ref.clean.count);
   const reference = { timesteps: referenceT, clean: p, noise: ref.noise.accuracy, cleanSE };
-  const keeps = rows.auto.filter(
-    (r) => r.noise.accuracy >= reference.noise - margin && r.clean.accuracy >= reference.clean - cleanSE,
-  );
-  const cheapest = keeps.reduce<AnytimeRow | undefined>(
-    (best, r) => (!best || rowTimesteps(r) < rowTimesteps(best) ? r : best),
-    undefined,
-  );
-  const best = cheapest && {
-    row: cheapest,
-    meanTimesteps: rowTimesteps(cheapest),
-    saving: referenceT > 0 ? 1 - rowTimesteps(cheapest) / referenceT : -Infinity,
-  };
-  const keepsFixed = (r: AnytimeRow) =>
+  const keeps = (r: AnytimeRow) =>
     r.noise.accuracy >= reference.noise - margin && r.clean.accuracy >= reference.clean - cleanSE;
-  const cheapestFixed = rows.fixed.find(keepsFixed)?.fixed ?? referenceT;
+  const row = cheapest(rows.auto.filter(keeps), rowTimesteps);
+  const best = row && {
+    row,
+    meanTimesteps: rowTimesteps(row),
+    saving: referenceT > 0 ? 1 - rowTimesteps(row) / referenceT : -Infinity,
+  };
+  const cheapestFixed = rows.fixed.find(keeps)?.fixed ?? referenceT;
   return { reference, best, met: best !== undefined && best.saving >= saving, cheapestFixed };
 }
 

@@ -34,7 +34,7 @@ export interface Recommendation {
   cleanChange: number;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+export const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /**
  * The timestep with the best noise-mean accuracy among those whose clean accuracy stays within

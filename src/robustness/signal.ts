@@ -1,6 +1,7 @@
 /** Telling corrupted inputs from clean ones by a score: the measures npm run eval:signal reports. */
 import { softmax } from '../engine/results.js';
 import { NOISE_CORRUPTIONS } from './corruptions.js';
+import { mean } from './report.js';
 
 /** The q-quantile (0..1) of values, by linear interpolation between the nearest ranks. */
 export function quantile(values: readonly number[], q: number): number {
@@ -45,8 +46,6 @@ export interface SignalRow {
   score: number;
   baseline: number;
 }
-
-const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** The AUROC table, severity by severity, and which signal wins on each noise on average. */
 export function signalMarkdown(rows: readonly SignalRow[], title: string): string {
