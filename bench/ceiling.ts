@@ -7,8 +7,6 @@
  *
  *   npm run bench:ceiling [-- --models fashion-pc,pvgg16,pefficientnet_b0 --threads 2 --seconds 1]
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
@@ -17,11 +15,11 @@ import { elementCount, type FloatTensor } from '../src/tensor.js';
 import {
   DEFAULT_MODEL,
   engineThroughput,
+  flopsOf,
   machine,
   openModel,
   paperModel,
   quiet,
-  ROOT,
   table,
 } from './lib.js';
 
@@ -34,28 +32,6 @@ const { values } = parseArgs({
 });
 const threads = Number(values.threads);
 const seconds = Number(values.seconds);
-
-interface Flops {
-  flopsPerSample: number;
-  ceiling: string | null;
-  ceilingFlopsPerSample: number;
-}
-
-/** The model's FLOP counts and ceiling graphs, made again when the manifest is newer. */
-function flopsOf(name: string, dir: string): { report: Record<string, Flops>; out: string } {
-  const out = path.join(ROOT, 'build', 'ceiling', name);
-  const report = path.join(out, 'flops.json');
-  const manifest = path.join(dir, 'manifest.json');
-  const stale =
-    !existsSync(report) ||
-    !existsSync(path.join(out, 'reference.onnx')) ||
-    statSync(report).mtimeMs < statSync(manifest).mtimeMs;
-  if (stale)
-    execFileSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'graph_flops.py'), dir, out], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-  return { report: JSON.parse(readFileSync(report, 'utf8')) as Record<string, Flops>, out };
-}
 
 /** Inputs of `graph` at `batch`, filled with small values (the work does not depend on them). */
 function feedsFor(graph: Graph, batch: number): Record<string, FloatTensor> {

@@ -1,6 +1,6 @@
 /** Shared pieces of the benchmarks: paths, model loading, timing, tables. */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,4 +209,26 @@ export function paperModel(name: string): { dir: string; toml: string; backbone:
     );
   }
   return { dir, toml, backbone };
+}
+
+export interface Flops {
+  flopsPerSample: number;
+  ceiling: string | null;
+  ceilingFlopsPerSample: number;
+}
+
+/** The model's FLOP counts and ceiling graphs, made again when the manifest is newer. */
+export function flopsOf(name: string, dir: string): { report: Record<string, Flops>; out: string } {
+  const out = path.join(ROOT, 'build', 'ceiling', name);
+  const report = path.join(out, 'flops.json');
+  const manifest = path.join(dir, 'manifest.json');
+  const stale =
+    !existsSync(report) ||
+    !existsSync(path.join(out, 'reference.onnx')) ||
+    statSync(report).mtimeMs < statSync(manifest).mtimeMs;
+  if (stale)
+    execFileSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'graph_flops.py'), dir, out], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+  return { report: JSON.parse(readFileSync(report, 'utf8')) as Record<string, Flops>, out };
 }

@@ -4,6 +4,11 @@ Autograd does not export to ONNX, so `FeedbackGraph` computes the prediction, th
 error and the error gradient with forward operators only: each supported layer is paired with
 its adjoint (conv <-> transposed conv with the same weight, ReLU mask, separable interpolation
 matrices for upsampling).
+
+Transposed convolutions are exported in the form onnxruntime runs fastest on CPU, with the same
+numbers: at stride 1 as a plain convolution with the flipped kernel, at stride s as one
+stride-1 convolution on the input grid producing all s x s output phases, followed by a
+depth-to-space rearrangement (docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class FeedbackGraph(nn.Module):
         self.layers = nn.ModuleList(leaf_layers(predictor))
         self.target_shape = target_shape
         self.interp: list[tuple[str, str] | None] = []
+        self.phases = nn.ModuleDict()
         x = torch.zeros(1, *in_shape)
         with torch.no_grad():
             for k, layer in enumerate(self.layers):
@@ -109,6 +115,19 @@ class FeedbackGraph(nn.Module):
                 if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) and _plain_stride1(layer):
                     # Flipped once here, so the exported graph holds the kernel as a constant.
                     self.register_buffer(f"flipped{k}", layer.weight.detach().flip(2, 3).transpose(0, 1).contiguous())
+                elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                    # A strided transposed convolution: the prediction of a ConvTranspose2d, the
+                    # gradient of a Conv2d.
+                    forward = isinstance(layer, nn.ConvTranspose2d)
+                    split = PhaseSplitTransposed.of(
+                        layer.weight,
+                        layer.bias if forward else None,
+                        layer,
+                        x.shape[2:] if forward else y.shape[2:],
+                        y.shape[2:] if forward else x.shape[2:],
+                    )
+                    if split is not None:
+                        self.phases[str(k)] = split
                 x = y
         if tuple(x.shape[1:]) != tuple(target_shape):
             raise ValueError(f"predictor output {tuple(x.shape[1:])} does not match the level below {target_shape}")
@@ -123,6 +142,8 @@ class FeedbackGraph(nn.Module):
         if isinstance(layer, nn.ConvTranspose2d) and _plain_stride1(layer):
             y = _transposed_as_conv(x, getattr(self, f"flipped{k}"), layer.padding)
             return y if layer.bias is None else y + layer.bias.view(1, -1, 1, 1)
+        if isinstance(layer, nn.ConvTranspose2d) and str(k) in self.phases:
+            return self.phases[str(k)](x)
         return layer(x)
 
     def _adjoint_layer(self, k: int, g: torch.Tensor, x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
@@ -135,6 +156,8 @@ class FeedbackGraph(nn.Module):
             return g * (x_out > 0).to(g.dtype)
         if isinstance(layer, nn.Conv2d) and _plain_stride1(layer):
             return _transposed_as_conv(g, getattr(self, f"flipped{k}"), layer.padding)
+        if isinstance(layer, nn.Conv2d) and str(k) in self.phases:
+            return self.phases[str(k)](g)
         if isinstance(layer, nn.Conv2d):
             # The transposed conv with the same weight; output_padding recovers sizes that the
             # strided forward pass rounded away.
@@ -182,6 +205,80 @@ def _transposed_as_conv(x: torch.Tensor, flipped: torch.Tensor, padding: tuple[i
     """
     kh, kw = flipped.shape[2], flipped.shape[3]
     return F.conv2d(x, flipped, None, 1, (kh - 1 - padding[0], kw - 1 - padding[1]))
+
+
+class PhaseSplitTransposed(nn.Module):
+    """A strided transposed convolution as a stride-1 convolution plus depth-to-space.
+
+    Output position o of conv_transpose2d (stride s, padding p) sums x[i] * w[o + p - s * i];
+    the kernel taps that reach the outputs of one phase (o + p) mod s form a sub-kernel of
+    ceil(k / s) taps applied to the input grid at stride 1. One convolution computes all s x s
+    phases as s^2 x the output channels (the kernel zero-padded to a multiple of s, flipped),
+    pixel_shuffle interleaves them, and a slice drops the rows the padding crops. Same
+    multiply-accumulates as the transposed convolution when s divides k; onnxruntime's
+    ConvTranspose is its own slow kernel on CPU, its Conv is the fast one.
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: int,
+        pads: tuple[tuple[int, int], ...],
+        crop: tuple[tuple[int, int], ...] | None,
+    ):
+        super().__init__()
+        self.stride = stride
+        self.pads = pads  # (before, after) of the input, per axis
+        self.crop = crop  # (start, length) of the interleaved output per axis; None: all of it
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+
+    @staticmethod
+    def of(
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        layer: nn.Conv2d | nn.ConvTranspose2d,
+        in_hw: Any,
+        out_hw: Any,
+    ) -> "PhaseSplitTransposed | None":
+        """The split form of conv_transpose2d(weight (in, out, kh, kw), layer's stride and padding)
+        from in_hw to out_hw, or None where it does not apply (groups, dilation, unequal strides,
+        padding beyond the kernel)."""
+        s = layer.stride[0]
+        if layer.stride[1] != s or s < 2 or layer.groups != 1 or layer.dilation != (1, 1):
+            return None
+        taps, pads, crop, exact = [], [], [], True
+        for d in range(2):
+            k, p, n_in, n_out = weight.shape[2 + d], layer.padding[d], int(in_hw[d]), int(out_hw[d])
+            t = -(-k // s)
+            first, last = p // s, (p + n_out - 1) // s  # the phase rows that hold outputs
+            before, after = t - 1 - first, last - (n_in - 1)
+            if before < 0 or after < 0:
+                return None
+            taps.append(t)
+            pads.append((before, after))
+            crop.append((p - s * first, n_out))
+            exact = exact and p == s * first and s * (last - first + 1) == n_out
+        cin, cout = weight.shape[:2]
+        w = F.pad(weight.detach(), (0, s * taps[1] - weight.shape[3], 0, s * taps[0] - weight.shape[2]))
+        # [in, out, tap_h, phase_h, tap_w, phase_w] -> pixel_shuffle's channel order out*s*s + phase_h*s + phase_w
+        w = w.reshape(cin, cout, taps[0], s, taps[1], s).flip(2, 4)
+        w = w.permute(1, 3, 5, 0, 2, 4).reshape(cout * s * s, cin, taps[0], taps[1]).contiguous()
+        b = None if bias is None else bias.detach().repeat_interleave(s * s).contiguous()
+        return PhaseSplitTransposed(w, b, s, tuple(pads), None if exact else tuple(crop))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (top, bottom), (left, right) = self.pads
+        if top == bottom and left == right:  # the usual case; Conv pads itself
+            y = F.conv2d(x, self.weight, self.bias, padding=(top, left))
+        else:
+            y = F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias)
+        y = F.pixel_shuffle(y, self.stride)
+        if self.crop is not None:
+            (h0, h), (w0, w) = self.crop
+            y = y[:, :, h0 : h0 + h, w0 : w0 + w]
+        return y
 
 
 def influence_count(predictor: nn.Module, in_shape: Shape) -> int:

@@ -114,7 +114,8 @@ export class BatchScheduler {
     return new Promise<EngineResult>((resolve, reject) => {
       const entry: Entry = {
         job,
-        state: newSample(job.image, coefficients),
+        // An auto request's timesteps is its cap: it may stop earlier, never later.
+        state: newSample(job.image, coefficients, job.timesteps),
         watch: job.settle && new SettleWatch(job.settle),
         steps: [],
         queuedAt: performance.now(),

@@ -40,7 +40,7 @@ export class PredictiveLoop {
       throw errors.inputShape(`timesteps must be a non-negative integer, got ${timesteps}`);
     }
     const samples = Array.from({ length: batch }, (_, b) =>
-      newSample(images.subarray(b * size, (b + 1) * size)),
+      newSample(images.subarray(b * size, (b + 1) * size), undefined, timesteps),
     );
     const classes = this.classes;
     const n = this.pcoderCount;

@@ -21,6 +21,11 @@ export interface SampleState {
   drive1?: Float32Array;
   /** this sample's update coefficients per PCoder (a hyperparameter profile); else the model's */
   coefficients?: readonly Coefficients[];
+  /**
+   * The last timestep this sample will be stepped to, when known. Its error gradients feed no
+   * update, so a step in which every sample is at its last skips computing them.
+   */
+  readonly last?: number;
   /** r_i, p_i, g_i of the last computed timestep (empty before t = 0) */
   r: Float32Array[];
   p: Float32Array[];
@@ -34,11 +39,24 @@ export interface SampleStep {
   errors: Float32Array;
 }
 
-export function newSample(image: Float32Array, coefficients?: readonly Coefficients[]): SampleState {
-  return coefficients
-    ? { image, t: 0, r: [], p: [], g: [], coefficients }
-    : { image, t: 0, r: [], p: [], g: [] };
+export function newSample(
+  image: Float32Array,
+  coefficients?: readonly Coefficients[],
+  last?: number,
+): SampleState {
+  return {
+    image,
+    t: 0,
+    r: [],
+    p: [],
+    g: [],
+    ...(coefficients ? { coefficients } : {}),
+    ...(last === undefined ? {} : { last }),
+  };
 }
+
+const ALL_OUTPUTS = ['prediction', 'error', 'gradient'] as const;
+const NO_GRADIENT = ['prediction', 'error'] as const;
 
 export class PredictiveStepper {
   readonly model: LoadedModel;
@@ -80,6 +98,9 @@ export class PredictiveStepper {
   /** Computes the next timestep of every sample, in one batch, and advances their t. */
   async step(samples: readonly SampleState[]): Promise<SampleStep[]> {
     const batch = samples.length;
+    const past = samples.find((s) => s.last !== undefined && s.t > s.last);
+    if (past) throw new Error(`a sample was stepped past its last timestep ${past.last}`);
+    const lastStep = samples.every((s) => s.t === s.last);
     const steady = this.#isSteady(samples);
     const x = this.#images(samples, steady);
     let below: FloatTensor = { data: x, dims: this.#dims(-1, batch) };
@@ -94,14 +115,18 @@ export class PredictiveStepper {
       const r = this.#representationBuffer(i, batch * size, steady);
       samples.forEach((s, b) => this.#update(i, s, drive, r, b * size));
       const rTensor: FloatTensor = { data: r, dims: this.#dims(i, batch) };
-      const out = await this.#run(this.model.feedback[i]!, { representation: rTensor, target: below });
+      const out = await this.#run(
+        this.model.feedback[i]!,
+        { representation: rTensor, target: below },
+        lastStep ? NO_GRADIENT : ALL_OUTPUTS,
+      );
       const prediction = out.prediction!.data;
-      const gradient = out.gradient!.data;
+      const gradient = out.gradient?.data;
       const error = out.error!.data;
       const targetSize = this.#targetSizes[i]!;
       samples.forEach((s, b) => {
         s.r[i] = r.subarray(b * size, (b + 1) * size);
-        s.g[i] = gradient.subarray(b * size, (b + 1) * size);
+        if (gradient) s.g[i] = gradient.subarray(b * size, (b + 1) * size);
         s.p[i] = prediction.subarray(b * targetSize, (b + 1) * targetSize);
         errors[b]![i] = error[b]!;
       });
@@ -205,10 +230,14 @@ export class PredictiveStepper {
     return i < 0 ? [batch, input.channels, input.height, input.width] : [batch, ...pcoders[i]!.shape];
   }
 
-  async #run(graph: Graph, feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>> {
+  async #run(
+    graph: Graph,
+    feeds: Record<string, FloatTensor>,
+    outputs?: readonly string[],
+  ): Promise<Record<string, FloatTensor>> {
     const started = performance.now();
     try {
-      return await graph.run(feeds);
+      return await graph.run(feeds, outputs);
     } finally {
       this.sessionSeconds += (performance.now() - started) / 1000;
     }

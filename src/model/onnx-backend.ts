@@ -35,7 +35,11 @@ export interface Graph {
   readonly provider: ExecutionProvider;
   readonly inputs: readonly TensorMetadata[];
   readonly outputs: readonly TensorMetadata[];
-  run(feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>>;
+  /**
+   * Computes `outputs` (default: all of them). onnxruntime runs only the nodes that the asked
+   * outputs need, so leaving one out skips its work.
+   */
+  run(feeds: Record<string, FloatTensor>, outputs?: readonly string[]): Promise<Record<string, FloatTensor>>;
   release(): Promise<void>;
 }
 
@@ -95,14 +99,14 @@ function wrap(file: string, provider: ExecutionProvider, session: ort.InferenceS
     provider,
     inputs,
     outputs,
-    async run(feeds) {
+    async run(feeds, wanted) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const { name } of inputs) {
         const t = feeds[name];
         if (!t) throw new Error(`${file}: missing input '${name}'`);
         ortFeeds[name] = new ort.Tensor('float32', t.data, t.dims);
       }
-      const results = await session.run(ortFeeds);
+      const results = await (wanted ? session.run(ortFeeds, wanted) : session.run(ortFeeds));
       const out: Record<string, FloatTensor> = {};
       for (const [name, value] of Object.entries(results)) {
         out[name] = { data: value.data as Float32Array, dims: value.dims };

@@ -87,7 +87,7 @@ export async function evaluate(
     for (let start = 0; start < indices.length; start += batch) {
       const chunk = indices.slice(start, start + batch);
       const samples: SampleState[] = chunk.map((index) =>
-        newSample(inputFor(data, index, condition, spec), coefficients),
+        newSample(inputFor(data, index, condition, spec), coefficients, timesteps),
       );
       const rightAtZero: boolean[] = [];
       const recorded = chunk.map((index) => ({

@@ -61,9 +61,9 @@ export async function representationDistances(
   for (let start = 0; start < indices.length; start += batch) {
     const chunk = indices.slice(start, start + batch);
     const clean = chunk.map((k) =>
-      newSample(inputFor(data, k, { corruption: 'clean', severity: 0 }, spec), coefficients),
+      newSample(inputFor(data, k, { corruption: 'clean', severity: 0 }, spec), coefficients, timesteps),
     );
-    const noisy = chunk.map((k) => newSample(inputFor(data, k, noise, spec), coefficients));
+    const noisy = chunk.map((k) => newSample(inputFor(data, k, noise, spec), coefficients, timesteps));
     let cleanAtZero: Float32Array[][] = [];
     for (let t = 0; t <= timesteps; t++) {
       await stepper.step([...clean, ...noisy]);

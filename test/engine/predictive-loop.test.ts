@@ -4,6 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictiveLoop, type StepOutput } from '../../src/engine/predictive-loop.js';
+import { newSample, PredictiveStepper } from '../../src/engine/predictive-step.js';
+import type { Graph } from '../../src/model/onnx-backend.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { DEFAULT_MODEL } from '../paths.js';
@@ -98,5 +100,47 @@ describe('input checks', () => {
     await expect(loop.run(new Float32Array(10), 1, 1)).rejects.toMatchObject({
       code: 'PREDIFY_ERR_INPUT_SHAPE',
     });
+  });
+});
+
+describe('the last timestep', () => {
+  /** A stepper on the model whose feedback graphs record which outputs each call asks for. */
+  function recordingStepper(asked: (readonly string[] | undefined)[]): PredictiveStepper {
+    const feedback = model.feedback.map((graph): Graph => ({
+      ...graph,
+      run: (feeds, outputs) => {
+        asked.push(outputs);
+        return graph.run(feeds, outputs);
+      },
+    }));
+    return new PredictiveStepper({ ...model, feedback });
+  }
+
+  it('skips the error gradients (which feed no update) when every sample is at its last step', async () => {
+    const asked: (readonly string[] | undefined)[] = [];
+    const stepper = recordingStepper(asked);
+    const c = golden.cases[0]!;
+    const samples = [
+      newSample(Float32Array.from(c.input), undefined, 2),
+      newSample(Float32Array.from(c.input), undefined, 3),
+    ];
+    const n = stepper.pcoderCount;
+    for (let t = 0; t <= 2; t++) await stepper.step(samples);
+    // Steps 0..2: the second sample still needs its gradients at t = 2.
+    expect(asked.slice(0, 3 * n).every((o) => o?.includes('gradient'))).toBe(true);
+    const [last] = await stepper.step([samples[1]!]);
+    expect(asked.slice(3 * n).every((o) => o !== undefined && !o.includes('gradient'))).toBe(true);
+    // The numbers of that step are still the reference's.
+    last!.logits.forEach((v, k) => expect(Math.abs(v - c.logits[3]![k]!)).toBeLessThanOrEqual(1e-4));
+    last!.errors.forEach((v, i) =>
+      expect(Math.abs(v - c.errors[3]![i]!) / c.errors[3]![i]!).toBeLessThanOrEqual(1e-4),
+    );
+  });
+
+  it('refuses to step a sample past its last timestep, whose gradients were not computed', async () => {
+    const stepper = new PredictiveStepper(model);
+    const sample = newSample(Float32Array.from(golden.cases[0]!.input), undefined, 0);
+    await stepper.step([sample]);
+    await expect(stepper.step([sample])).rejects.toThrow(/past its last timestep/);
   });
 });
