@@ -29,7 +29,12 @@ const TF32 = 490e12;
 const FLOAT = 4;
 
 const us = (seconds: number) => (seconds * 1e6).toFixed(seconds * 1e6 >= 10 ? 0 : 1);
-const mb = (bytes: number) => (bytes / 1e6).toFixed(bytes >= 1e7 ? 0 : 2);
+const kb = (bytes: number) => (bytes / 1e3).toFixed(bytes >= 1e5 ? 0 : 1);
+/** Which of transfer and compute takes longer, and by how much. */
+const bound = (transfer: number, compute: number) =>
+  transfer > compute
+    ? `transfer, ${(transfer / compute).toFixed(1)}×`
+    : `compute, ${(compute / transfer).toFixed(1)}×`;
 
 const rows: (string | number)[][] = [];
 const resident: (string | number)[][] = [];
@@ -67,22 +72,26 @@ for (const name of values.models.split(',')) {
   rows.push([
     name,
     (flops / 1e9).toFixed(flops >= 1e10 ? 0 : 2),
-    mb(inBytes),
-    mb(outBytes),
+    kb(inBytes),
+    kb(outBytes),
     us(transfer),
     us(fp32),
     us(tf32),
-    transfer > tf32 ? `transfer (${(transfer / tf32).toFixed(1)}× TF32 compute)` : 'compute',
+    bound(transfer, fp32),
+    bound(transfer, tf32),
   ]);
   // State on the device: the image in once per request (spread over its T + 1 steps), the
   // logits and the n errors out at every step.
-  const kept = ((sizes[0]! / (T + 1)) * FLOAT + (classes + n) * FLOAT) / PCIE;
+  const keptBytes = (sizes[0]! / (T + 1) + classes + n) * FLOAT;
+  const kept = keptBytes / PCIE;
   resident.push([
     name,
-    mb((sizes[0]! / (T + 1) + classes + n) * FLOAT),
+    kb(keptBytes),
     us(kept),
+    us(fp32),
     us(tf32),
-    `${((inBytes + outBytes) / ((sizes[0]! / (T + 1) + classes + n) * FLOAT)).toFixed(0)}×`,
+    bound(kept, tf32),
+    `${((inBytes + outBytes) / keptBytes).toFixed(0)}×`,
   ]);
 }
 
@@ -92,9 +101,21 @@ console.log(
 console.log('## today: one onnxruntime call per graph, every input and output through the host\n');
 console.log(
   table(
-    ['model', 'GFLOP', 'MB to device', 'MB from device', 'transfer µs', 'FP32 µs', 'TF32 µs', 'bound'],
+    [
+      'model',
+      'GFLOP',
+      'kB to device',
+      'kB from device',
+      'transfer µs',
+      'FP32 µs',
+      'TF32 µs',
+      'bound, FP32',
+      'bound, TF32',
+    ],
     rows,
   ),
 );
 console.log(`\n## the state kept on the device (T = ${T}: the image's copy spread over T + 1 steps)\n`);
-console.log(table(['model', 'MB moved', 'transfer µs', 'TF32 µs', 'fewer bytes'], resident));
+console.log(
+  table(['model', 'kB moved', 'transfer µs', 'FP32 µs', 'TF32 µs', 'bound, TF32', 'fewer bytes'], resident),
+);

@@ -15,6 +15,7 @@ from torch import nn
 
 from .model import PredifyModel, reference_dynamics
 from .predictors import FeedbackGraph
+from .step_graph import StepGraph, state_names
 
 MANIFEST_FORMAT = "predify-serve/model"
 MANIFEST_VERSION = 1
@@ -95,6 +96,17 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
             do_constant_folding=True,
         )
     graph = onnx.load(str(path))
+    # torch names a dimension it could not infer statically; only the batch may vary, so every
+    # other dimension of an output is the example's.
+    with torch.no_grad():
+        results = module(*args)
+    results = results if isinstance(results, tuple) else (results,)
+    for value, result in zip(graph.graph.output, results):
+        for d, dim in enumerate(value.type.tensor_type.shape.dim):
+            if d > 0 and dim.dim_param:
+                dim.ClearField("dim_param")
+                dim.dim_value = int(result.shape[d])
+    onnx.save(graph, str(path))
     onnx.checker.check_model(graph)
     return {
         "file": path.name,
@@ -127,15 +139,19 @@ def export_model(
     graphs: dict[str, Any] = {}
     pcoders = []
     reps = [x]
+    encoders, feedback = [], []
     with torch.no_grad():
         for i, block in enumerate(model.blocks):
             name = f"encoder{i + 1}"
-            graphs[name] = _export(exportable(block, reps[-1]), (reps[-1],), out / f"{name}.onnx", ["input"], ["output"])
+            encoders.append(exportable(block, reps[-1]))
+            graphs[name] = _export(encoders[-1], (reps[-1],), out / f"{name}.onnx", ["input"], ["output"])
             reps.append(block(reps[-1]))
-        graphs["head"] = _export(exportable(model.head, reps[-1]), (reps[-1],), out / "head.onnx", ["input"], ["logits"])
+        head = exportable(model.head, reps[-1])
+        graphs["head"] = _export(head, (reps[-1],), out / "head.onnx", ["input"], ["logits"])
         for i, info in enumerate(model.info):
             name = f"feedback{i + 1}"
             graph = FeedbackGraph(model.predictors[i], info.shape, info.target_shape).eval()
+            feedback.append(graph)
             graphs[name] = _export(
                 graph,
                 (reps[i + 1], reps[i]),
@@ -155,6 +171,21 @@ def export_model(
                     "feedback": name,
                 }
             )
+        # The whole timestep in one graph (scripts/predify/step_graph.py), fed the state of
+        # the feedforward pass with the weights of a running sample, so that no branch is
+        # specialised away.
+        n = len(model.info)
+        preds = [feedback[i](reps[i + 1], reps[i])[0] for i in range(1, n)]
+        state = (*reps[1:], *preds, *reps[1:])
+        coefficients = torch.tensor([[0.4, 0.1, 0.5, 0.01]]).repeat(x.shape[0], n, 1)
+        names = state_names(n)
+        graphs["step"] = _export(
+            StepGraph(encoders[1:], feedback, head).eval(),
+            (x, reps[1], coefficients, *state),
+            out / "step.onnx",
+            ["image", "drive1", "coefficients", *names],
+            ["logits", "errors", *[f"next_{name}" for name in names]],
+        )
 
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -166,6 +197,7 @@ def export_model(
         "gradientScaling": cfg.gradient_scaling,
         "pcoders": pcoders,
         "head": "head",
+        "step": "step",
         "graphs": graphs,
         "exportedWith": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
         **(extra or {}),
@@ -200,7 +232,7 @@ def export_model(
         except ValueError:
             previous = {}
         if previous.get("name") == cfg.name and len(previous.get("pcoders", [])) == len(pcoders):
-            for key in ("profiles", "defaultProfile", "recommendedTimesteps"):
+            for key in ("profiles", "defaultProfile", "recommendedTimesteps", "anytime", "corruptionScore"):
                 if key in previous:
                     manifest[key] = previous[key]
 

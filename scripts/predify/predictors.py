@@ -8,7 +8,7 @@ matrices for upsampling).
 Transposed convolutions are exported in the form onnxruntime runs fastest on CPU, with the same
 numbers: at stride 1 as a plain convolution with the flipped kernel, at stride s as one
 stride-1 convolution on the input grid producing all s x s output phases, followed by a
-depth-to-space rearrangement (docs/performance.md has the measurements).
+depth-to-space rearrangement (BENCHMARKS.md, section 0, has the measurements).
 """
 
 from __future__ import annotations
@@ -94,8 +94,11 @@ def interpolation_matrix(n_in: int, upsample: nn.Upsample, axis: int, n_out: int
 class FeedbackGraph(nn.Module):
     """(r_i, r_{i-1}) -> (p_i, e_i per sample, g_i = d e_i / d r_i), with forward ops only."""
 
-    def __init__(self, predictor: nn.Module, in_shape: Shape, target_shape: Shape):
+    def __init__(self, predictor: nn.Module, in_shape: Shape, target_shape: Shape, scaled: bool = True):
+        """`scaled`: the gradient output is d e_i / d r_i; without it, that divided by the
+        constant 2 / |p_i|, for a caller that folds the constant into its own weights."""
         super().__init__()
+        self.scaled = scaled
         self.layers = nn.ModuleList(leaf_layers(predictor))
         self.target_shape = target_shape
         self.interp: list[tuple[str, str] | None] = []
@@ -153,7 +156,8 @@ class FeedbackGraph(nn.Module):
             ah, aw = getattr(self, names[0]), getattr(self, names[1])
             return torch.matmul(torch.matmul(ah.t(), g), aw)
         if isinstance(layer, nn.ReLU):
-            return g * (x_out > 0).to(g.dtype)
+            # A select, not a multiply by a 0/1 mask: one pass over the tensor instead of two.
+            return torch.where(x_out > 0, g, torch.zeros((), dtype=g.dtype))
         if isinstance(layer, nn.Conv2d) and _plain_stride1(layer):
             return _transposed_as_conv(g, getattr(self, f"flipped{k}"), layer.padding)
         if isinstance(layer, nn.Conv2d) and str(k) in self.phases:
@@ -180,7 +184,7 @@ class FeedbackGraph(nn.Module):
         prediction = activations[-1]
         diff = prediction - target
         error = diff.pow(2).flatten(1).mean(1)
-        g = diff * (2.0 / self.elements)
+        g = diff * (2.0 / self.elements) if self.scaled else diff
         for k in reversed(range(len(self.layers))):
             g = self._adjoint_layer(k, g, activations[k], activations[k + 1])
         return prediction, error, g

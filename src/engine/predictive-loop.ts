@@ -4,7 +4,7 @@
  */
 import { errors } from '../errors.js';
 import type { LoadedModel } from '../model/load-model.js';
-import { newSample, PredictiveStepper } from './predictive-step.js';
+import { newSample, PredictiveStepper, type StepperOptions } from './predictive-step.js';
 
 /** One timestep's outputs for the whole batch, batch-major. */
 export interface StepOutput {
@@ -18,8 +18,8 @@ export interface StepOutput {
 export class PredictiveLoop {
   readonly stepper: PredictiveStepper;
 
-  constructor(model: LoadedModel) {
-    this.stepper = new PredictiveStepper(model);
+  constructor(model: LoadedModel, options: StepperOptions = {}) {
+    this.stepper = new PredictiveStepper(model, options);
   }
 
   get classes(): number {

@@ -7,7 +7,7 @@
  * update below with beta = 1 and nothing else, so new and running samples share every graph
  * call of a step.
  */
-import type { LoadedModel } from '../model/load-model.js';
+import { stepNames, type LoadedModel } from '../model/load-model.js';
 import { coefficientsOf, type Coefficients } from '../model/hyperparameters.js';
 import { gradientScales } from './profiles.js';
 import type { Graph } from '../model/onnx-backend.js';
@@ -58,6 +58,17 @@ export function newSample(
 const ALL_OUTPUTS = ['prediction', 'error', 'gradient'] as const;
 const NO_GRADIENT = ['prediction', 'error'] as const;
 
+/** The update weights of a sample at t = 0: r_i(0) = E_i(r_{i-1}(0)). */
+const FEEDFORWARD: Coefficients = { feedforward: 1, feedback: 0, memory: 0, errorCorrection: 0 };
+
+export interface StepperOptions {
+  /**
+   * Run each timestep as one call of the model's step graph when it has one (the default), or
+   * graph by graph with the update in TypeScript. Both compute the same numbers.
+   */
+  stepGraph?: boolean;
+}
+
 export class PredictiveStepper {
   readonly model: LoadedModel;
   readonly inputSize: number;
@@ -74,9 +85,14 @@ export class PredictiveStepper {
   #buffers: Float32Array[][] = [];
   /** Seconds spent inside onnxruntime, for the loop-overhead benchmark. */
   sessionSeconds = 0;
+  /** The step graph, when this stepper runs each timestep through it. */
+  readonly #step: Graph | undefined;
+  readonly #names: { r: string[]; p: string[]; g: string[] };
 
-  constructor(model: LoadedModel) {
+  constructor(model: LoadedModel, options: StepperOptions = {}) {
     this.model = model;
+    this.#step = options.stepGraph === false ? undefined : model.step;
+    this.#names = stepNames(model.manifest.pcoders.length);
     const { input, pcoders } = model.manifest;
     this.inputSize = input.channels * input.height * input.width;
     this.#sizes = pcoders.map((pc) => elementCount(pc.shape));
@@ -103,6 +119,7 @@ export class PredictiveStepper {
     const lastStep = samples.every((s) => s.t === s.last);
     const steady = this.#isSteady(samples);
     const x = this.#images(samples, steady);
+    if (this.#step) return this.#wholeStep(this.#step, samples, x, lastStep);
     let below: FloatTensor = { data: x, dims: this.#dims(-1, batch) };
     const errors = samples.map(() => new Float32Array(this.pcoderCount));
 
@@ -140,6 +157,98 @@ export class PredictiveStepper {
       logits: logits.slice(b * classes, (b + 1) * classes),
       errors: errors[b]!,
     }));
+  }
+
+  /**
+   * The timestep through the step graph: the update of every r_i happens inside it, so this
+   * only lays out each sample's state and weights as batch tensors, and takes the new state
+   * back as views into the graph's outputs.
+   */
+  async #wholeStep(
+    graph: Graph,
+    samples: readonly SampleState[],
+    x: Float32Array,
+    lastStep: boolean,
+  ): Promise<SampleStep[]> {
+    const batch = samples.length;
+    const n = this.pcoderCount;
+    const names = this.#names;
+    const drive1 = await this.#firstDrive(samples);
+    const coefficients = new Float32Array(batch * n * 4);
+    samples.forEach((s, b) => {
+      const weights = s.coefficients ?? this.#coefficients;
+      for (let i = 0; i < n; i++) {
+        const c = s.t === 0 ? FEEDFORWARD : weights[i]!;
+        coefficients.set([c.feedforward, c.feedback, c.memory, c.errorCorrection], (b * n + i) * 4);
+      }
+    });
+    const feeds: Record<string, FloatTensor> = {
+      image: { data: x, dims: this.#dims(-1, batch) },
+      drive1: { data: drive1, dims: this.#dims(0, batch) },
+      coefficients: { data: coefficients, dims: [batch, n, 4] },
+    };
+    for (let i = 0; i < n; i++) {
+      const dims = this.#dims(i, batch);
+      feeds[names.r[i]!] = { data: this.#batchOf(samples, (s) => s.r[i], this.#sizes[i]!), dims };
+      feeds[names.g[i]!] = { data: this.#batchOf(samples, (s) => s.g[i], this.#sizes[i]!), dims };
+      if (i > 0)
+        feeds[names.p[i - 1]!] = {
+          data: this.#batchOf(samples, (s) => s.p[i], this.#targetSizes[i]!),
+          dims: this.#dims(i - 1, batch),
+        };
+    }
+    // At the last step only the answer and the representations are wanted: onnxruntime then
+    // skips the gradients, and the predictions that only fed the error.
+    const wanted = lastStep
+      ? ['logits', 'errors', ...names.r.map((r) => `next_${r}`)]
+      : graph.outputs.map((o) => o.name);
+    const out = await this.#run(graph, feeds, wanted);
+    const view = (name: string, b: number, size: number) =>
+      out[`next_${name}`]!.data.subarray(b * size, (b + 1) * size);
+    const logits = out.logits!.data;
+    const errors = out.errors!.data;
+    const classes = this.classes;
+    return samples.map((s, b) => {
+      for (let i = 0; i < n; i++) {
+        s.r[i] = view(names.r[i]!, b, this.#sizes[i]!);
+        if (lastStep) continue;
+        s.g[i] = view(names.g[i]!, b, this.#sizes[i]!);
+        if (i > 0) s.p[i] = view(names.p[i - 1]!, b, this.#targetSizes[i]!);
+      }
+      return {
+        t: s.t++,
+        logits: logits.slice(b * classes, (b + 1) * classes),
+        errors: errors.slice(b * n, (b + 1) * n),
+      };
+    });
+  }
+
+  /**
+   * One state tensor of the batch, from each sample's view (zeros for a sample at t = 0). When
+   * the views already lie back to back in one buffer, as the previous step's output does while
+   * the batch stays the same, that buffer is fed as it is, without a copy.
+   */
+  #batchOf(
+    samples: readonly SampleState[],
+    pick: (s: SampleState) => Float32Array | undefined,
+    size: number,
+  ): Float32Array {
+    const first = samples[0] && pick(samples[0]);
+    if (
+      first &&
+      first.byteOffset + samples.length * size * 4 <= first.buffer.byteLength &&
+      samples.every((s, b) => {
+        const v = pick(s);
+        return s.t > 0 && v?.buffer === first.buffer && v.byteOffset === first.byteOffset + b * size * 4;
+      })
+    )
+      return new Float32Array(first.buffer, first.byteOffset, samples.length * size);
+    const out = new Float32Array(samples.length * size);
+    samples.forEach((s, b) => {
+      const v = s.t > 0 ? pick(s) : undefined;
+      if (v) out.set(v, b * size);
+    });
+    return out;
   }
 
   /**

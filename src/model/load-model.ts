@@ -19,10 +19,26 @@ export interface LoadedModel {
   readonly encoders: readonly Graph[];
   readonly feedback: readonly Graph[];
   readonly head: Graph;
+  /** One timestep of the whole network in one graph, when the model has one (see stepNames). */
+  readonly step?: Graph;
   release(): Promise<void>;
 }
 
 type Dims = readonly (number | 'batch')[];
+
+/**
+ * The state tensors of the step graph, in PCoder order (1-based, as the exporter names them):
+ * r_1..r_n, p_2..p_n (the prediction each level gets from above) and g_1..g_n. The graph
+ * takes them as `name` and gives the next step's as `next_${name}`.
+ */
+export function stepNames(n: number): { r: string[]; p: string[]; g: string[] } {
+  const range = (from: number) => Array.from({ length: n - from + 1 }, (_, k) => k + from);
+  return {
+    r: range(1).map((i) => `r${i}`),
+    p: range(2).map((i) => `p${i}`),
+    g: range(1).map((i) => `g${i}`),
+  };
+}
 
 /** The tensors each role must take and give, derived from the PCoder shapes alone. */
 function roleSignatures(m: Manifest) {
@@ -47,6 +63,31 @@ function roleSignatures(m: Manifest) {
     head: {
       inputs: { input: ['batch', ...top.shape] as Dims },
       outputs: { logits: ['batch', m.labels.length] as Dims },
+    },
+    step: stepSignature(m, input),
+  };
+}
+
+function stepSignature(m: Manifest, input: Dims): Signature {
+  const n = m.pcoders.length;
+  const names = stepNames(n);
+  const state: Record<string, Dims> = {};
+  m.pcoders.forEach((pc, i) => {
+    state[names.r[i]!] = ['batch', ...pc.shape];
+    state[names.g[i]!] = ['batch', ...pc.shape];
+    if (i > 0) state[names.p[i - 1]!] = ['batch', ...pc.targetShape];
+  });
+  return {
+    inputs: {
+      image: input,
+      drive1: ['batch', ...m.pcoders[0]!.shape],
+      coefficients: ['batch', n, 4],
+      ...state,
+    },
+    outputs: {
+      logits: ['batch', m.labels.length],
+      errors: ['batch', n],
+      ...Object.fromEntries(Object.entries(state).map(([name, dims]) => [`next_${name}`, dims])),
     },
   };
 }
@@ -154,6 +195,7 @@ export async function loadModel(dir: string, settings: SessionSettings, log: Log
       feedback.push(await open(pc.feedback, roles.feedback[i]!));
     }
     const head = await open(manifest.head, roles.head);
+    const step = manifest.step === undefined ? undefined : await open(manifest.step, roles.step);
     const providers = [...new Set(opened.map((g) => g.provider))];
     log.info(
       { model: manifest.name, dir, graphs: opened.length, providers },
@@ -171,6 +213,7 @@ export async function loadModel(dir: string, settings: SessionSettings, log: Log
       encoders,
       feedback,
       head,
+      ...(step ? { step } : {}),
       release: async () => {
         await Promise.all(opened.map((g) => g.release()));
       },

@@ -105,6 +105,11 @@ const manifestSchema = z
     gradientScaling: z.boolean(),
     pcoders: z.array(pcoder).min(1),
     head: z.string(),
+    /**
+     * The whole timestep as one graph (scripts/predify/step_graph.py); models exported before it
+     * existed run graph by graph
+     */
+    step: z.string().optional(),
     graphs: z.record(z.string(), graphSpec),
     golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
     /** timesteps to use with the exported hyperparameters, when known */
@@ -128,6 +133,8 @@ const manifestSchema = z
       issue(['input', 'colorspace'], 'grey needs 1 channel and rgb 3');
     }
     if (!m.graphs[m.head]) issue(['head'], `names graph '${m.head}', which is not in graphs`);
+    if (m.step !== undefined && !m.graphs[m.step])
+      issue(['step'], `names graph '${m.step}', which is not in graphs`);
     let below: readonly number[] = [m.input.channels, m.input.height, m.input.width];
     m.pcoders.forEach((pc, i) => {
       for (const key of ['encoder', 'feedback'] as const) {

@@ -113,7 +113,7 @@ describe('the last timestep', () => {
         return graph.run(feeds, outputs);
       },
     }));
-    return new PredictiveStepper({ ...model, feedback });
+    return new PredictiveStepper({ ...model, feedback }, { stepGraph: false });
   }
 
   it('skips the error gradients (which feed no update) when every sample is at its last step', async () => {
@@ -142,5 +142,45 @@ describe('the last timestep', () => {
     const sample = newSample(Float32Array.from(golden.cases[0]!.input), undefined, 0);
     await stepper.step([sample]);
     await expect(stepper.step([sample])).rejects.toThrow(/past its last timestep/);
+  });
+});
+
+describe('graph by graph, without the step graph', () => {
+  it('gives the reference numbers too, and those of the step graph within 1e-5', async () => {
+    expect(model.step).toBeDefined();
+    const byGraph = new PredictiveLoop(model, { stepGraph: false });
+    for (const c of golden.cases.slice(0, 3)) {
+      const steps = await byGraph.run(Float32Array.from(c.input), 1, golden.timesteps);
+      steps.forEach((step, t) => {
+        step.logits.forEach((v, k) => {
+          expect(Math.abs(v - c.logits[t]![k]!), `${c.name} t=${t}`).toBeLessThanOrEqual(1e-4);
+          expect(Math.abs(v - alone.get(c.name)![t]!.logits[k]!)).toBeLessThanOrEqual(1e-5);
+        });
+        step.errors.forEach((v, i) =>
+          expect(Math.abs(v - c.errors[t]![i]!) / c.errors[t]![i]!).toBeLessThanOrEqual(1e-4),
+        );
+      });
+    }
+  });
+});
+
+describe('the step graph at the last timestep', () => {
+  it('asks only for the answer and the representations, so that onnxruntime skips the gradients', async () => {
+    const asked: (readonly string[] | undefined)[] = [];
+    const step = model.step!;
+    const recording: Graph = {
+      ...step,
+      run: (feeds, outputs) => {
+        asked.push(outputs);
+        return step.run(feeds, outputs);
+      },
+    };
+    const loop = new PredictiveLoop({ ...model, step: recording });
+    const c = golden.cases[1]!;
+    const steps = await loop.run(Float32Array.from(c.input), 1, 2);
+    expect(asked).toHaveLength(3);
+    expect(asked.slice(0, 2).every((o) => o?.includes('next_g1'))).toBe(true);
+    expect(asked[2]).toEqual(['logits', 'errors', ...model.manifest.pcoders.map((_, i) => `next_r${i + 1}`)]);
+    steps[2]!.logits.forEach((v, k) => expect(Math.abs(v - c.logits[2]![k]!)).toBeLessThanOrEqual(1e-4));
   });
 });

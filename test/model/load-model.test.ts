@@ -31,6 +31,7 @@ describe('loadModel', () => {
     expect(model.encoders).toHaveLength(model.manifest.pcoders.length);
     expect(model.feedback).toHaveLength(model.manifest.pcoders.length);
     expect(model.head.provider).toBe('cpu');
+    expect(model.step?.provider).toBe('cpu');
     await model.release();
   });
 
@@ -107,10 +108,10 @@ describe('loadModel', () => {
     // line says how many graphs that concerns.
     expect(model.head.provider).toBe('cpu');
     expect(warnings.filter((w) => w === 'execution provider unavailable, trying the next one')).toHaveLength(
-      7,
+      8,
     );
     expect(warnings).toContain(
-      'CUDA was requested but 7 of 7 graphs run on the CPU (set GPU_REQUIRED=true to refuse to start instead)',
+      'CUDA was requested but 8 of 8 graphs run on the CPU (set GPU_REQUIRED=true to refuse to start instead)',
     );
     await model.release();
   });
@@ -128,7 +129,8 @@ describe('loadModel', () => {
     const lines: string[] = [];
     const log = { ...silent, warn() {}, info: (_o: object, msg: string) => void lines.push(msg) };
     const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, log);
-    expect(lines.filter((l) => l.startsWith('session on cpu: '))).toHaveLength(7);
+    expect(lines.filter((l) => l.startsWith('session on cpu: '))).toHaveLength(8);
+    expect(lines).toContain('session on cpu: step.onnx');
     expect(lines).toContain('session on cpu: head.onnx');
     await model.release();
   });
