@@ -107,19 +107,39 @@ for (const name of values.models.split(',')) {
     await ceiling?.release?.();
     rows.push(row);
   }
-  // The engine's whole step: the TypeScript loop around the same graphs, T = 8.
-  const loop = new PredictiveLoop(model);
-  const stepRow: (string | number)[] = [`engine step (runs of T = ${spec.timesteps})`, ''];
+  // One timestep of every graph; the step graph holds the same work again.
+  const stepFlops = Object.entries(report)
+    .filter(([graph]) => graph !== model.manifest.step)
+    .reduce((a, [, f]) => a + f.flopsPerSample, 0);
   const sumRow: (string | number)[] = ['graphs alone, summed', ''];
-  const stepFlops = Object.values(report).reduce((a, f) => a + f.flopsPerSample, 0);
+  // Counted from the step graph itself: it takes E_1(x) as an input, so it holds a little less.
+  const stepGraphFlops = model.manifest.step ? report[model.manifest.step]!.flopsPerSample : 0;
+  const stepGraphRow: (string | number)[] = ['step graph alone', (stepGraphFlops / 1e6).toFixed(1)];
+  // The engine's whole step: the TypeScript loop around the graphs, through the step graph
+  // (when the model has one) and graph by graph.
+  const engines = [
+    ...(model.step ? [['engine step, step graph', new PredictiveLoop(model)] as const] : []),
+    ['engine step, graph by graph', new PredictiveLoop(model, { stepGraph: false })] as const,
+  ];
+  const engineRows = engines.map(
+    ([label]) => [`${label} (runs of T = ${spec.timesteps})`, ''] as (string | number)[],
+  );
   for (const batch of spec.batches) {
     const t = total[batch]!;
     const ceiling = gflops(t.ceilingFlops, t.ceilingSeconds);
     const summed = gflops(t.flops, t.seconds);
-    sumRow.push(summed.toFixed(0), ceiling.toFixed(0), `${((summed / ceiling) * 100).toFixed(0)}%`);
-    const run = await engineThroughput(loop, batch, spec.timesteps, seconds * 3);
-    const achieved = (run.sampleStepsPerSecond * stepFlops) / 1e9;
-    stepRow.push(achieved.toFixed(0), ceiling.toFixed(0), `${((achieved / ceiling) * 100).toFixed(0)}%`);
+    const ratio = (achieved: number) => [
+      achieved.toFixed(0),
+      ceiling.toFixed(0),
+      `${((achieved / ceiling) * 100).toFixed(0)}%`,
+    ];
+    sumRow.push(...ratio(summed));
+    if (model.step)
+      stepGraphRow.push(...ratio(gflops(stepGraphFlops * batch, await secondsPerRun(model.step, batch))));
+    for (const [j, [, loop]] of engines.entries()) {
+      const run = await engineThroughput(loop, batch, spec.timesteps, seconds * 3);
+      engineRows[j]!.push(...ratio((run.sampleStepsPerSecond * stepFlops) / 1e9));
+    }
   }
   // The machine's reference: a plain 3x3 convolution, 64 to 64 channels at 28 x 28.
   const reference = await createGraph(
@@ -136,7 +156,7 @@ for (const name of values.models.split(',')) {
     referenceRow.push(achieved.toFixed(0), '', '');
   }
   await reference.release();
-  rows.push(sumRow, stepRow, referenceRow);
+  rows.push(sumRow, ...(model.step ? [stepGraphRow] : []), ...engineRows, referenceRow);
   await model.release();
   console.log(
     `## ${name}: ${(stepFlops / 1e6).toFixed(1)} MFLOP per sample-timestep (${(

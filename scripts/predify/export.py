@@ -42,7 +42,10 @@ class MatmulAdaptiveAvgPool(nn.Module):
 
 
 def exportable(module: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A copy of `module` in which adaptive pools that ONNX cannot express are made explicit."""
+    """A copy of `module` in which adaptive pools are made explicit for the input size they
+    see: an identity where the size does not change, a fixed average pool where the output
+    divides the input, matmuls otherwise. torch exports adaptive pooling only where it can
+    read the input size, which it cannot inside the step graph."""
     module = copy.deepcopy(module).eval()
     sizes: dict[nn.Module, tuple[int, int]] = {}
     hooks = [
@@ -61,8 +64,13 @@ def exportable(module: nn.Module, example: torch.Tensor) -> nn.Module:
                 out_hw = (out, out) if isinstance(out, int) else tuple(out)
                 in_hw = sizes[child]
                 out_hw = tuple(in_hw[d] if out_hw[d] is None else out_hw[d] for d in range(2))
-                if any(in_hw[d] % out_hw[d] for d in range(2)):
+                if in_hw == out_hw:
+                    setattr(parent, name, nn.Identity())
+                elif any(in_hw[d] % out_hw[d] for d in range(2)):
                     setattr(parent, name, MatmulAdaptiveAvgPool(in_hw, out_hw))
+                else:
+                    window = tuple(in_hw[d] // out_hw[d] for d in range(2))
+                    setattr(parent, name, nn.AvgPool2d(window, window))
     return module
 
 

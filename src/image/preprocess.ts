@@ -5,6 +5,7 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { errors } from '../errors.js';
 import type { InputSpec } from '../model/manifest.js';
+import { plainPngPixels } from './plain-png.js';
 
 /** Media types the service decodes; anything else is refused before decoding. */
 export const IMAGE_MEDIA_TYPES = [
@@ -27,6 +28,17 @@ export interface Preprocessed {
 
 /** Decodes `bytes` and returns the model input, channel-major (C, H, W), normalised. */
 export async function preprocess(bytes: Buffer, spec: InputSpec): Promise<Preprocessed> {
+  const plain = plainPngPixels(bytes, spec.width, spec.height, spec.channels);
+  if (plain)
+    return {
+      tensor: normalise(plain, spec.channels, spec),
+      source: { format: 'png', width: spec.width, height: spec.height },
+    };
+  return preprocessWithSharp(bytes, spec);
+}
+
+/** preprocess() for every image, even those plainPngPixels reads itself (for tests). */
+export async function preprocessWithSharp(bytes: Buffer, spec: InputSpec): Promise<Preprocessed> {
   // Only the first frame of animated or multi-page images is read.
   // failOn 'truncated': a cut-off image is refused rather than decoded with a grey remainder.
   const image = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, pages: 1, failOn: 'truncated' });
