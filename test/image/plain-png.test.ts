@@ -2,7 +2,7 @@
  * The plain-PNG path gives exactly the tensor sharp's pipeline gives, for the images it takes,
  * and hands everything else to sharp.
  */
-import sharp from 'sharp';
+import sharp, { type PngOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { plainPngPixels } from '../../src/image/plain-png.js';
 import { preprocess, preprocessWithSharp } from '../../src/image/preprocess.js';
@@ -21,12 +21,7 @@ const spec = (channels: 1 | 3, size: number): InputSpec => ({
 });
 
 /** Random pixels as sharp encodes them as a PNG, with its adaptive filters (all five kinds). */
-function randomPng(
-  channels: 1 | 3,
-  size: number,
-  seed: number,
-  options: sharp.PngOptions = {},
-): Promise<Buffer> {
+function randomPng(channels: 1 | 3, size: number, seed: number, options: PngOptions = {}): Promise<Buffer> {
   let s = seed;
   const pixels = Buffer.alloc(size * size * channels);
   // Smooth areas and noise, so that the encoder picks different filters on different rows.
