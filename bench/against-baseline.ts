@@ -68,7 +68,7 @@ async function race(a: Graph, b: Graph): Promise<[number, number]> {
 const graphs = (m: typeof current) => [
   ...m.encoders.map((g, i) => [`encoder${i + 1}`, g] as const),
   ...m.feedback.map((g, i) => [`feedback${i + 1}`, g] as const),
-  ['head', m.head] as const,
+  ['head', m.head!] as const,
 ];
 const rows: (string | number)[][] = [];
 const baselineGraphs = new Map(graphs(baseline));

@@ -79,7 +79,7 @@ for (const name of values.models.split(',')) {
   const byFile = new Map(
     Object.entries(model.manifest.graphs).map(([graphName, g]) => [path.join(dir, g.file), graphName]),
   );
-  const graphs = [...model.encoders, ...model.feedback, model.head];
+  const graphs = [...model.encoders, ...model.feedback, model.head!];
   const rows: (string | number)[][] = [];
   const total: Record<
     number,

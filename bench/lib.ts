@@ -20,7 +20,8 @@ export function machine(): string {
 }
 
 export function openModel(dir: string, settings: Partial<SessionSettings> = {}): Promise<LoadedModel> {
-  return loadModel(dir, { providers: ['cpu'], intraOpThreads: 2, ...settings }, quiet);
+  // Benchmarks compare the step graph with graph-by-graph runs: every graph is opened.
+  return loadModel(dir, { providers: ['cpu'], intraOpThreads: 2, ...settings }, quiet, 'all');
 }
 
 export function randomImages(loop: PredictiveLoop, batch: number, seed = 1): Float32Array {

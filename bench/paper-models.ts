@@ -44,7 +44,7 @@ for (const name of values.models.split(',')) {
   for (let k = 0; k < plainRuns; k++) {
     let h: FloatTensor = { data: image, dims: [1, ...inputDims] };
     for (const e of model.encoders) h = (await e.run({ input: h })).output!;
-    await model.head.run({ input: h });
+    await model.head!.run({ input: h });
   }
   const plain = (performance.now() - plainStart) / 1000 / plainRuns;
   await model.release();

@@ -16,7 +16,7 @@ const model = await openModel(values.model, {
   intraOpThreads: Number(values.threads),
   graphOptimization: values.opt as 'all',
 });
-const graphs = [...model.encoders, ...model.feedback, model.head];
+const graphs = [...model.encoders, ...model.feedback, model.head!];
 const rows = [];
 for (const g of graphs) {
   const feeds = Object.fromEntries(

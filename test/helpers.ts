@@ -12,7 +12,8 @@ import { DEFAULT_MODEL } from './paths.js';
 export const silent = pino({ level: 'silent' });
 
 export function openModel(dir = DEFAULT_MODEL): Promise<LoadedModel> {
-  return loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, silent);
+  // Every graph: tests run graph by graph too.
+  return loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, silent, 'all');
 }
 
 /**

@@ -120,17 +120,17 @@ describe('server process', () => {
     [
       'a graph file that is not ONNX (checksum updated to match)',
       async (dir: string) => {
-        await writeFile(path.join(dir, 'head.onnx'), 'not a protobuf');
+        await writeFile(path.join(dir, 'step.onnx'), 'not a protobuf');
         const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
-        manifest.graphs.head.sha256 = createHash('sha256').update('not a protobuf').digest('hex');
+        manifest.graphs.step.sha256 = createHash('sha256').update('not a protobuf').digest('hex');
         await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
       },
-      /PREDIFY_ERR_GRAPH_INVALID.*model failed to load: \S+\/head\.onnx: onnxruntime cannot load it/,
+      /PREDIFY_ERR_GRAPH_INVALID.*model failed to load: \S+\/step\.onnx: onnxruntime cannot load it/,
     ],
     [
       'a graph whose checksum does not match',
-      async (dir: string) => appendFile(path.join(dir, 'encoder2.onnx'), Buffer.from([0])),
-      /PREDIFY_ERR_CHECKSUM_MISMATCH.*model failed to load: \S+\/encoder2\.onnx: sha256 is/,
+      async (dir: string) => appendFile(path.join(dir, 'encoder1.onnx'), Buffer.from([0])),
+      /PREDIFY_ERR_CHECKSUM_MISMATCH.*model failed to load: \S+\/encoder1\.onnx: sha256 is/,
     ],
     [
       'an invalid manifest',

@@ -32,8 +32,7 @@ export class LocalEngine implements InferenceEngine {
   }
 
   get providers(): string[] {
-    const { encoders, feedback, head } = this.model;
-    return [...new Set([...encoders, ...feedback, head].map((g) => g.provider))];
+    return [...new Set(this.model.graphs.map((g) => g.provider))];
   }
 
   get onStep(): ((stats: StepStats) => void) | undefined {

@@ -92,8 +92,15 @@ export class PredictiveStepper {
   constructor(model: LoadedModel, options: StepperOptions = {}) {
     this.model = model;
     this.#step = options.stepGraph === false ? undefined : model.step;
-    this.#names = stepNames(model.manifest.pcoders.length);
     const { input, pcoders } = model.manifest;
+    if (
+      !this.#step &&
+      (model.encoders.length < pcoders.length || model.feedback.length < pcoders.length || !model.head)
+    )
+      throw new Error(
+        `${model.dir}: running graph by graph needs every graph; open the model with loadModel(..., 'all')`,
+      );
+    this.#names = stepNames(pcoders.length);
     this.inputSize = input.channels * input.height * input.width;
     this.#sizes = pcoders.map((pc) => elementCount(pc.shape));
     this.#targetSizes = pcoders.map((pc) => elementCount(pc.targetShape));
@@ -150,7 +157,7 @@ export class PredictiveStepper {
       below = rTensor;
     }
 
-    const logits = (await this.#run(this.model.head, { input: below })).logits!.data;
+    const logits = (await this.#run(this.model.head!, { input: below })).logits!.data;
     const classes = this.classes;
     return samples.map((s, b) => ({
       t: s.t++,

@@ -10,17 +10,22 @@ import {
   type SessionSettings,
   type TensorMetadata,
 } from './onnx-backend.js';
-import { readManifest, type GraphSpec, type Manifest } from './manifest.js';
+import { graphsToOpen, readManifest, type GraphSpec, type Manifest } from './manifest.js';
 
 export interface LoadedModel {
   readonly dir: string;
   readonly manifest: Manifest;
-  /** E_1..E_n, D_1..D_n and H, in PCoder order. */
+  /**
+   * E_1..E_n, D_1..D_n and H, in PCoder order. A model opened to be served through its step
+   * graph has only E_1 (the step graph takes E_1(x) as an input): see graphsToOpen.
+   */
   readonly encoders: readonly Graph[];
   readonly feedback: readonly Graph[];
-  readonly head: Graph;
+  readonly head: Graph | undefined;
   /** One timestep of the whole network in one graph, when the model has one (see stepNames). */
   readonly step?: Graph;
+  /** every session opened */
+  readonly graphs: readonly Graph[];
   release(): Promise<void>;
 }
 
@@ -178,11 +183,18 @@ async function openGraph(
  * Opens a model directory: validates the manifest, verifies every graph's checksum and
  * signature, and creates one onnxruntime session per graph.
  */
-export async function loadModel(dir: string, settings: SessionSettings, log: Logger): Promise<LoadedModel> {
+export async function loadModel(
+  dir: string,
+  settings: SessionSettings,
+  log: Logger,
+  which: 'served' | 'all' = 'served',
+): Promise<LoadedModel> {
   const manifest = await readManifest(dir);
   const roles = roleSignatures(manifest);
+  const wanted = new Set(graphsToOpen(manifest, which));
   const opened: Graph[] = [];
   const open = async (name: string, want: Signature) => {
+    if (!wanted.has(name)) return undefined;
     const graph = await openGraph(dir, manifest.graphs[name]!, want, settings, log);
     opened.push(graph);
     return graph;
@@ -191,8 +203,10 @@ export async function loadModel(dir: string, settings: SessionSettings, log: Log
     const encoders: Graph[] = [];
     const feedback: Graph[] = [];
     for (const [i, pc] of manifest.pcoders.entries()) {
-      encoders.push(await open(pc.encoder, roles.encoders[i]!));
-      feedback.push(await open(pc.feedback, roles.feedback[i]!));
+      const encoder = await open(pc.encoder, roles.encoders[i]!);
+      if (encoder) encoders.push(encoder);
+      const graph = await open(pc.feedback, roles.feedback[i]!);
+      if (graph) feedback.push(graph);
     }
     const head = await open(manifest.head, roles.head);
     const step = manifest.step === undefined ? undefined : await open(manifest.step, roles.step);
@@ -214,6 +228,7 @@ export async function loadModel(dir: string, settings: SessionSettings, log: Log
       feedback,
       head,
       ...(step ? { step } : {}),
+      graphs: opened,
       release: async () => {
         await Promise.all(opened.map((g) => g.release()));
       },

@@ -197,6 +197,22 @@ export type PCoderSpec = Manifest['pcoders'][number];
 export type GraphSpec = z.infer<typeof graphSpec>;
 export type InputSpec = Manifest['input'];
 
+/**
+ * Which of a manifest's graphs a model needs. Served, a model with a step graph runs every
+ * timestep through it and E_1 (once per sample), so its other graphs would hold a second copy
+ * of every weight for nothing; `all` opens everything, for tools that run graph by graph.
+ */
+export function graphsToOpen(m: Manifest, which: 'served' | 'all'): string[] {
+  if (which === 'served' && m.step !== undefined) return [m.pcoders[0]!.encoder, m.step];
+  return [
+    ...new Set([
+      ...m.pcoders.flatMap((pc) => [pc.encoder, pc.feedback]),
+      m.head,
+      ...(m.step ? [m.step] : []),
+    ]),
+  ];
+}
+
 /** Validates a parsed manifest; the error names the file and the field. */
 export function parseManifest(raw: unknown, file: string): Manifest {
   const parsed = manifestSchema.safeParse(raw);

@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
-import { MANIFEST_FILE, readManifest, type Manifest } from './manifest.js';
+import { graphsToOpen, MANIFEST_FILE, readManifest, type Manifest } from './manifest.js';
 
 export interface ModelEntry {
   dir: string;
@@ -54,8 +54,8 @@ export async function readRepository(modelDir: string): Promise<ModelEntry[]> {
   for (const dir of await modelDirectories(modelDir)) {
     const manifest = await readManifest(dir);
     let graphBytes = 0;
-    for (const graph of Object.values(manifest.graphs)) {
-      const file = path.join(dir, graph.file);
+    for (const name of graphsToOpen(manifest, 'served')) {
+      const file = path.join(dir, manifest.graphs[name]!.file);
       const info = await stat(file).catch(() => {
         throw errors.modelNotFound(file);
       });

@@ -3,6 +3,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PredictiveStepper } from '../../src/engine/predictive-step.js';
 import { loadModel } from '../../src/model/load-model.js';
 import { parseManifest } from '../../src/model/manifest.js';
 import { silent } from '../helpers.js';
@@ -26,12 +27,23 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 describe('loadModel', () => {
-  it('loads the shipped model with one session per graph', async () => {
+  it('opens, to serve a model with a step graph, only that graph and E_1', async () => {
     const model = await loadModel(dir, settings, silent);
+    expect(model.step?.provider).toBe('cpu');
+    expect(model.encoders).toHaveLength(1);
+    expect(model.feedback).toHaveLength(0);
+    expect(model.head).toBeUndefined();
+    expect(model.graphs.map((g) => path.basename(g.file)).sort()).toEqual(['encoder1.onnx', 'step.onnx']);
+    expect(() => new PredictiveStepper(model, { stepGraph: false })).toThrow(/needs every graph/);
+    await model.release();
+  });
+
+  it('opens every graph, one session each, when asked for all', async () => {
+    const model = await loadModel(dir, settings, silent, 'all');
     expect(model.encoders).toHaveLength(model.manifest.pcoders.length);
     expect(model.feedback).toHaveLength(model.manifest.pcoders.length);
-    expect(model.head.provider).toBe('cpu');
-    expect(model.step?.provider).toBe('cpu');
+    expect(model.head?.provider).toBe('cpu');
+    expect(model.graphs).toHaveLength(Object.keys(model.manifest.graphs).length);
     await model.release();
   });
 
@@ -63,18 +75,30 @@ describe('loadModel', () => {
   });
 
   it('refuses a graph file whose checksum does not match', async () => {
-    const file = path.join(dir, 'head.onnx');
+    const file = path.join(dir, 'step.onnx');
     const bytes = await readFile(file);
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     await writeFile(file, bytes);
     await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_CHECKSUM_MISMATCH',
+      message: expect.stringContaining('step.onnx'),
+    });
+  });
+
+  it('checks the graphs it opens: those of the graph-by-graph path when asked for all', async () => {
+    const file = path.join(dir, 'head.onnx');
+    const bytes = await readFile(file);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    await writeFile(file, bytes);
+    await (await loadModel(dir, settings, silent)).release();
+    await expect(loadModel(dir, settings, silent, 'all')).rejects.toMatchObject({
       code: 'PREDIFY_ERR_CHECKSUM_MISMATCH',
       message: expect.stringContaining('head.onnx'),
     });
   });
 
   it('refuses a missing graph file', async () => {
-    await rm(path.join(dir, 'feedback2.onnx'));
+    await rm(path.join(dir, 'step.onnx'));
     await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
       code: 'PREDIFY_ERR_MODEL_NOT_FOUND',
     });
@@ -103,10 +127,10 @@ describe('loadModel', () => {
   it('falls back to the next execution provider when one is unavailable', async () => {
     const warnings: string[] = [];
     const log = { ...silent, info() {}, warn: (_o: object, msg: string) => void warnings.push(msg) };
-    const model = await loadModel(dir, { providers: ['cuda', 'cpu'], intraOpThreads: 1 }, log);
+    const model = await loadModel(dir, { providers: ['cuda', 'cpu'], intraOpThreads: 1 }, log, 'all');
     // This machine has no CUDA: every graph lands on the CPU, each fallback logged, and one
     // line says how many graphs that concerns.
-    expect(model.head.provider).toBe('cpu');
+    expect(model.head?.provider).toBe('cpu');
     expect(warnings.filter((w) => w === 'execution provider unavailable, trying the next one')).toHaveLength(
       8,
     );
@@ -128,7 +152,7 @@ describe('loadModel', () => {
   it('logs the provider each session really uses', async () => {
     const lines: string[] = [];
     const log = { ...silent, warn() {}, info: (_o: object, msg: string) => void lines.push(msg) };
-    const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, log);
+    const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, log, 'all');
     expect(lines.filter((l) => l.startsWith('session on cpu: '))).toHaveLength(8);
     expect(lines).toContain('session on cpu: step.onnx');
     expect(lines).toContain('session on cpu: head.onnx');

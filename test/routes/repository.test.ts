@@ -183,9 +183,9 @@ describe('a repository that cannot be served', () => {
         const manifest = path.join(dir, 'bad', 'manifest.json');
         const m = JSON.parse(await readFile(manifest, 'utf8'));
         await writeFile(manifest, JSON.stringify({ ...m, name: 'other' }));
-        await writeFile(path.join(dir, 'bad', 'head.onnx'), 'not onnx');
+        await writeFile(path.join(dir, 'bad', 'step.onnx'), 'not onnx');
       },
-      /bad\/head\.onnx/,
+      /bad\/step\.onnx/,
       'PREDIFY_ERR_CHECKSUM_MISMATCH',
     ],
     [
