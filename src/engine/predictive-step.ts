@@ -26,7 +26,11 @@ export interface SampleState {
    * update, so a step in which every sample is at its last skips computing them.
    */
   readonly last?: number;
-  /** r_i, p_i, g_i of the last computed timestep (empty before t = 0) */
+  /**
+   * r_i, p_i, g_i of the last computed timestep (empty before t = 0): the engine's own state.
+   * Through the step graph, g_i is the gradient divided by its constant 2 / |p_i| (see
+   * scripts/predify/step_graph.py) and p_1 is not kept; r_i is the representation either way.
+   */
   r: Float32Array[];
   p: Float32Array[];
   g: Float32Array[];
