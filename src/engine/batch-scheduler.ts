@@ -7,7 +7,7 @@
 import { errors } from '../errors.js';
 import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample, type PredictiveStepper, type SampleState, type SampleStep } from './predictive-step.js';
-import { SettleWatch, type SettleRule, type StopReason } from './settling.js';
+import { settleRuleProblem, SettleWatch, type SettleRule, type StopReason } from './settling.js';
 
 export interface SchedulerOptions {
   /** most samples stepped together */
@@ -100,14 +100,8 @@ export class BatchScheduler {
         errors.inputShape(`timesteps must be a non-negative integer, got ${job.timesteps}`),
       );
     }
-    const settle = job.settle;
-    if (settle && !validRule(settle)) {
-      return Promise.reject(
-        errors.inputShape(
-          `a settling rule needs a tolerance above 0, a whole patience of at least 1 and a confidence, if any, above 0 and at most 1; got ${JSON.stringify(settle)}`,
-        ),
-      );
-    }
+    const problem = job.settle && settleRuleProblem(job.settle, job.timesteps);
+    if (problem) return Promise.reject(errors.inputShape(problem));
     if (this.#options.maxQueue > 0 && this.#queue.length >= this.#options.maxQueue) {
       return Promise.reject(errors.overloaded(this.#queue.length));
     }
@@ -212,13 +206,4 @@ export class BatchScheduler {
     });
     this.#active = still;
   }
-}
-
-function validRule({ tolerance, patience, confidence }: SettleRule): boolean {
-  return (
-    tolerance > 0 &&
-    Number.isInteger(patience) &&
-    patience >= 1 &&
-    (confidence === undefined || (confidence > 0 && confidence <= 1))
-  );
 }

@@ -10,7 +10,7 @@
  */
 import { errors } from '../errors.js';
 import { profilesOf, type Manifest } from '../model/manifest.js';
-import type { SettleRule } from './settling.js';
+import { settleRuleProblem, type SettleRule } from './settling.js';
 
 /** The service's settings that shape a request that leaves something out. */
 export interface RequestDefaults {
@@ -96,14 +96,8 @@ export function resolveRequest(
     patience: asked.patience ?? calibrated?.patience ?? DEFAULT_SETTLE.patience,
     ...(confidence !== undefined ? { confidence } : {}),
   };
-  if (!(settle.tolerance > 0 && settle.tolerance <= 1))
-    throw errors.settleInvalid(`tolerance must be above 0 and at most 1, got ${settle.tolerance}`);
-  if (confidence !== undefined && !(confidence > 0 && confidence <= 1))
-    throw errors.settleInvalid(`confidence must be above 0 and at most 1, got ${confidence}`);
-  if (!Number.isInteger(settle.patience) || settle.patience < 1 || settle.patience > timesteps)
-    throw errors.settleInvalid(
-      `patience must be a whole number from 1 to the cap (${timesteps}), got ${settle.patience}`,
-    );
+  const problem = settleRuleProblem(settle, timesteps);
+  if (problem) throw errors.settleInvalid(problem);
   const ruleSource: RuleSource =
     asked.tolerance !== undefined || asked.patience !== undefined || asked.confidence !== undefined
       ? 'asked'

@@ -29,6 +29,21 @@ export interface SettleRule {
   confidence?: number;
 }
 
+/**
+ * What is wrong with `rule` for a request capped at `cap` timesteps, or undefined: the one
+ * check, which the request's resolution turns into a 400 and the engine applies again to what
+ * reaches it.
+ */
+export function settleRuleProblem(rule: SettleRule, cap: number): string | undefined {
+  const { tolerance, patience, confidence } = rule;
+  if (!(tolerance > 0 && tolerance <= 1)) return `tolerance must be above 0 and at most 1, got ${tolerance}`;
+  if (confidence !== undefined && !(confidence > 0 && confidence <= 1))
+    return `confidence must be above 0 and at most 1, got ${confidence}`;
+  if (!Number.isInteger(patience) || patience < 1 || patience > cap)
+    return `patience must be a whole number from 1 to the cap (${cap}), got ${patience}`;
+  return undefined;
+}
+
 /** Why an anytime request stopped: its dynamics settled, or it reached its cap. */
 export type StopReason = 'settled' | 'cap';
 

@@ -221,10 +221,17 @@ describe('anytime jobs (settle)', () => {
     expect(r.steps).toHaveLength(2);
   });
 
-  it('refuses a rule it cannot apply', async () => {
+  it('refuses a rule it cannot apply, with the message a request would get', async () => {
     const { s } = scheduler();
     await expect(
       s.submit({ image: images[0]!, timesteps: 3, settle: { tolerance: 0, patience: 1 } }),
-    ).rejects.toMatchObject({ statusCode: 400 });
+    ).rejects.toMatchObject({ statusCode: 400, message: expect.stringMatching(/tolerance must be above 0/) });
+    // A patience longer than the cap could never be met.
+    await expect(
+      s.submit({ image: images[0]!, timesteps: 3, settle: { tolerance: 0.1, patience: 4 } }),
+    ).rejects.toMatchObject({
+      statusCode: 400,
+      message: expect.stringMatching(/patience must be a whole number from 1 to the cap \(3\)/),
+    });
   });
 });

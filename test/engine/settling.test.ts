@@ -4,7 +4,7 @@
  * error by less than the tolerance, and a replay stops where the engine would.
  */
 import { describe, expect, it } from 'vitest';
-import { largestChange, SettleWatch, stoppingPoint } from '../../src/engine/settling.js';
+import { largestChange, SettleWatch, settleRuleProblem, stoppingPoint } from '../../src/engine/settling.js';
 
 /** A step whose top-1 class is `top` (of 3) with these PCoder errors. */
 const step = (top: number, ...errors: number[]) => {
@@ -73,5 +73,25 @@ describe('SettleWatch', () => {
   it('stops at the cap when the dynamics never settle', () => {
     const moving = Array.from({ length: 5 }, (_, t) => step(t % 3, 1 + t));
     expect(stoppingPoint(moving, { tolerance: 0.1, patience: 1 }, 4)).toEqual({ t: 4, reason: 'cap' });
+  });
+});
+
+describe('settleRuleProblem', () => {
+  it('names what is wrong with a rule for a cap, and nothing for a good one', () => {
+    expect(settleRuleProblem({ tolerance: 0.1, patience: 2, confidence: 0.9 }, 10)).toBeUndefined();
+    expect(settleRuleProblem({ tolerance: 1, patience: 10 }, 10)).toBeUndefined();
+    expect(settleRuleProblem({ tolerance: 0, patience: 1 }, 10)).toMatch(
+      /tolerance must be above 0 and at most 1, got 0/,
+    );
+    expect(settleRuleProblem({ tolerance: 1.5, patience: 1 }, 10)).toMatch(/tolerance .* got 1.5/);
+    expect(settleRuleProblem({ tolerance: 0.1, patience: 1, confidence: 0 }, 10)).toMatch(
+      /confidence must be above 0/,
+    );
+    expect(settleRuleProblem({ tolerance: 0.1, patience: 1.5 }, 10)).toMatch(
+      /patience must be a whole number/,
+    );
+    expect(settleRuleProblem({ tolerance: 0.1, patience: 11 }, 10)).toMatch(
+      /from 1 to the cap \(10\), got 11/,
+    );
   });
 });
