@@ -25,12 +25,20 @@ import {
 } from './lib.js';
 
 const { values } = parseArgs({
-  options: { duration: { type: 'string', default: '15' }, connections: { type: 'string', default: '32' } },
+  options: {
+    duration: { type: 'string', default: '15' },
+    connections: { type: 'string', default: '32' },
+    // e.g. a copy of the shipped model with a loop graph (scripts/loop_graph.py DIR)
+    model: { type: 'string', default: DEFAULT_MODEL },
+    'steps-per-call': { type: 'string', default: '8' },
+  },
 });
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const T = 8;
-const body = await readFile(path.join(DEFAULT_MODEL, 'samples', '0000-ankle-boot.png'));
+const modelDir = path.resolve(values.model);
+const stepsPerCall = values['steps-per-call'];
+const body = await readFile(path.join(modelDir, 'samples', '0000-ankle-boot.png'));
 
 console.log(
   `# HTTP load: ${connections} connections, POST /classify?timesteps=${T}, ${duration} s per configuration\n# ${machine()}\n`,
@@ -42,7 +50,7 @@ const configurations: [string, Record<string, string>][] = [
 ];
 const results = [];
 for (const [name, env] of configurations) {
-  const server = await startServer(env);
+  const server = await startServer({ MODEL_DIR: modelDir, ENGINE_STEPS_PER_CALL: stepsPerCall, ...env });
   const r = await autocannon({
     url: `${server.base}/classify?timesteps=${T}`,
     method: 'POST',
@@ -68,13 +76,14 @@ for (const [name, env] of configurations) {
 
 // The engine alone, at the mean batch size the server reached with batching on.
 const on = results[1]!;
-const model = await openModel(DEFAULT_MODEL, { intraOpThreads: 0 });
+const model = await openModel(modelDir, { intraOpThreads: 0 });
 const engineBatch = Math.max(1, Math.round(on.batch));
-const engine = await engineThroughput(new PredictiveLoop(model), engineBatch, T, 5);
+const loop = new PredictiveLoop(model, { stepsPerCall: Number(stepsPerCall) });
+const engine = await engineThroughput(loop, engineBatch, T, 5);
 await model.release();
 const engineImages = engine.sampleStepsPerSecond / (T + 1);
 const reference = pytorchReference(
-  ['--model', DEFAULT_MODEL, '--timesteps', String(T), '--threads', '2', '--seconds', '5'].concat([
+  ['--model', modelDir, '--timesteps', String(T), '--threads', '2', '--seconds', '5'].concat([
     '--batches',
     '32',
   ]),

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-// The Loop graph takes an int64 input, which the service's float32 seam does not carry.
+// onnxruntime directly, as the graphs are raced outside any model the loader would open.
 import * as ort from 'onnxruntime-node';
 import { DEFAULT_MODEL, machine, paperModel, ROOT, table } from './lib.js';
 
@@ -92,7 +92,6 @@ for (const batch of values.batches.split(',').map(Number)) {
   const viaLoop = async () => {
     const init = Object.fromEntries(Object.entries(zeros()).map(([s, t]) => [`init_${s}`, t]));
     const out = await loop.run({
-      steps: new ort.Tensor('int64', BigInt64Array.from([BigInt(K)]), []),
       image,
       drive1,
       coefficients_all: new ort.Tensor('float32', weights, [K, batch, n, 4]),

@@ -11,11 +11,17 @@ import autocannon from 'autocannon';
 import { DEFAULT_MODEL, machine, meanBatchSize, startServer, table } from './lib.js';
 
 const { values } = parseArgs({
-  options: { duration: { type: 'string', default: '15' }, connections: { type: 'string', default: '32' } },
+  options: {
+    duration: { type: 'string', default: '15' },
+    connections: { type: 'string', default: '32' },
+    // e.g. a copy of the shipped model with a loop graph (scripts/loop_graph.py DIR)
+    model: { type: 'string', default: DEFAULT_MODEL },
+  },
 });
 const duration = Number(values.duration);
 const half = Math.max(1, Math.floor(Number(values.connections) / 2));
-const body = await readFile(path.join(DEFAULT_MODEL, 'samples', '0000-ankle-boot.png'));
+const modelDir = path.resolve(values.model);
+const body = await readFile(path.join(modelDir, 'samples', '0000-ankle-boot.png'));
 console.log(
   `# mixed timesteps: ${half} connections at T = 1 and ${half} at T = 32, ${duration} s per configuration\n# ${machine()}\n`,
 );
@@ -36,7 +42,7 @@ for (const [name, env] of [
   ['continuous batching on', {}],
   ['continuous batching off', { CONTINUOUS_BATCHING: 'false' }],
 ] as const) {
-  const server = await startServer(env);
+  const server = await startServer({ MODEL_DIR: modelDir, ...env });
   const [short, long] = await Promise.all([load(server.base, 1), load(server.base, 32)]);
   const batch = meanBatchSize(await server.metrics());
   await server.stop();

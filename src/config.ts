@@ -85,6 +85,7 @@ const schema = z
       .default('true')
       .transform((v) => v === 'true'),
     MAX_QUEUE: integer('MAX_QUEUE', 0, 1_000_000, 256),
+    ENGINE_STEPS_PER_CALL: integer('ENGINE_STEPS_PER_CALL', 1, 1024, 8),
     ENGINE_WORKER: z
       .enum(['true', 'false'])
       .default('true')
@@ -164,6 +165,7 @@ export function engineSettings(config: Config) {
     maxDelayMs: config.BATCH_MAX_DELAY_MS,
     continuous: config.CONTINUOUS_BATCHING,
     maxQueue: config.MAX_QUEUE,
+    stepsPerCall: config.ENGINE_STEPS_PER_CALL,
   };
 }
 

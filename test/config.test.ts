@@ -28,6 +28,7 @@ describe('loadConfig', () => {
       BATCH_MAX_DELAY_MS: 2,
       CONTINUOUS_BATCHING: true,
       MAX_QUEUE: 256,
+      ENGINE_STEPS_PER_CALL: 8,
       ENGINE_WORKER: true,
       ENGINE_ISOLATION: 'process',
       SHUTDOWN_DRAIN_MS: 10_000,

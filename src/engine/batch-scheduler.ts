@@ -18,6 +18,12 @@ export interface SchedulerOptions {
   continuous: boolean;
   /** most requests waiting for admission; more are refused (0: no bound) */
   maxQueue: number;
+  /**
+   * Most timesteps computed in one call when the model has a loop graph (default 1): the batch
+   * then changes only every so many timesteps, and a settled sample may be computed past its
+   * settling point within a call (those steps are dropped).
+   */
+  stepsPerCall?: number;
 }
 
 export interface EngineJob {
@@ -63,7 +69,7 @@ interface Entry {
 }
 
 /** The part of PredictiveStepper the scheduler uses (tests substitute their own). */
-export type Stepper = Pick<PredictiveStepper, 'step' | 'inputSize'>;
+export type Stepper = Pick<PredictiveStepper, 'steps' | 'maxStepsPerCall' | 'inputSize'>;
 
 export class BatchScheduler {
   readonly #stepper: Stepper;
@@ -176,10 +182,19 @@ export class BatchScheduler {
 
   async #step(admitted: number): Promise<void> {
     const batch = this.#active;
+    // Up to stepsPerCall timesteps in one call, never past a request's last.
+    const k = Math.min(
+      this.#options.stepsPerCall ?? 1,
+      this.#stepper.maxStepsPerCall,
+      ...batch.map((e) => e.job.timesteps - e.state.t + 1),
+    );
     const started = performance.now();
-    let outputs: SampleStep[];
+    let outputs: SampleStep[][];
     try {
-      outputs = await this.#stepper.step(batch.map((e) => e.state));
+      outputs = await this.#stepper.steps(
+        batch.map((e) => e.state),
+        k,
+      );
     } catch (err) {
       // One failed run fails only the requests in this batch; the engine keeps serving.
       this.#active = [];
@@ -189,20 +204,26 @@ export class BatchScheduler {
       for (const e of batch) e.reject(failure);
       return;
     }
-    const ms = performance.now() - started;
-    this.onStep?.({ batchSize: batch.length, admitted, ms });
+    const ms = (performance.now() - started) / k;
+    outputs.forEach((_, j) =>
+      this.onStep?.({ batchSize: batch.length, admitted: j === 0 ? admitted : 0, ms }),
+    );
     const still: Entry[] = [];
     batch.forEach((e, b) => {
-      const out = outputs[b]!;
-      e.inferenceMs += ms;
-      if (e.job.signal?.aborted) return;
-      e.steps.push(out);
-      e.job.onStep?.(out);
-      // A settled sample leaves the batch at once; the next step runs without it.
-      const settled = e.watch?.settled(out) ?? false;
-      if (!settled && out.t < e.job.timesteps) return void still.push(e);
-      const { steps, queueMs, inferenceMs } = e;
-      e.resolve({ steps, queueMs, inferenceMs, ...(e.watch ? { stop: settled ? 'settled' : 'cap' } : {}) });
+      for (const step of outputs) {
+        const out = step[b]!;
+        e.inferenceMs += ms;
+        if (e.job.signal?.aborted) return;
+        e.steps.push(out);
+        e.job.onStep?.(out);
+        // A settled sample leaves the batch at once; the next step runs without it.
+        const settled = e.watch?.settled(out) ?? false;
+        if (!settled && out.t < e.job.timesteps) continue;
+        const { steps, queueMs, inferenceMs } = e;
+        e.resolve({ steps, queueMs, inferenceMs, ...(e.watch ? { stop: settled ? 'settled' : 'cap' } : {}) });
+        return;
+      }
+      still.push(e);
     });
     this.#active = still;
   }

@@ -27,4 +27,6 @@ export interface EngineSettings extends SessionSettings {
   maxDelayMs: number;
   continuous: boolean;
   maxQueue: number;
+  /** most timesteps per onnxruntime call, for a model with a loop graph */
+  stepsPerCall?: number;
 }

@@ -14,7 +14,7 @@ export class LocalEngine implements InferenceEngine {
 
   constructor(
     model: LoadedModel,
-    settings: Pick<EngineSettings, 'maxBatch' | 'maxDelayMs' | 'continuous' | 'maxQueue'>,
+    settings: Pick<EngineSettings, 'maxBatch' | 'maxDelayMs' | 'continuous' | 'maxQueue' | 'stepsPerCall'>,
   ) {
     this.model = model;
     this.stepper = new PredictiveStepper(model);

@@ -15,11 +15,18 @@ export interface StepOutput {
   readonly errors: Float32Array;
 }
 
+export interface LoopOptions extends StepperOptions {
+  /** most timesteps per onnxruntime call, for a model with a loop graph (default 1) */
+  stepsPerCall?: number;
+}
+
 export class PredictiveLoop {
   readonly stepper: PredictiveStepper;
+  readonly #stepsPerCall: number;
 
-  constructor(model: LoadedModel, options: StepperOptions = {}) {
+  constructor(model: LoadedModel, options: LoopOptions = {}) {
     this.stepper = new PredictiveStepper(model, options);
+    this.#stepsPerCall = Math.min(options.stepsPerCall ?? 1, this.stepper.maxStepsPerCall);
   }
 
   get classes(): number {
@@ -45,15 +52,17 @@ export class PredictiveLoop {
     const classes = this.classes;
     const n = this.pcoderCount;
     const steps: StepOutput[] = [];
-    for (let t = 0; t <= timesteps; t++) {
-      const out = await this.stepper.step(samples);
-      const logits = new Float32Array(batch * classes);
-      const errs = new Float32Array(batch * n);
-      out.forEach((s, b) => {
-        logits.set(s.logits, b * classes);
-        errs.set(s.errors, b * n);
-      });
-      steps.push({ t, logits, errors: errs });
+    for (let t = 0; t <= timesteps;) {
+      const k = Math.min(this.#stepsPerCall, timesteps + 1 - t);
+      for (const out of await this.stepper.steps(samples, k)) {
+        const logits = new Float32Array(batch * classes);
+        const errs = new Float32Array(batch * n);
+        out.forEach((s, b) => {
+          logits.set(s.logits, b * classes);
+          errs.set(s.errors, b * n);
+        });
+        steps.push({ t: t++, logits, errors: errs });
+      }
     }
     return steps;
   }

@@ -122,6 +122,25 @@ export class PredictiveStepper {
     return this.#sizes.length;
   }
 
+  /** How many timesteps one call of steps() may compute: more than one through the loop graph. */
+  get maxStepsPerCall(): number {
+    return this.#step && this.model.loop ? Infinity : 1;
+  }
+
+  /**
+   * Computes the next k timesteps of every sample in one call (k ≤ maxStepsPerCall, and no
+   * sample past its last), the same numbers as k calls of step(); the result is per timestep.
+   */
+  async steps(samples: readonly SampleState[], k: number): Promise<SampleStep[][]> {
+    if (k === 1) return [await this.step(samples)];
+    if (!Number.isInteger(k) || k < 1 || k > this.maxStepsPerCall)
+      throw new Error(`${k} timesteps in one call: this model runs at most ${this.maxStepsPerCall}`);
+    const past = samples.find((s) => s.last !== undefined && s.t + k - 1 > s.last);
+    if (past) throw new Error(`a sample was stepped past its last timestep ${past.last}`);
+    const steady = this.#isSteady(samples);
+    return this.#wholeSteps(samples, this.#images(samples, steady), k, false);
+  }
+
   /** Computes the next timestep of every sample, in one batch, and advances their t. */
   async step(samples: readonly SampleState[]): Promise<SampleStep[]> {
     const batch = samples.length;
@@ -130,7 +149,7 @@ export class PredictiveStepper {
     const lastStep = samples.every((s) => s.t === s.last);
     const steady = this.#isSteady(samples);
     const x = this.#images(samples, steady);
-    if (this.#step) return this.#wholeStep(this.#step, samples, x, lastStep);
+    if (this.#step) return (await this.#wholeSteps(samples, x, 1, lastStep))[0]!;
     let below: FloatTensor = { data: x, dims: this.#dims(-1, batch) };
     const errors = samples.map(() => new Float32Array(this.pcoderCount));
 
@@ -171,67 +190,82 @@ export class PredictiveStepper {
   }
 
   /**
-   * The timestep through the step graph: the update of every r_i happens inside it, so this
-   * only lays out each sample's state and weights as batch tensors, and takes the new state
-   * back as views into the graph's outputs.
+   * Timesteps through the step graph (k = 1) or the loop graph (k > 1): the update of every r_i
+   * happens inside the graph, so this only lays out each sample's state and weights as batch
+   * tensors, and takes the new state back as views into the graph's outputs.
    */
-  async #wholeStep(
-    graph: Graph,
+  async #wholeSteps(
     samples: readonly SampleState[],
     x: Float32Array,
+    k: number,
     lastStep: boolean,
-  ): Promise<SampleStep[]> {
+  ): Promise<SampleStep[][]> {
+    const loop = k > 1;
+    const graph = loop ? this.model.loop! : this.#step!;
+    const [into, outOf] = loop ? ['init_', 'final_'] : ['', 'next_'];
     const batch = samples.length;
     const n = this.pcoderCount;
     const names = this.#names;
     const drive1 = await this.#firstDrive(samples);
-    const coefficients = new Float32Array(batch * n * 4);
-    samples.forEach((s, b) => {
-      const weights = s.coefficients ?? this.#coefficients;
-      for (let i = 0; i < n; i++) {
-        const c = s.t === 0 ? FEEDFORWARD : weights[i]!;
-        coefficients.set([c.feedforward, c.feedback, c.memory, c.errorCorrection], (b * n + i) * 4);
-      }
-    });
+    // Each step's weights: a sample at its t = 0 takes the feed-forward pass.
+    const coefficients = new Float32Array(k * batch * n * 4);
+    for (let j = 0; j < k; j++)
+      samples.forEach((s, b) => {
+        const weights = s.coefficients ?? this.#coefficients;
+        for (let i = 0; i < n; i++) {
+          const c = s.t + j === 0 ? FEEDFORWARD : weights[i]!;
+          coefficients.set(
+            [c.feedforward, c.feedback, c.memory, c.errorCorrection],
+            ((j * batch + b) * n + i) * 4,
+          );
+        }
+      });
     const feeds: Record<string, FloatTensor> = {
       image: { data: x, dims: this.#dims(-1, batch) },
       drive1: { data: drive1, dims: this.#dims(0, batch) },
-      coefficients: { data: coefficients, dims: [batch, n, 4] },
+      ...(loop
+        ? { coefficients_all: { data: coefficients, dims: [k, batch, n, 4] } }
+        : { coefficients: { data: coefficients, dims: [batch, n, 4] } }),
     };
     for (let i = 0; i < n; i++) {
       const dims = this.#dims(i, batch);
-      feeds[names.r[i]!] = { data: this.#batchOf(samples, (s) => s.r[i], this.#sizes[i]!), dims };
-      feeds[names.g[i]!] = { data: this.#batchOf(samples, (s) => s.g[i], this.#sizes[i]!), dims };
+      feeds[into + names.r[i]!] = { data: this.#batchOf(samples, (s) => s.r[i], this.#sizes[i]!), dims };
+      feeds[into + names.g[i]!] = { data: this.#batchOf(samples, (s) => s.g[i], this.#sizes[i]!), dims };
       if (i > 0)
-        feeds[names.p[i - 1]!] = {
+        feeds[into + names.p[i - 1]!] = {
           data: this.#batchOf(samples, (s) => s.p[i], this.#targetSizes[i]!),
           dims: this.#dims(i - 1, batch),
         };
     }
     // At the last step only the answer and the representations are wanted: onnxruntime then
-    // skips the gradients, and the predictions that only fed the error.
-    const wanted = lastStep
+    // skips the gradients, and the predictions that only fed the error. (Not inside a loop.)
+    const stateOnly = lastStep && !loop;
+    const wanted = stateOnly
       ? ['logits', 'errors', ...names.r.map((r) => `next_${r}`)]
       : graph.outputs.map((o) => o.name);
     const out = await this.#run(graph, feeds, wanted);
     const view = (name: string, b: number, size: number) =>
-      out[`next_${name}`]!.data.subarray(b * size, (b + 1) * size);
-    const logits = out.logits!.data;
-    const errors = out.errors!.data;
+      out[outOf + name]!.data.subarray(b * size, (b + 1) * size);
+    const logits = out[loop ? 'all_logits' : 'logits']!.data;
+    const errors = out[loop ? 'all_errors' : 'errors']!.data;
     const classes = this.classes;
-    return samples.map((s, b) => {
+    const steps = Array.from({ length: k }, (_, j) =>
+      samples.map((s, b) => ({
+        t: s.t + j,
+        logits: logits.slice((j * batch + b) * classes, (j * batch + b + 1) * classes),
+        errors: errors.slice((j * batch + b) * n, (j * batch + b + 1) * n),
+      })),
+    );
+    samples.forEach((s, b) => {
+      s.t += k;
       for (let i = 0; i < n; i++) {
         s.r[i] = view(names.r[i]!, b, this.#sizes[i]!);
-        if (lastStep) continue;
+        if (stateOnly) continue;
         s.g[i] = view(names.g[i]!, b, this.#sizes[i]!);
         if (i > 0) s.p[i] = view(names.p[i - 1]!, b, this.#targetSizes[i]!);
       }
-      return {
-        t: s.t++,
-        logits: logits.slice(b * classes, (b + 1) * classes),
-        errors: errors.slice(b * n, (b + 1) * n),
-      };
     });
+    return steps;
   }
 
   /**

@@ -24,12 +24,14 @@ export interface LoadedModel {
   readonly head: Graph | undefined;
   /** One timestep of the whole network in one graph, when the model has one (see stepNames). */
   readonly step?: Graph;
+  /** Several timesteps in one call, the state carried inside, when the model has it. */
+  readonly loop?: Graph;
   /** every session opened */
   readonly graphs: readonly Graph[];
   release(): Promise<void>;
 }
 
-type Dims = readonly (number | 'batch')[];
+type Dims = readonly (number | 'batch' | 'steps')[];
 
 /**
  * The state tensors of the step graph, in PCoder order (1-based, as the exporter names them):
@@ -70,6 +72,26 @@ function roleSignatures(m: Manifest) {
       outputs: { logits: ['batch', m.labels.length] as Dims },
     },
     step: stepSignature(m, input),
+    loop: loopSignature(stepSignature(m, input)),
+  };
+}
+
+/** The step graph's signature with a leading `steps` dimension on the weights and the answers. */
+function loopSignature(step: Signature): Signature {
+  const { image, drive1, coefficients, ...state } = step.inputs;
+  const { logits, errors } = step.outputs;
+  return {
+    inputs: {
+      image: image!,
+      drive1: drive1!,
+      coefficients_all: ['steps', ...coefficients!],
+      ...Object.fromEntries(Object.entries(state).map(([name, dims]) => [`init_${name}`, dims])),
+    },
+    outputs: {
+      all_logits: ['steps', ...logits!],
+      all_errors: ['steps', ...errors!],
+      ...Object.fromEntries(Object.entries(state).map(([name, dims]) => [`final_${name}`, dims])),
+    },
   };
 }
 
@@ -103,7 +125,7 @@ interface Signature {
 }
 
 const sameDims = (a: readonly (number | string)[], b: Dims) =>
-  a.length === b.length && a.every((d, k) => (b[k] === 'batch' ? typeof d === 'string' : d === b[k]));
+  a.length === b.length && a.every((d, k) => (typeof b[k] === 'string' ? typeof d === 'string' : d === b[k]));
 
 function checkSide(
   file: string,
@@ -210,6 +232,7 @@ export async function loadModel(
     }
     const head = await open(manifest.head, roles.head);
     const step = manifest.step === undefined ? undefined : await open(manifest.step, roles.step);
+    const loop = manifest.loop === undefined ? undefined : await open(manifest.loop, roles.loop);
     const providers = [...new Set(opened.map((g) => g.provider))];
     log.info(
       { model: manifest.name, dir, graphs: opened.length, providers },
@@ -228,6 +251,7 @@ export async function loadModel(
       feedback,
       head,
       ...(step ? { step } : {}),
+      ...(loop ? { loop } : {}),
       graphs: opened,
       release: async () => {
         await Promise.all(opened.map((g) => g.release()));

@@ -6,7 +6,8 @@ import { hyperparameterProblems, normaliseHyperparameters } from './hyperparamet
 
 export const MANIFEST_FILE = 'manifest.json';
 
-const dim = z.union([z.literal('batch'), z.number().int().positive()]);
+// 'steps': the number of timesteps a call of the loop graph runs.
+const dim = z.union([z.literal('batch'), z.literal('steps'), z.number().int().positive()]);
 const shape3 = z.tuple([
   z.number().int().positive(),
   z.number().int().positive(),
@@ -110,6 +111,8 @@ const manifestSchema = z
      * existed run graph by graph
      */
     step: z.string().optional(),
+    /** several timesteps in one call, the state carried inside (scripts/loop_graph.py) */
+    loop: z.string().optional(),
     graphs: z.record(z.string(), graphSpec),
     golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
     /** timesteps to use with the exported hyperparameters, when known */
@@ -133,8 +136,12 @@ const manifestSchema = z
       issue(['input', 'colorspace'], 'grey needs 1 channel and rgb 3');
     }
     if (!m.graphs[m.head]) issue(['head'], `names graph '${m.head}', which is not in graphs`);
-    if (m.step !== undefined && !m.graphs[m.step])
-      issue(['step'], `names graph '${m.step}', which is not in graphs`);
+    for (const key of ['step', 'loop'] as const) {
+      const name = m[key];
+      if (name !== undefined && !m.graphs[name])
+        issue([key], `names graph '${name}', which is not in graphs`);
+    }
+    if (m.loop !== undefined && m.step === undefined) issue(['loop'], 'needs the step graph it loops');
     let below: readonly number[] = [m.input.channels, m.input.height, m.input.width];
     m.pcoders.forEach((pc, i) => {
       for (const key of ['encoder', 'feedback'] as const) {
@@ -203,14 +210,9 @@ export type InputSpec = Manifest['input'];
  * of every weight for nothing; `all` opens everything, for tools that run graph by graph.
  */
 export function graphsToOpen(m: Manifest, which: 'served' | 'all'): string[] {
-  if (which === 'served' && m.step !== undefined) return [m.pcoders[0]!.encoder, m.step];
-  return [
-    ...new Set([
-      ...m.pcoders.flatMap((pc) => [pc.encoder, pc.feedback]),
-      m.head,
-      ...(m.step ? [m.step] : []),
-    ]),
-  ];
+  const whole = [...(m.step ? [m.step] : []), ...(m.loop ? [m.loop] : [])];
+  if (which === 'served' && m.step !== undefined) return [m.pcoders[0]!.encoder, ...whole];
+  return [...new Set([...m.pcoders.flatMap((pc) => [pc.encoder, pc.feedback]), m.head, ...whole])];
 }
 
 /** Validates a parsed manifest; the error names the file and the field. */

@@ -145,12 +145,13 @@ describe('BatchScheduler', () => {
     let failNext = false;
     const flaky = {
       inputSize: real.inputSize,
-      step: (samples: readonly SampleState[]) => {
+      maxStepsPerCall: 1,
+      steps: (samples: readonly SampleState[], k: number) => {
         if (failNext) {
           failNext = false;
           return Promise.reject(new Error('simulated onnxruntime failure'));
         }
-        return real.step(samples);
+        return real.steps(samples, k);
       },
     };
     const s = new BatchScheduler(flaky, options());

@@ -64,7 +64,6 @@ it('runs K timesteps with the numbers of K step-graph calls', async () => {
     state = Object.fromEntries(stateNames.map((s) => [s, out[`next_${s}`]!]));
   }
   const looped = await loop.run({
-    steps: new ort.Tensor('int64', BigInt64Array.from([BigInt(K)]), []),
     image,
     drive1,
     coefficients_all: new ort.Tensor('float32', weights, [K, batch, n, 4]),

@@ -1,0 +1,121 @@
+/**
+ * A model with a loop graph (scripts/loop_graph.py) runs several timesteps per onnxruntime call
+ * and gives the reference numbers: through the stepper, and through the scheduler, whose batch
+ * then changes at call boundaries and whose anytime requests still stop where they settle.
+ */
+import { execFileSync } from 'node:child_process';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchScheduler, type StepStats } from '../../src/engine/batch-scheduler.js';
+import { newSample, PredictiveStepper, type SampleStep } from '../../src/engine/predictive-step.js';
+import { readGolden, type Golden } from '../../src/model/golden.js';
+import { loadModel, type LoadedModel } from '../../src/model/load-model.js';
+import { silent } from '../helpers.js';
+import { DEFAULT_MODEL } from '../paths.js';
+
+let dir: string;
+let model: LoadedModel;
+let golden: Golden;
+const images: Float32Array[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'loop-model-'));
+  await cp(DEFAULT_MODEL, dir, { recursive: true });
+  execFileSync('/usr/bin/python3', [path.resolve('scripts/loop_graph.py'), dir]);
+  model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, silent);
+  golden = await readGolden(DEFAULT_MODEL, model.manifest);
+  for (const c of golden.cases) images.push(Float32Array.from(c.input));
+});
+afterAll(async () => {
+  await model.release();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function expectGolden(k: number, steps: readonly SampleStep[]) {
+  steps.forEach((step, t) => {
+    expect(step.t).toBe(t);
+    step.logits.forEach((v, j) =>
+      expect(Math.abs(v - golden.cases[k]!.logits[t]![j]!), `case ${k} t=${t}`).toBeLessThanOrEqual(1e-4),
+    );
+  });
+}
+
+describe('a model with a loop graph', () => {
+  it('is served through E_1, the step graph and the loop graph', () => {
+    expect(model.loop).toBeDefined();
+    expect(model.graphs.map((g) => path.basename(g.file)).sort()).toEqual([
+      'encoder1.onnx',
+      'loop.onnx',
+      'step.onnx',
+    ]);
+  });
+
+  it('computes 4 + 4 + 3 timesteps in three calls with the reference numbers', async () => {
+    const stepper = new PredictiveStepper(model);
+    expect(stepper.maxStepsPerCall).toBe(Infinity);
+    const samples = [0, 1].map((k) => newSample(images[k]!, undefined, golden.timesteps));
+    const byStep: SampleStep[][] = [];
+    for (const k of [4, 4, 3]) byStep.push(...(await stepper.steps(samples, k)));
+    expect(byStep).toHaveLength(golden.timesteps + 1);
+    [0, 1].forEach((k) =>
+      expectGolden(
+        k,
+        byStep.map((step) => step[k]!),
+      ),
+    );
+    await expect(stepper.steps(samples, 1)).rejects.toThrow(/past its last timestep/);
+  });
+
+  it('lets a request join between calls, and each request gets its reference numbers', async () => {
+    const s = new BatchScheduler(new PredictiveStepper(model), {
+      maxBatch: 8,
+      maxDelayMs: 0,
+      continuous: true,
+      maxQueue: 0,
+      stepsPerCall: 4,
+    });
+    const stats: StepStats[] = [];
+    let joined: Promise<Awaited<ReturnType<typeof s.submit>>> | undefined;
+    s.onStep = (st) => {
+      stats.push(st);
+      joined ??= s.submit({ image: images[2]!, timesteps: 5 });
+    };
+    const first = await s.submit({ image: images[0]!, timesteps: 10 });
+    const second = await joined!;
+    expectGolden(0, first.steps);
+    expectGolden(2, second.steps);
+    // The second request joined after the first call of 4 steps, and the calls after it
+    // stopped where it ended: 4 steps alone, then 4 and 2 together, then 1 alone.
+    expect(stats.map((st) => st.batchSize)).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 1]);
+  });
+
+  it('stops an anytime request where it settles, as when stepping one timestep per call', async () => {
+    const run = async (stepsPerCall: number) => {
+      const s = new BatchScheduler(new PredictiveStepper(model), {
+        maxBatch: 8,
+        maxDelayMs: 0,
+        continuous: true,
+        maxQueue: 0,
+        stepsPerCall,
+      });
+      return Promise.all(
+        images
+          .slice(0, 4)
+          .map((image) => s.submit({ image, timesteps: 10, settle: { tolerance: 0.01, patience: 2 } })),
+      );
+    };
+    // Calls of 7 steps: these requests settle after 5, inside the first call.
+    const [chunked, single] = [await run(7), await run(1)];
+    expect(chunked.every((r) => r.stop === 'settled' && r.steps.length < 7)).toBe(true);
+    expect(chunked.map((r) => [r.steps.length, r.stop])).toEqual(single.map((r) => [r.steps.length, r.stop]));
+    chunked.forEach((r, k) =>
+      r.steps.forEach((step, t) =>
+        step.logits.forEach((v, j) =>
+          expect(Math.abs(v - single[k]!.steps[t]!.logits[j]!)).toBeLessThanOrEqual(1e-5),
+        ),
+      ),
+    );
+  });
+});
