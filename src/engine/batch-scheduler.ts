@@ -1,8 +1,9 @@
 /**
  * Who runs in which batch at which timestep. Requests queue; the scheduler steps all active
- * samples together, one timestep per step. With continuous batching a queued request joins
- * at the next timestep boundary and each request leaves as soon as its own T is reached;
- * without it, a batch is formed only when the previous one has finished.
+ * samples together, one timestep per call, or up to stepsPerCall for a model with a loop graph
+ * (never past any running request's last). With continuous batching a queued request joins at
+ * the next call boundary and each request leaves as soon as its own T is reached; without it,
+ * a batch is formed only when the previous one has finished.
  */
 import { errors } from '../errors.js';
 import type { Coefficients } from '../model/hyperparameters.js';
