@@ -24,7 +24,12 @@ from predify.model import PredifyModel, calibrate_batchnorm  # noqa: E402
 from predify.config import parse_config  # noqa: E402
 
 
-def dynamics(model: PredifyModel, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+def through_host(tensors: list) -> list:
+    """The state as the engine's calls move it: to the host and back after every timestep."""
+    return [t.cpu().to(t.device) for t in tensors]
+
+
+def dynamics(model: PredifyModel, x: torch.Tensor, timesteps: int, via_host: bool = False) -> torch.Tensor:
     n = len(model.info)
 
     def feedback(i, r, below):
@@ -52,6 +57,9 @@ def dynamics(model: PredifyModel, x: torch.Tensor, timesteps: int) -> torch.Tens
                 reps[i] = r
                 preds[i], grads[i] = feedback(i, r, below)
             logits = model.head(reps[-1])
+            if via_host:
+                reps, preds, grads = through_host(reps), through_host(preds), through_host(grads)
+                logits = logits.cpu()
     return logits
 
 
@@ -65,8 +73,18 @@ def main() -> None:
     ap.add_argument("--input-size", type=int)
     ap.add_argument("--backbone", default="vgg16", help="with a Predify .toml: vgg16 or efficientnet_b0")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up runs (T = 1) before measuring")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (docs/gpu.md: scripts/gpu-check.sh)")
+    ap.add_argument("--tf32", action="store_true", help="on CUDA, let matmuls and convolutions use TF32")
+    ap.add_argument(
+        "--state-through-host",
+        action="store_true",
+        help="copy the state to the host and back after every timestep, as per-call engines do",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
 
     path = Path(args.model)
     if path.suffix == ".toml":
@@ -87,16 +105,27 @@ def main() -> None:
         calibrate_batchnorm(model, int(raw["backbone"].get("seed", 0)))
     else:
         model = PredifyModel.from_checkpoint(path / "checkpoint.pt")
-    model.eval()
+    model.eval().to(args.device)
     gen = torch.Generator().manual_seed(0)
-    out = {"threads": args.threads, "timesteps": args.timesteps, "torch": torch.__version__, "results": []}
+    out = {
+        "threads": args.threads,
+        "timesteps": args.timesteps,
+        "torch": torch.__version__,
+        "device": args.device,
+        "tf32": args.tf32,
+        "stateThroughHost": args.state_through_host,
+        "results": [],
+    }
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     for batch in args.batches:
-        x = torch.randn(batch, *model.input_shape, generator=gen)
+        x = torch.randn(batch, *model.input_shape, generator=gen).to(args.device)
         for _ in range(args.warmup):
-            dynamics(model, x, 1)
+            dynamics(model, x, 1, args.state_through_host)
+        sync()
         runs, started = 0, time.perf_counter()
         while True:
-            dynamics(model, x, args.timesteps)
+            dynamics(model, x, args.timesteps, args.state_through_host)
+            sync()
             runs += 1
             elapsed = time.perf_counter() - started
             if elapsed >= args.seconds and (runs >= 2 or args.seconds == 0):
