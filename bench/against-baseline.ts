@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import type { Graph } from '../src/model/onnx-backend.js';
 import { elementCount, type FloatTensor } from '../src/tensor.js';
-import { DEFAULT_MODEL, engineThroughput, machine, openModel, paperModel, table } from './lib.js';
+import { DEFAULT_MODEL, engineThroughput, feedsFor, machine, openModel, paperModel, table } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,19 +36,10 @@ console.log(
 const current = await openModel(dir, { intraOpThreads: threads });
 const baseline = await openModel(values.baseline, { intraOpThreads: threads });
 
-function feedsFor(graph: Graph): Record<string, FloatTensor> {
-  return Object.fromEntries(
-    graph.inputs.map((i) => {
-      const dims = i.shape.map((d) => (typeof d === 'number' ? d : batch));
-      return [i.name, { data: new Float32Array(elementCount(dims)).fill(0.01), dims }];
-    }),
-  );
-}
-
 /** Median seconds of `rounds` runs of each graph, the two alternating. */
 async function race(a: Graph, b: Graph): Promise<[number, number]> {
-  const fa = feedsFor(a);
-  const fb = feedsFor(b);
+  const fa = feedsFor(a, batch);
+  const fb = feedsFor(b, batch);
   await a.run(fa);
   await b.run(fb);
   const ta: number[] = [];

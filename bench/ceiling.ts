@@ -15,6 +15,7 @@ import { elementCount, type FloatTensor } from '../src/tensor.js';
 import {
   DEFAULT_MODEL,
   engineThroughput,
+  feedsFor,
   flopsOf,
   machine,
   openModel,
@@ -32,16 +33,6 @@ const { values } = parseArgs({
 });
 const threads = Number(values.threads);
 const seconds = Number(values.seconds);
-
-/** Inputs of `graph` at `batch`, filled with small values (the work does not depend on them). */
-function feedsFor(graph: Graph, batch: number): Record<string, FloatTensor> {
-  return Object.fromEntries(
-    graph.inputs.map((i) => {
-      const dims = i.shape.map((d) => (typeof d === 'number' ? d : batch));
-      return [i.name, { data: new Float32Array(elementCount(dims)).fill(0.01), dims }];
-    }),
-  );
-}
 
 /** Seconds per run of `graph` at `batch`: one warm-up, then runs for at least `seconds` (two at least). */
 async function secondsPerRun(graph: Graph, batch: number): Promise<number> {

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
-import type { SessionSettings } from '../src/model/onnx-backend.js';
+import type { Graph, SessionSettings } from '../src/model/onnx-backend.js';
+import { elementCount, type FloatTensor } from '../src/tensor.js';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 
 /** Repository root (benchmarks run compiled from build/bench/bench/). */
@@ -232,4 +233,14 @@ export function flopsOf(name: string, dir: string): { report: Record<string, Flo
       stdio: ['ignore', 'inherit', 'inherit'],
     });
   return { report: JSON.parse(readFileSync(report, 'utf8')) as Record<string, Flops>, out };
+}
+
+/** Inputs of `graph` at `batch`, filled with small values (the work does not depend on them). */
+export function feedsFor(graph: Graph, batch: number): Record<string, FloatTensor> {
+  return Object.fromEntries(
+    graph.inputs.map((i) => {
+      const dims = i.shape.map((d) => (typeof d === 'number' ? d : batch));
+      return [i.name, { data: new Float32Array(elementCount(dims)).fill(0.01), dims }];
+    }),
+  );
 }

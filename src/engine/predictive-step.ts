@@ -62,6 +62,12 @@ export function newSample(
 const ALL_OUTPUTS = ['prediction', 'error', 'gradient'] as const;
 const NO_GRADIENT = ['prediction', 'error'] as const;
 
+/** Its gradients were not computed at its last timestep: a sample must not go beyond it. */
+function refusePastLast(samples: readonly SampleState[], k: number): void {
+  const past = samples.find((s) => s.last !== undefined && s.t + k - 1 > s.last);
+  if (past) throw new Error(`a sample was stepped past its last timestep ${past.last}`);
+}
+
 /** The update weights of a sample at t = 0: r_i(0) = E_i(r_{i-1}(0)). */
 const FEEDFORWARD: Coefficients = { feedforward: 1, feedback: 0, memory: 0, errorCorrection: 0 };
 
@@ -135,8 +141,7 @@ export class PredictiveStepper {
     if (k === 1) return [await this.step(samples)];
     if (!Number.isInteger(k) || k < 1 || k > this.maxStepsPerCall)
       throw new Error(`${k} timesteps in one call: this model runs at most ${this.maxStepsPerCall}`);
-    const past = samples.find((s) => s.last !== undefined && s.t + k - 1 > s.last);
-    if (past) throw new Error(`a sample was stepped past its last timestep ${past.last}`);
+    refusePastLast(samples, k);
     const steady = this.#isSteady(samples);
     return this.#wholeSteps(samples, this.#images(samples, steady), k, false);
   }
@@ -144,8 +149,7 @@ export class PredictiveStepper {
   /** Computes the next timestep of every sample, in one batch, and advances their t. */
   async step(samples: readonly SampleState[]): Promise<SampleStep[]> {
     const batch = samples.length;
-    const past = samples.find((s) => s.last !== undefined && s.t > s.last);
-    if (past) throw new Error(`a sample was stepped past its last timestep ${past.last}`);
+    refusePastLast(samples, 1);
     const lastStep = samples.every((s) => s.t === s.last);
     const steady = this.#isSteady(samples);
     const x = this.#images(samples, steady);
@@ -214,10 +218,11 @@ export class PredictiveStepper {
         const weights = s.coefficients ?? this.#coefficients;
         for (let i = 0; i < n; i++) {
           const c = s.t + j === 0 ? FEEDFORWARD : weights[i]!;
-          coefficients.set(
-            [c.feedforward, c.feedback, c.memory, c.errorCorrection],
-            ((j * batch + b) * n + i) * 4,
-          );
+          const at = ((j * batch + b) * n + i) * 4;
+          coefficients[at] = c.feedforward;
+          coefficients[at + 1] = c.feedback;
+          coefficients[at + 2] = c.memory;
+          coefficients[at + 3] = c.errorCorrection;
         }
       });
     const feeds: Record<string, FloatTensor> = {
