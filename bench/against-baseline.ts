@@ -10,7 +10,6 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import type { Graph } from '../src/model/onnx-backend.js';
-import { elementCount, type FloatTensor } from '../src/tensor.js';
 import { DEFAULT_MODEL, engineThroughput, feedsFor, machine, openModel, paperModel, table } from './lib.js';
 
 const { values } = parseArgs({

@@ -11,7 +11,6 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import { createGraph, type Graph } from '../src/model/onnx-backend.js';
-import { elementCount, type FloatTensor } from '../src/tensor.js';
 import {
   DEFAULT_MODEL,
   engineThroughput,
