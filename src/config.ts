@@ -86,6 +86,7 @@ const schema = z
       .transform((v) => v === 'true'),
     MAX_QUEUE: integer('MAX_QUEUE', 0, 1_000_000, 256),
     ENGINE_STEPS_PER_CALL: integer('ENGINE_STEPS_PER_CALL', 1, 1024, 8),
+    ENGINE_MULTI_STEP: z.enum(['full', 'always']).default('full'),
     ENGINE_WORKER: z
       .enum(['true', 'false'])
       .default('true')
@@ -166,6 +167,7 @@ export function engineSettings(config: Config) {
     continuous: config.CONTINUOUS_BATCHING,
     maxQueue: config.MAX_QUEUE,
     stepsPerCall: config.ENGINE_STEPS_PER_CALL,
+    multiStep: config.ENGINE_MULTI_STEP,
   };
 }
 

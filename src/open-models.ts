@@ -4,7 +4,7 @@
  */
 import { engineSettings, requestDefaults, type Config } from './config.js';
 import { Classifier } from './engine/classifier.js';
-import type { InferenceEngine } from './engine/inference-engine.js';
+import { graphSetFor, type InferenceEngine } from './engine/inference-engine.js';
 import { LocalEngine } from './engine/local-engine.js';
 import { ModelSet } from './engine/model-set.js';
 import { SupervisedEngine } from './engine/supervised-engine.js';
@@ -74,7 +74,7 @@ export async function openModels(
   try {
     if (model) await open(model.dir, model);
     else {
-      const entries = await readRepository(config.MODEL_DIR);
+      const entries = await readRepository(config.MODEL_DIR, graphSetFor(engineSettings(config)));
       const ownProcess = config.ENGINE_WORKER && config.ENGINE_ISOLATION === 'process';
       checkBudget(entries, config.MODEL_MEMORY_BUDGET_MB, ownProcess);
       for (const entry of entries) await open(entry.dir);

@@ -29,6 +29,7 @@ describe('loadConfig', () => {
       CONTINUOUS_BATCHING: true,
       MAX_QUEUE: 256,
       ENGINE_STEPS_PER_CALL: 8,
+      ENGINE_MULTI_STEP: 'full',
       ENGINE_WORKER: true,
       ENGINE_ISOLATION: 'process',
       SHUTDOWN_DRAIN_MS: 10_000,

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .loop_graph import loop_graph, share_weights
 from .model import PredifyModel, reference_dynamics
 from .predictors import FeedbackGraph
 from .step_graph import StepGraph, state_names
@@ -86,8 +87,32 @@ def _io_spec(values: Any) -> list[dict[str, Any]]:
     specs = []
     for v in values:
         dims = [d.dim_param if d.dim_param else d.dim_value for d in v.type.tensor_type.shape.dim]
-        specs.append({"name": v.name, "type": "float32", "shape": ["batch" if isinstance(d, str) else d for d in dims]})
+        # Only the batch may vary, and in the loop graph the number of steps.
+        shape = [(d if d == "steps" else "batch") if isinstance(d, str) else d for d in dims]
+        specs.append({"name": v.name, "type": "float32", "shape": shape})
     return specs
+
+
+def add_loop_graph(out: Path, manifest: dict[str, Any]) -> None:
+    """Writes loop.onnx, the step graph inside an ONNX Loop (loop_graph.py), and names it in
+    `manifest`; the weights of both graphs go once into step.onnx.data."""
+    step_spec = manifest["graphs"][manifest["step"]]
+    step_path = out / step_spec["file"]
+    step = onnx.load(str(step_path))
+    loop = loop_graph(step)
+    loop_path = out / "loop.onnx"
+    data = out / f"{step_path.name}.data"
+    share_weights({step_path: step, loop_path: loop}, data)
+    shared = {"file": data.name, "sha256": sha256(data)}
+    step_spec.update({"sha256": sha256(step_path), "data": shared})
+    manifest["graphs"]["loop"] = {
+        "file": loop_path.name,
+        "sha256": sha256(loop_path),
+        "data": shared,
+        "inputs": _io_spec(loop.graph.input),
+        "outputs": _io_spec(loop.graph.output),
+    }
+    manifest["loop"] = "loop"
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
@@ -210,6 +235,7 @@ def export_model(
         "exportedWith": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
         **(extra or {}),
     }
+    add_loop_graph(out, manifest)
 
     if golden_inputs is not None:
         cases = []

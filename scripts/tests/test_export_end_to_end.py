@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
@@ -62,7 +63,24 @@ def test_manifest_is_complete(exported: Path) -> None:
         assert scale["scale"] == pytest.approx(scale["elements"] / scale["influence"] ** 0.5)
     for name, graph in m["graphs"].items():
         assert graph["sha256"] == sha256(exported / graph["file"]), name
-        assert all(t["shape"][0] == "batch" for t in graph["inputs"] + graph["outputs"]), name
+        # The loop graph's state is [batch, ...]; its weights and answers are [steps, batch, ...].
+        lead = [t["shape"][0] for t in graph["inputs"] + graph["outputs"] if t["shape"][0] != "batch"]
+        assert lead == ([] if name != "loop" else ["steps"] * 3), name
+    assert m["step"] == "step" and m["loop"] == "loop"
+
+
+def test_step_and_loop_graphs_keep_their_weights_once(exported: Path) -> None:
+    m = json.loads((exported / "manifest.json").read_text())
+    step, loop = m["graphs"]["step"], m["graphs"]["loop"]
+    assert step["data"] == loop["data"] and step["data"]["file"] == "step.onnx.data"
+    data = exported / step["data"]["file"]
+    assert step["data"]["sha256"] == sha256(data)
+    # Each graph alone is small; the shared file holds the weights once: about one step graph's.
+    inline = onnx.load(str(exported / step["file"]))  # loads the external data back in
+    whole = len(inline.SerializeToString())
+    assert (exported / step["file"]).stat().st_size < 0.05 * whole
+    assert (exported / loop["file"]).stat().st_size < 0.05 * whole
+    assert whole * 0.9 < data.stat().st_size < whole * 1.1
 
 
 def test_typescript_engine_matches_reference(exported: Path) -> None:
@@ -74,3 +92,4 @@ def test_typescript_engine_matches_reference(exported: Path) -> None:
     assert report["cases"] == 3 and report["timesteps"] == 10
     assert report["maxLogitDiff"] <= 1e-4
     assert report["maxBatchDiff"] <= 1e-5
+    assert report["loop"]["maxLogitDiff"] <= 1e-4 and report["loop"]["maxBatchDiff"] <= 1e-5

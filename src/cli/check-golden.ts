@@ -2,7 +2,8 @@
 /**
  * Runs a model directory's golden cases through the engine, one at a time and as one batch,
  * and compares with the PyTorch reference. Exit 1 when any value is off by more than the
- * tolerance (logits relative to their scale, errors relative). Used by the Python exporter tests on freshly exported models.
+ * tolerance (logits relative to their scale, errors relative); through the loop graph as well
+ * when the model has one. Used by the Python exporter tests on freshly exported models.
  */
 import { pino } from 'pino';
 import { PredictiveLoop } from '../engine/predictive-loop.js';
@@ -32,11 +33,12 @@ const model = await loadModel(
 );
 const golden = await readGolden(dir, model.manifest);
 const report = await compareWithGolden(new PredictiveLoop(model), golden);
-console.log(JSON.stringify({ model: model.manifest.name, tolerance, ...report }));
+// The server runs full batches through the loop graph: it must match too, across calls (4 steps each).
+const loop = model.loop && (await compareWithGolden(new PredictiveLoop(model, { stepsPerCall: 4 }), golden));
+console.log(JSON.stringify({ model: model.manifest.name, tolerance, ...report, ...(loop ? { loop } : {}) }));
 await model.release();
 // Logits are compared relative to their own scale: random test networks have logits of ~10.
-const pass =
-  report.maxLogitScaledDiff <= tolerance &&
-  report.maxErrorRelDiff <= tolerance &&
-  report.maxBatchDiff <= 1e-5;
+const pass = [report, ...(loop ? [loop] : [])].every(
+  (r) => r.maxLogitScaledDiff <= tolerance && r.maxErrorRelDiff <= tolerance && r.maxBatchDiff <= 1e-5,
+);
 process.exit(pass ? 0 : 1);

@@ -25,6 +25,8 @@ export interface SchedulerOptions {
    * settling point within a call (those steps are dropped).
    */
   stepsPerCall?: number;
+  /** when a call may compute several timesteps (see #stepsThisCall); default 'full' */
+  multiStep?: 'full' | 'always';
 }
 
 export interface EngineJob {
@@ -181,14 +183,25 @@ export class BatchScheduler {
     return incoming.length;
   }
 
+  /**
+   * Several timesteps in one call only where no request's admission or departure changes:
+   * 'full' steps a batch with no room (nobody could join before its first request ends, and the
+   * call ends there) and never one holding an anytime request (it may settle at any step);
+   * 'always' trades that for throughput: arrivals wait for the running call.
+   */
+  #stepsThisCall(batch: readonly Entry[]): number {
+    const cap = Math.min(this.#options.stepsPerCall ?? 1, this.#stepper.maxStepsPerCall);
+    if (cap <= 1) return 1;
+    if ((this.#options.multiStep ?? 'full') === 'full') {
+      const room = this.#options.continuous && batch.length < this.#options.maxBatch;
+      if (room || batch.some((e) => e.watch !== undefined)) return 1;
+    }
+    return Math.min(cap, ...batch.map((e) => e.job.timesteps - e.state.t + 1));
+  }
+
   async #step(admitted: number): Promise<void> {
     const batch = this.#active;
-    // Up to stepsPerCall timesteps in one call, never past a request's last.
-    const k = Math.min(
-      this.#options.stepsPerCall ?? 1,
-      this.#stepper.maxStepsPerCall,
-      ...batch.map((e) => e.job.timesteps - e.state.t + 1),
-    );
+    const k = this.#stepsThisCall(batch);
     const started = performance.now();
     let outputs: SampleStep[][];
     try {

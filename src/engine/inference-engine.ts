@@ -1,5 +1,5 @@
 /** What the service needs from an engine, whether it runs on this thread or in a worker. */
-import type { Manifest } from '../model/manifest.js';
+import type { GraphSet, Manifest } from '../model/manifest.js';
 import type { SessionSettings } from '../model/onnx-backend.js';
 import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
 import type { FaultKind } from './worker-protocol.js';
@@ -29,4 +29,10 @@ export interface EngineSettings extends SessionSettings {
   maxQueue: number;
   /** most timesteps per onnxruntime call, for a model with a loop graph */
   stepsPerCall?: number;
+  /** which batches may take several timesteps in one call (SchedulerOptions.multiStep) */
+  multiStep?: 'full' | 'always';
 }
+
+/** An engine that never computes several timesteps per call need not open the loop graph. */
+export const graphSetFor = (settings: Pick<EngineSettings, 'stepsPerCall'>): GraphSet =>
+  (settings.stepsPerCall ?? 1) > 1 ? 'served' : 'single-step';

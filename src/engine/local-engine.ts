@@ -2,7 +2,7 @@
 import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
-import type { EngineSettings, InferenceEngine } from './inference-engine.js';
+import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
 import { PredictiveStepper } from './predictive-step.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
 
@@ -14,7 +14,10 @@ export class LocalEngine implements InferenceEngine {
 
   constructor(
     model: LoadedModel,
-    settings: Pick<EngineSettings, 'maxBatch' | 'maxDelayMs' | 'continuous' | 'maxQueue' | 'stepsPerCall'>,
+    settings: Pick<
+      EngineSettings,
+      'maxBatch' | 'maxDelayMs' | 'continuous' | 'maxQueue' | 'stepsPerCall' | 'multiStep'
+    >,
   ) {
     this.model = model;
     this.stepper = new PredictiveStepper(model);
@@ -23,7 +26,7 @@ export class LocalEngine implements InferenceEngine {
   }
 
   static async open(settings: EngineSettings, log: Logger): Promise<LocalEngine> {
-    const model = await loadModel(settings.modelDir, settings, log);
+    const model = await loadModel(settings.modelDir, settings, log, graphSetFor(settings));
     return new LocalEngine(model, settings);
   }
 

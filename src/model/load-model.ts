@@ -10,7 +10,7 @@ import {
   type SessionSettings,
   type TensorMetadata,
 } from './onnx-backend.js';
-import { graphsToOpen, readManifest, type GraphSpec, type Manifest } from './manifest.js';
+import { graphsToOpen, readManifest, type GraphSet, type GraphSpec, type Manifest } from './manifest.js';
 
 export interface LoadedModel {
   readonly dir: string;
@@ -175,21 +175,30 @@ async function sha256(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Checks a file against the manifest's digest; `checked` spares hashing a shared file twice. */
+async function verify(file: string, expected: string, checked: Map<string, Promise<string>>): Promise<void> {
+  try {
+    await access(file);
+  } catch {
+    throw errors.modelNotFound(file);
+  }
+  let digest = checked.get(file);
+  if (!digest) checked.set(file, (digest = sha256(file)));
+  const actual = await digest;
+  if (actual !== expected) throw errors.checksumMismatch(file, expected, actual);
+}
+
 async function openGraph(
   dir: string,
   spec: GraphSpec,
   want: Signature,
   settings: SessionSettings,
   log: Logger,
+  checked: Map<string, Promise<string>>,
 ): Promise<Graph> {
   const file = path.join(dir, spec.file);
-  try {
-    await access(file);
-  } catch {
-    throw errors.modelNotFound(file);
-  }
-  const actual = await sha256(file);
-  if (actual !== spec.sha256) throw errors.checksumMismatch(file, spec.sha256, actual);
+  await verify(file, spec.sha256, checked);
+  if (spec.data) await verify(path.join(dir, spec.data.file), spec.data.sha256, checked);
   const graph = await createGraph(file, settings, log);
   try {
     checkSide(file, 'inputs', spec.inputs, graph.inputs, want.inputs);
@@ -209,15 +218,16 @@ export async function loadModel(
   dir: string,
   settings: SessionSettings,
   log: Logger,
-  which: 'served' | 'all' = 'served',
+  which: GraphSet = 'served',
 ): Promise<LoadedModel> {
   const manifest = await readManifest(dir);
   const roles = roleSignatures(manifest);
   const wanted = new Set(graphsToOpen(manifest, which));
   const opened: Graph[] = [];
+  const checked = new Map<string, Promise<string>>();
   const open = async (name: string, want: Signature) => {
     if (!wanted.has(name)) return undefined;
-    const graph = await openGraph(dir, manifest.graphs[name]!, want, settings, log);
+    const graph = await openGraph(dir, manifest.graphs[name]!, want, settings, log, checked);
     opened.push(graph);
     return graph;
   };

@@ -24,6 +24,13 @@ const graphSpec = z.object({
   // A bare file name: a manifest cannot point outside its own directory.
   file: z.string().regex(/^[\w.-]+\.onnx$/, 'must be a file name in the model directory ending in .onnx'),
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+  // Weights kept outside the graph (ONNX external data), e.g. shared by the step and loop graphs.
+  data: z
+    .object({
+      file: z.string().regex(/^[\w-][\w.-]*$/, 'must be a file name in the model directory'),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+    })
+    .optional(),
   inputs: z.array(tensorSpec).min(1),
   outputs: z.array(tensorSpec).min(1),
 });
@@ -206,12 +213,17 @@ export type InputSpec = Manifest['input'];
 
 /**
  * Which of a manifest's graphs a model needs. Served, a model with a step graph runs every
- * timestep through it and E_1 (once per sample), so its other graphs would hold a second copy
- * of every weight for nothing; `all` opens everything, for tools that run graph by graph.
+ * timestep through it (or several through its loop graph) and E_1 once per sample, so its other
+ * graphs would hold a second copy of every weight for nothing; `single-step` leaves the loop
+ * graph closed too (an engine that computes one timestep per call); `all` opens everything, for
+ * tools that run graph by graph.
  */
-export function graphsToOpen(m: Manifest, which: 'served' | 'all'): string[] {
-  const whole = [...(m.step ? [m.step] : []), ...(m.loop ? [m.loop] : [])];
-  if (which === 'served' && m.step !== undefined) return [m.pcoders[0]!.encoder, ...whole];
+export type GraphSet = 'served' | 'single-step' | 'all';
+
+export function graphsToOpen(m: Manifest, which: GraphSet): string[] {
+  const loop = m.loop && which !== 'single-step' ? [m.loop] : [];
+  const whole = [...(m.step ? [m.step] : []), ...loop];
+  if (which !== 'all' && m.step !== undefined) return [m.pcoders[0]!.encoder, ...whole];
   return [...new Set([...m.pcoders.flatMap((pc) => [pc.encoder, pc.feedback]), m.head, ...whole])];
 }
 

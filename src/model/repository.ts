@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
-import { graphsToOpen, MANIFEST_FILE, readManifest, type Manifest } from './manifest.js';
+import { graphsToOpen, MANIFEST_FILE, readManifest, type GraphSet, type Manifest } from './manifest.js';
 
 export interface ModelEntry {
   dir: string;
@@ -49,17 +49,20 @@ export async function modelDirectories(modelDir: string): Promise<string[]> {
 }
 
 /** Every model's manifest and size, checked before any is loaded: names must differ. */
-export async function readRepository(modelDir: string): Promise<ModelEntry[]> {
+export async function readRepository(modelDir: string, which: GraphSet = 'served'): Promise<ModelEntry[]> {
   const entries: ModelEntry[] = [];
   for (const dir of await modelDirectories(modelDir)) {
     const manifest = await readManifest(dir);
     let graphBytes = 0;
-    for (const name of graphsToOpen(manifest, 'served')) {
-      const file = path.join(dir, manifest.graphs[name]!.file);
-      const info = await stat(file).catch(() => {
-        throw errors.modelNotFound(file);
-      });
-      graphBytes += info.size;
+    for (const name of graphsToOpen(manifest, which)) {
+      const spec = manifest.graphs[name]!;
+      // Each session holds its own copy of shared weights: a data file counts once per graph.
+      for (const file of [spec.file, ...(spec.data ? [spec.data.file] : [])].map((f) => path.join(dir, f))) {
+        const info = await stat(file).catch(() => {
+          throw errors.modelNotFound(file);
+        });
+        graphBytes += info.size;
+      }
     }
     const twin = entries.find((e) => e.manifest.name === manifest.name);
     if (twin)

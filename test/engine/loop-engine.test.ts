@@ -1,11 +1,8 @@
 /**
- * A model with a loop graph (scripts/loop_graph.py) runs several timesteps per onnxruntime call
- * and gives the reference numbers: through the stepper, and through the scheduler, whose batch
- * then changes at call boundaries and whose anytime requests still stop where they settle.
+ * A model with a loop graph (the shipped one) runs several timesteps per onnxruntime call and
+ * gives the reference numbers: through the stepper, and through the scheduler, whose batch then
+ * changes at call boundaries and whose anytime requests still stop where they settle.
  */
-import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler, type StepStats } from '../../src/engine/batch-scheduler.js';
@@ -15,22 +12,17 @@ import { loadModel, type LoadedModel } from '../../src/model/load-model.js';
 import { silent } from '../helpers.js';
 import { DEFAULT_MODEL } from '../paths.js';
 
-let dir: string;
 let model: LoadedModel;
 let golden: Golden;
 const images: Float32Array[] = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'loop-model-'));
-  await cp(DEFAULT_MODEL, dir, { recursive: true });
-  execFileSync('/usr/bin/python3', [path.resolve('scripts/loop_graph.py'), dir]);
-  model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, silent);
+  model = await loadModel(DEFAULT_MODEL, { providers: ['cpu'], intraOpThreads: 1 }, silent);
   golden = await readGolden(DEFAULT_MODEL, model.manifest);
   for (const c of golden.cases) images.push(Float32Array.from(c.input));
 });
 afterAll(async () => {
   await model.release();
-  await rm(dir, { recursive: true, force: true });
 });
 
 function expectGolden(k: number, steps: readonly SampleStep[]) {
@@ -75,6 +67,7 @@ describe('a model with a loop graph', () => {
       continuous: true,
       maxQueue: 0,
       stepsPerCall: 4,
+      multiStep: 'always',
     });
     const stats: StepStats[] = [];
     let joined: Promise<Awaited<ReturnType<typeof s.submit>>> | undefined;
@@ -99,6 +92,7 @@ describe('a model with a loop graph', () => {
         continuous: true,
         maxQueue: 0,
         stepsPerCall,
+        multiStep: 'always',
       });
       return Promise.all(
         images
@@ -117,5 +111,59 @@ describe('a model with a loop graph', () => {
         ),
       ),
     );
+  });
+
+  describe("by default ('full'), several timesteps per call only where admission cannot change", () => {
+    /** The scheduler over the real stepper, recording how many timesteps each call computed. */
+    const scheduler = (maxBatch: number) => {
+      const stepper = new PredictiveStepper(model);
+      const calls: number[] = [];
+      const recording = {
+        inputSize: stepper.inputSize,
+        maxStepsPerCall: stepper.maxStepsPerCall,
+        steps: (samples: Parameters<typeof stepper.steps>[0], k: number) => {
+          calls.push(k);
+          return stepper.steps(samples, k);
+        },
+      };
+      const s = new BatchScheduler(recording, {
+        maxBatch,
+        maxDelayMs: 0,
+        continuous: true,
+        maxQueue: 0,
+        stepsPerCall: 8,
+      });
+      return { s, calls };
+    };
+
+    it('steps a full batch to its first finishing request in one call, and one with room a step at a time', async () => {
+      const { s, calls } = scheduler(2);
+      const results = await Promise.all([
+        s.submit({ image: images[0]!, timesteps: 10 }),
+        s.submit({ image: images[1]!, timesteps: 5 }),
+        s.submit({ image: images[2]!, timesteps: 3 }),
+      ]);
+      results.forEach((r, k) => expectGolden(k, r.steps));
+      expect(results.map((r) => r.steps.length)).toEqual([11, 6, 4]);
+      // [0, 1] full: t = 0..5 in one call, 1 ends; 2 joins, full again: 4 steps, 2 ends; 0 alone
+      // has room: a step per call, so that an arrival would join at once.
+      expect(calls).toEqual([6, 4, 1]);
+    });
+
+    it('keeps to one timestep per call while an anytime request is in the batch', async () => {
+      const { s, calls } = scheduler(2);
+      await Promise.all([
+        s.submit({ image: images[0]!, timesteps: 10, settle: { tolerance: 0.01, patience: 2 } }),
+        s.submit({ image: images[1]!, timesteps: 4 }),
+      ]);
+      expect(calls.every((k) => k === 1)).toBe(true);
+    });
+
+    it('never takes several timesteps per call with room in the batch', async () => {
+      const { s, calls } = scheduler(4);
+      const [r] = await Promise.all([s.submit({ image: images[0]!, timesteps: 10 })]);
+      expectGolden(0, r!.steps);
+      expect(calls).toEqual(Array(11).fill(1));
+    });
   });
 });

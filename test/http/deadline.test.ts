@@ -25,11 +25,11 @@ beforeAll(async () => {
   ({ app, engine } = await buildTestApp({ REQUEST_TIMEOUT_MS: String(TIMEOUT_MS), BATCH_MAX_DELAY_MS: '0' }));
   // Every engine step is slowed down, so that a request's duration is set by its timesteps.
   const { stepper } = engine as LocalEngine;
-  const step = stepper.step.bind(stepper);
-  stepper.step = async (samples) => {
-    steps++;
-    await new Promise((resolve) => setTimeout(resolve, STEP_DELAY_MS));
-    return step(samples);
+  const run = stepper.steps.bind(stepper);
+  stepper.steps = async (samples, k) => {
+    steps += k;
+    await new Promise((resolve) => setTimeout(resolve, k * STEP_DELAY_MS));
+    return run(samples, k);
   };
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as { port: number }).port;

@@ -52,10 +52,10 @@ beforeAll(async () => {
   }));
   // Slowed steps keep requests queued and running long enough to leave mid-way.
   const { stepper } = engine as LocalEngine;
-  const step = stepper.step.bind(stepper);
-  stepper.step = async (samples) => {
-    await sleep(STEP_DELAY_MS);
-    return step(samples);
+  const steps = stepper.steps.bind(stepper);
+  stepper.steps = async (samples, k) => {
+    await sleep(k * STEP_DELAY_MS);
+    return steps(samples, k);
   };
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as { port: number }).port;
@@ -191,7 +191,7 @@ describe('work for a client that has gone is never computed', () => {
     expect(await engineIdle()).toBe(before);
   });
 
-  it('while it is queued, and from the next step while it runs', async () => {
+  it('while it is queued, and from the end of the running call while it runs', async () => {
     const before = await engineIdle();
     // Two requests fill the batch; the third waits in the queue.
     const running = await Promise.all([watch(), watch()]);
@@ -208,8 +208,9 @@ describe('work for a client that has gone is never computed', () => {
     running[1]!.socket.destroy();
     await running[0]!.answeredAt();
     const after = await engineIdle();
-    // The first ran its 11 timesteps; the second stopped at a step boundary after leaving;
-    // the queued one computed nothing.
+    // The first ran its 11 timesteps; the second stopped at the end of the call it left in
+    // (the batch was full: up to ENGINE_STEPS_PER_CALL = 8 timesteps a call); the queued one
+    // computed nothing.
     expect(after - before).toBeGreaterThanOrEqual(11 + 1);
     expect(after - before).toBeLessThan(11 + 11);
     expect(running[0]!.text()).toMatch(/^HTTP\/1\.1 200 /);

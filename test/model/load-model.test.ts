@@ -27,15 +27,39 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 describe('loadModel', () => {
-  it('opens, to serve a model with a step graph, only that graph and E_1', async () => {
+  it('opens, to serve a model with a step graph, only that graph, its loop graph and E_1', async () => {
     const model = await loadModel(dir, settings, silent);
     expect(model.step?.provider).toBe('cpu');
     expect(model.encoders).toHaveLength(1);
     expect(model.feedback).toHaveLength(0);
     expect(model.head).toBeUndefined();
-    expect(model.graphs.map((g) => path.basename(g.file)).sort()).toEqual(['encoder1.onnx', 'step.onnx']);
+    expect(model.graphs.map((g) => path.basename(g.file)).sort()).toEqual([
+      'encoder1.onnx',
+      'loop.onnx',
+      'step.onnx',
+    ]);
     expect(() => new PredictiveStepper(model, { stepGraph: false })).toThrow(/needs every graph/);
     await model.release();
+    const single = await loadModel(dir, settings, silent, 'single-step');
+    expect(single.loop).toBeUndefined();
+    expect(single.graphs.map((g) => path.basename(g.file)).sort()).toEqual(['encoder1.onnx', 'step.onnx']);
+    await single.release();
+  });
+
+  it('checks the weights the step and loop graphs share against their digest', async () => {
+    const data = path.join(dir, 'step.onnx.data');
+    const bytes = await readFile(data);
+    bytes[bytes.length - 1]! ^= 1;
+    await writeFile(data, bytes);
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_CHECKSUM_MISMATCH',
+      message: expect.stringContaining(data),
+    });
+    await rm(data);
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_MODEL_NOT_FOUND',
+      message: expect.stringContaining(data),
+    });
   });
 
   it('opens every graph, one session each, when asked for all', async () => {
@@ -132,10 +156,10 @@ describe('loadModel', () => {
     // line says how many graphs that concerns.
     expect(model.head?.provider).toBe('cpu');
     expect(warnings.filter((w) => w === 'execution provider unavailable, trying the next one')).toHaveLength(
-      8,
+      9,
     );
     expect(warnings).toContain(
-      'CUDA was requested but 8 of 8 graphs run on the CPU (set GPU_REQUIRED=true to refuse to start instead)',
+      'CUDA was requested but 9 of 9 graphs run on the CPU (set GPU_REQUIRED=true to refuse to start instead)',
     );
     await model.release();
   });
@@ -153,7 +177,7 @@ describe('loadModel', () => {
     const lines: string[] = [];
     const log = { ...silent, warn() {}, info: (_o: object, msg: string) => void lines.push(msg) };
     const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: 1 }, log, 'all');
-    expect(lines.filter((l) => l.startsWith('session on cpu: '))).toHaveLength(8);
+    expect(lines.filter((l) => l.startsWith('session on cpu: '))).toHaveLength(9);
     expect(lines).toContain('session on cpu: step.onnx');
     expect(lines).toContain('session on cpu: head.onnx');
     await model.release();

@@ -33,13 +33,13 @@ beforeAll(async () => {
     { logger: pino({ level: 'info' }, sink) },
   ));
   const { stepper } = engine as LocalEngine;
-  const step = stepper.step.bind(stepper);
-  stepper.step = async (samples) => {
+  const steps = stepper.steps.bind(stepper);
+  stepper.steps = async (samples, k) => {
     if (failNextStep) {
       failNextStep = false;
       throw new Error('injected fault: /opt/secret/path/encoder1.onnx exploded');
     }
-    return step(samples);
+    return steps(samples, k);
   };
   sample = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
 });
