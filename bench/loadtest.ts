@@ -6,7 +6,7 @@
  * with the engine alone at that batch size and with the PyTorch reference loop at batch 32
  * (a Python script classifying the same model, with no HTTP at all).
  *
- *   npm run loadtest [-- --duration 15 --connections 32]
+ *   npm run loadtest [-- --duration 15 --connections 32 --steps-per-call 8 --multi-step full]
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -28,9 +28,10 @@ const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '15' },
     connections: { type: 'string', default: '32' },
-    // e.g. a copy of the shipped model with a loop graph (scripts/loop_graph.py DIR)
     model: { type: 'string', default: DEFAULT_MODEL },
     'steps-per-call': { type: 'string', default: '8' },
+    // which batches take several timesteps per call (ENGINE_MULTI_STEP)
+    'multi-step': { type: 'string', default: 'full' },
   },
 });
 const duration = Number(values.duration);
@@ -50,7 +51,12 @@ const configurations: [string, Record<string, string>][] = [
 ];
 const results = [];
 for (const [name, env] of configurations) {
-  const server = await startServer({ MODEL_DIR: modelDir, ENGINE_STEPS_PER_CALL: stepsPerCall, ...env });
+  const server = await startServer({
+    MODEL_DIR: modelDir,
+    ENGINE_STEPS_PER_CALL: stepsPerCall,
+    ENGINE_MULTI_STEP: values['multi-step'],
+    ...env,
+  });
   const r = await autocannon({
     url: `${server.base}/classify?timesteps=${T}`,
     method: 'POST',

@@ -2,7 +2,7 @@
  * Benchmark 4: mixed timesteps. Half the connections ask for timesteps=1, half for
  * timesteps=32, at the same time; p50/p99 of each class with continuous batching on and off.
  *
- *   npm run bench:mixed [-- --duration 15 --connections 32]
+ *   npm run bench:mixed [-- --duration 15 --connections 32 --steps-per-call 8 --multi-step full]
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,8 +14,10 @@ const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '15' },
     connections: { type: 'string', default: '32' },
-    // e.g. a copy of the shipped model with a loop graph (scripts/loop_graph.py DIR)
     model: { type: 'string', default: DEFAULT_MODEL },
+    'steps-per-call': { type: 'string', default: '8' },
+    // which batches take several timesteps per call (ENGINE_MULTI_STEP)
+    'multi-step': { type: 'string', default: 'full' },
   },
 });
 const duration = Number(values.duration);
@@ -42,7 +44,12 @@ for (const [name, env] of [
   ['continuous batching on', {}],
   ['continuous batching off', { CONTINUOUS_BATCHING: 'false' }],
 ] as const) {
-  const server = await startServer({ MODEL_DIR: modelDir, ...env });
+  const server = await startServer({
+    MODEL_DIR: modelDir,
+    ENGINE_STEPS_PER_CALL: values['steps-per-call'],
+    ENGINE_MULTI_STEP: values['multi-step'],
+    ...env,
+  });
   const [short, long] = await Promise.all([load(server.base, 1), load(server.base, 32)]);
   const batch = meanBatchSize(await server.metrics());
   await server.stop();
