@@ -27,7 +27,12 @@ const batch = Number(values.batch);
 const T = Number(values.timesteps);
 const rounds = Number(values.rounds);
 const threads = Number(values.threads);
-const dir = values.model === 'fashion-pc' ? DEFAULT_MODEL : paperModel(values.model).dir;
+// A name (fashion-pc, pvgg16, pefficientnet_b0) or a model directory, e.g. an int8 variant.
+const dir = values.model.includes('/')
+  ? path.resolve(values.model)
+  : values.model === 'fashion-pc'
+    ? DEFAULT_MODEL
+    : paperModel(values.model).dir;
 
 console.log(
   `# ${values.model}: this exporter against ${path.relative(process.cwd(), values.baseline)}, batch ${batch}, T = ${T}, ${threads} threads\n# ${machine()}\n`,

@@ -118,8 +118,10 @@ const manifestSchema = z
      * existed run graph by graph
      */
     step: z.string().optional(),
-    /** several timesteps in one call, the state carried inside (scripts/loop_graph.py) */
+    /** several timesteps in one call, the state carried inside (scripts/predify/loop_graph.py) */
     loop: z.string().optional(),
+    /** an int8 variant's record: its source model, scheme and calibration (npm run quantize) */
+    quantization: z.record(z.string(), z.unknown()).optional(),
     graphs: z.record(z.string(), graphSpec),
     golden: z.object({ file: z.string(), sha256: z.string() }).optional(),
     /** timesteps to use with the exported hyperparameters, when known */
