@@ -101,6 +101,13 @@ def quantize(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> 
             helper.make_node("DequantizeLinear", [f"{tag}_q", f"{tag}_scale", f"{tag}_zero"], [target]),
         ]
 
+    def per_channel(values: np.ndarray, scale: np.ndarray, name: str) -> str:
+        """A constant stored quantised, one scale per output channel, read through a DQ node."""
+        zero = np.zeros(scale.shape[0], values.dtype)
+        added.extend(numpy_helper.from_array(a, f"{name}{suffix}") for a, suffix in ((values, ""), (scale, "_scale"), (zero, "_zero")))
+        nodes.append(helper.make_node("DequantizeLinear", [name, f"{name}_scale", f"{name}_zero"], [f"{name}_dq"], axis=0))
+        return f"{name}_dq"
+
     for k, node in enumerate(g.node):
         if not _quantizable(node, initializers):
             nodes.append(node)
@@ -116,29 +123,12 @@ def quantize(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> 
         w_scale = channel_scales(weight)
         shape = (-1,) + (1,) * (weight.ndim - 1)
         w_q = np.clip(np.round(weight / w_scale.reshape(shape)), -127, 127).astype(np.int8)
-        channels = weight.shape[0]
-        added += [
-            numpy_helper.from_array(w_q, f"{tag}_w"),
-            numpy_helper.from_array(w_scale, f"{tag}_w_scale"),
-            numpy_helper.from_array(np.zeros(channels, np.int8), f"{tag}_w_zero"),
-        ]
-        nodes.append(
-            helper.make_node("DequantizeLinear", [f"{tag}_w", f"{tag}_w_scale", f"{tag}_w_zero"], [f"{tag}_w_dq"], axis=0)
-        )
-        inputs = [dequantized[x], f"{tag}_w_dq"]
+        inputs = [dequantized[x], per_channel(w_q, w_scale, f"{tag}_w")]
         if len(node.input) > 2 and node.input[2]:
             bias = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
             b_scale = (x_scale * w_scale.astype(np.float64)).astype(np.float32)
-            b_q = np.round(bias / b_scale).astype(np.int32)
-            added += [
-                numpy_helper.from_array(b_q, f"{tag}_b"),
-                numpy_helper.from_array(b_scale, f"{tag}_b_scale"),
-                numpy_helper.from_array(np.zeros(channels, np.int32), f"{tag}_b_zero"),
-            ]
-            nodes.append(
-                helper.make_node("DequantizeLinear", [f"{tag}_b", f"{tag}_b_scale", f"{tag}_b_zero"], [f"{tag}_b_dq"], axis=0)
-            )
-            inputs.append(f"{tag}_b_dq")
+            b_q = np.clip(np.round(bias / b_scale), -(2**31), 2**31 - 1).astype(np.int32)
+            inputs.append(per_channel(b_q, b_scale, f"{tag}_b"))
         y = node.output[0]
         conv = helper.make_node("Conv", inputs, [f"{tag}_y"], name=node.name or tag)
         conv.attribute.extend(node.attribute)
