@@ -1,9 +1,9 @@
 /**
  * Who runs in which batch at which timestep. Requests queue; the scheduler steps all active
- * samples together, one timestep per call, or up to stepsPerCall for a model with a loop graph
- * (never past any running request's last). With continuous batching a queued request joins at
- * the next call boundary and each request leaves as soon as its own T is reached; without it,
- * a batch is formed only when the previous one has finished.
+ * samples together, one timestep per call, or, for a model with a loop graph, up to
+ * stepsPerCall where multiStep allows (never past any running request's last). With continuous
+ * batching a queued request joins at the next call boundary and each request leaves as soon as
+ * its own T is reached; without it, a batch is formed only when the previous one has finished.
  */
 import { errors } from '../errors.js';
 import type { Coefficients } from '../model/hyperparameters.js';
@@ -20,9 +20,9 @@ export interface SchedulerOptions {
   /** most requests waiting for admission; more are refused (0: no bound) */
   maxQueue: number;
   /**
-   * Most timesteps computed in one call when the model has a loop graph (default 1): the batch
-   * then changes only every so many timesteps, and a settled sample may be computed past its
-   * settling point within a call (those steps are dropped).
+   * Most timesteps computed in one call when the model has a loop graph (default 1). With
+   * multiStep 'always' the batch then changes only every so many timesteps, and a settled
+   * sample may be computed past its settling point within a call (those steps are dropped).
    */
   stepsPerCall?: number;
   /** when a call may compute several timesteps (see #stepsThisCall); default 'full' */
