@@ -23,7 +23,9 @@ export interface SampleState {
   coefficients?: readonly Coefficients[];
   /**
    * The last timestep this sample will be stepped to, when known. Its error gradients feed no
-   * update, so a step in which every sample is at its last skips computing them.
+   * update, so a step in which every sample is at its last does not ask for them. (onnxruntime
+   * computes them all the same, as it does not prune a graph by the outputs asked for; what is
+   * saved is handing them back, about 8% of such a step on the shipped model.)
    */
   readonly last?: number;
   /**
@@ -97,11 +99,14 @@ export class PredictiveStepper {
   sessionSeconds = 0;
   /** The step graph, when this stepper runs each timestep through it. */
   readonly #step: Graph | undefined;
+  /** The loop graph, when this stepper may run several timesteps per call. */
+  readonly #loop: Graph | undefined;
   readonly #names: { r: string[]; p: string[]; g: string[] };
 
   constructor(model: LoadedModel, options: StepperOptions = {}) {
     this.model = model;
     this.#step = options.stepGraph === false ? undefined : model.step;
+    this.#loop = this.#step && model.loop;
     const { input, pcoders } = model.manifest;
     if (
       !this.#step &&
@@ -130,7 +135,7 @@ export class PredictiveStepper {
 
   /** How many timesteps one call of steps() may compute: more than one through the loop graph. */
   get maxStepsPerCall(): number {
-    return this.#step && this.model.loop ? Infinity : 1;
+    return this.#loop ? Infinity : 1;
   }
 
   /**
@@ -142,8 +147,9 @@ export class PredictiveStepper {
     if (!Number.isInteger(k) || k < 1 || k > this.maxStepsPerCall)
       throw new Error(`${k} timesteps in one call: this model runs at most ${this.maxStepsPerCall}`);
     refusePastLast(samples, k);
+    const lastStep = samples.every((s) => s.t + k - 1 === s.last);
     const steady = this.#isSteady(samples);
-    return this.#wholeSteps(samples, this.#images(samples, steady), k, false);
+    return this.#wholeSteps(samples, this.#images(samples, steady), k, lastStep);
   }
 
   /** Computes the next timestep of every sample, in one batch, and advances their t. */
@@ -205,7 +211,7 @@ export class PredictiveStepper {
     lastStep: boolean,
   ): Promise<SampleStep[][]> {
     const loop = k > 1;
-    const graph = loop ? this.model.loop! : this.#step!;
+    const graph = loop ? this.#loop! : this.#step!;
     const [into, outOf] = loop ? ['init_', 'final_'] : ['', 'next_'];
     const batch = samples.length;
     const n = this.pcoderCount;
@@ -242,17 +248,17 @@ export class PredictiveStepper {
           dims: this.#dims(i - 1, batch),
         };
     }
-    // At the last step only the answer and the representations are wanted: onnxruntime then
-    // skips the gradients, and the predictions that only fed the error. (Not inside a loop.)
-    const stateOnly = lastStep && !loop;
-    const wanted = stateOnly
-      ? ['logits', 'errors', ...names.r.map((r) => `next_${r}`)]
+    // After every sample's last step only the answers and the representations are wanted: the
+    // rest is not handed back (not copied out).
+    const [logitsName, errorsName] = loop ? ['all_logits', 'all_errors'] : ['logits', 'errors'];
+    const wanted = lastStep
+      ? [logitsName, errorsName, ...names.r.map((r) => outOf + r)]
       : graph.outputs.map((o) => o.name);
     const out = await this.#run(graph, feeds, wanted);
     const view = (name: string, b: number, size: number) =>
       out[outOf + name]!.data.subarray(b * size, (b + 1) * size);
-    const logits = out[loop ? 'all_logits' : 'logits']!.data;
-    const errors = out[loop ? 'all_errors' : 'errors']!.data;
+    const logits = out[logitsName]!.data;
+    const errors = out[errorsName]!.data;
     const classes = this.classes;
     const steps = Array.from({ length: k }, (_, j) =>
       samples.map((s, b) => ({
@@ -265,7 +271,7 @@ export class PredictiveStepper {
       s.t += k;
       for (let i = 0; i < n; i++) {
         s.r[i] = view(names.r[i]!, b, this.#sizes[i]!);
-        if (stateOnly) continue;
+        if (lastStep) continue;
         s.g[i] = view(names.g[i]!, b, this.#sizes[i]!);
         if (i > 0) s.p[i] = view(names.p[i - 1]!, b, this.#targetSizes[i]!);
       }

@@ -214,16 +214,17 @@ export type GraphSpec = z.infer<typeof graphSpec>;
 export type InputSpec = Manifest['input'];
 
 /**
- * Which of a manifest's graphs a model needs. Served, a model with a step graph runs every
- * timestep through it (or several through its loop graph) and E_1 once per sample, so its other
- * graphs would hold a second copy of every weight for nothing; `single-step` leaves the loop
- * graph closed too (an engine that computes one timestep per call); `all` opens everything, for
- * tools that run graph by graph.
+ * Which of a manifest's graphs a model needs. Served, a model with a step graph runs each
+ * timestep through it, several at once through its loop graph, and E_1 once per sample: its
+ * other graphs would hold another copy of every weight for nothing (each session keeps its
+ * own). `single-step` leaves the loop graph closed, for an engine that computes one timestep per
+ * call (half the memory of the two); `all` opens everything, for tools that run graph by graph
+ * or compare the graphs.
  */
 export type GraphSet = 'served' | 'single-step' | 'all';
 
 export function graphsToOpen(m: Manifest, which: GraphSet): string[] {
-  const loop = m.loop && which !== 'single-step' ? [m.loop] : [];
+  const loop = m.loop !== undefined && which !== 'single-step' ? [m.loop] : [];
   const whole = [...(m.step ? [m.step] : []), ...loop];
   if (which !== 'all' && m.step !== undefined) return [m.pcoders[0]!.encoder, ...whole];
   return [...new Set([...m.pcoders.flatMap((pc) => [pc.encoder, pc.feedback]), m.head, ...whole])];
