@@ -55,16 +55,33 @@ if (!values.out) {
   console.error(usage);
   process.exit(2);
 }
-const python = (args: string[]) =>
-  execFileSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'quantize_model.py'), ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+if (path.resolve(values.out) === path.resolve(values.model)) {
+  console.error('--out must be a directory of its own: the variant does not replace its model');
+  process.exit(2);
+}
+/** The Python half; what it says on failure has gone to stderr already. */
+const python = (args: string[]) => {
+  try {
+    return execFileSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'quantize_model.py'), ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+  } catch {
+    throw new Error(`scripts/quantize_model.py ${args[0]} failed`);
+  }
+};
 
 const log = pino({ level: 'warn' });
 const settings = { providers: ['cpu'] as const, intraOpThreads: 0 };
-const source = await loadModel(values.model, settings, log, 'single-step');
+const source = await loadModel(values.model, settings, log, 'single-step').catch((err: Error) => {
+  console.error(err.message);
+  process.exit(1);
+});
 const { manifest } = source;
+if (!source.step) {
+  console.error(`${values.model} has no step graph: re-export it (docs/int8.md)`);
+  process.exit(1);
+}
 const timesteps = wholeNumber('timesteps', values.timesteps, manifest.recommendedTimesteps ?? 10);
 const images = await calibrationImages(manifest.input);
 console.log(`calibrating ${manifest.name} on ${images.length} images, t = 0..${timesteps}`);
@@ -98,6 +115,9 @@ try {
   console.log(
     JSON.stringify({ model: variant.manifest.name, dir: values.out, ...compare(reference, quantized) }),
   );
+} catch (err) {
+  console.error((err as Error).message);
+  process.exitCode = 1;
 } finally {
   await rm(work, { recursive: true, force: true });
 }

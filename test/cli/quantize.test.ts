@@ -89,4 +89,15 @@ describe('an int8 variant', () => {
       ),
     );
   });
+
+  it('refuses to write over its own model', async () => {
+    const failed = await promisify(execFile)('node', [
+      CLI,
+      '--model',
+      DEFAULT_MODEL,
+      '--out',
+      DEFAULT_MODEL,
+    ]).catch((err: { code: number; stderr: string }) => err);
+    expect(failed).toMatchObject({ code: 2, stderr: expect.stringContaining('a directory of its own') });
+  });
 });
