@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 // onnxruntime directly, as the graphs are raced outside any model the loader would open.
 import * as ort from 'onnxruntime-node';
 import { DEFAULT_MODEL, machine, paperModel, ROOT, table } from './lib.js';
-import { medianMs, SESSION_OPTIONS, stepFixture } from './step-fixture.js';
+import { race, SESSION_OPTIONS, stepFixture, viaStepGraph } from './step-fixture.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,21 +45,6 @@ console.log(`# ${values.model}: ${K} timesteps, one Loop call vs ${K} step-graph
 const rows: (string | number)[][] = [];
 for (const batch of values.batches.split(',').map(Number)) {
   const f = await stepFixture(step, encoder1, batch, K);
-  const viaSteps = async () => {
-    let state = f.zeroState();
-    const logits: Float32Array[] = [];
-    for (let k = 0; k < K; k++) {
-      const out = await step.run({
-        image: f.image,
-        drive1: f.drive1,
-        coefficients: f.coefficients(k),
-        ...state,
-      });
-      logits.push(out.logits!.data as Float32Array);
-      state = Object.fromEntries(f.stateNames.map((s) => [s, out[`next_${s}`]!]));
-    }
-    return logits;
-  };
   const viaLoop = async () => {
     const init = Object.fromEntries(Object.entries(f.zeroState()).map(([s, t]) => [`init_${s}`, t]));
     const out = await loop.run({
@@ -73,20 +58,8 @@ for (const batch of values.batches.split(',').map(Number)) {
     return Array.from({ length: K }, (_, k) => all.subarray(k * per, (k + 1) * per));
   };
 
-  const [a, b] = [await viaSteps(), await viaLoop()];
-  const diff = Math.max(...a.flatMap((x, k) => [...x].map((v, j) => Math.abs(v - b[k]![j]!))));
-  let [stepsMs, loopMs] = [0, 0];
-  for (let round = 0; round < Number(values.rounds); round++) {
-    stepsMs += await medianMs(viaSteps);
-    loopMs += await medianMs(viaLoop);
-  }
-  rows.push([
-    batch,
-    stepsMs / Number(values.rounds),
-    loopMs / Number(values.rounds),
-    `${(stepsMs / loopMs).toFixed(2)}×`,
-    diff.toExponential(1),
-  ]);
+  const r = await race(() => viaStepGraph(step, f, K), viaLoop, Number(values.rounds));
+  rows.push([batch, r.aMs, r.bMs, `${(r.aMs / r.bMs).toFixed(2)}×`, r.diff.toExponential(1)]);
 }
 console.log(
   table(

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 // onnxruntime directly, as the graphs are raced outside any model the loader would open.
 import * as ort from 'onnxruntime-node';
 import { DEFAULT_MODEL, machine, paperModel, ROOT, table } from './lib.js';
-import { medianMs, SESSION_OPTIONS, stepFixture } from './step-fixture.js';
+import { race, SESSION_OPTIONS, stepFixture, viaStepGraph } from './step-fixture.js';
 
 const { values } = parseArgs({
   options: {
@@ -47,21 +47,6 @@ console.log(
 const rows: (string | number)[][] = [];
 for (const batch of values.batches.split(',').map(Number)) {
   const f = await stepFixture(step, encoder1, batch, K);
-  const viaStep = async () => {
-    let state = f.zeroState();
-    const logits: Float32Array[] = [];
-    for (let k = 0; k < K; k++) {
-      const o = await step.run({
-        image: f.image,
-        drive1: f.drive1,
-        coefficients: f.coefficients(k),
-        ...state,
-      });
-      logits.push(o.logits!.data as Float32Array);
-      state = Object.fromEntries(f.stateNames.map((s) => [s, o[`next_${s}`]!]));
-    }
-    return logits;
-  };
   const viaPCoders = async () => {
     // Each part reads what it names from the fixed inputs, the state and its parts below.
     let state = f.zeroState();
@@ -83,20 +68,8 @@ for (const batch of values.batches.split(',').map(Number)) {
     return logits;
   };
 
-  const [a, b] = [await viaStep(), await viaPCoders()];
-  const diff = Math.max(...a.flatMap((x, k) => [...x].map((v, j) => Math.abs(v - b[k]![j]!))));
-  let [stepMs, pcoderMs] = [0, 0];
-  for (let round = 0; round < Number(values.rounds); round++) {
-    stepMs += await medianMs(viaStep);
-    pcoderMs += await medianMs(viaPCoders);
-  }
-  rows.push([
-    batch,
-    stepMs / Number(values.rounds),
-    pcoderMs / Number(values.rounds),
-    `${(pcoderMs / stepMs).toFixed(2)}×`,
-    diff.toExponential(1),
-  ]);
+  const r = await race(() => viaStepGraph(step, f, K), viaPCoders, Number(values.rounds));
+  rows.push([batch, r.aMs, r.bMs, `${(r.bMs / r.aMs).toFixed(2)}×`, r.diff.toExponential(1)]);
 }
 console.log(
   table(

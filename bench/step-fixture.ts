@@ -78,3 +78,43 @@ export async function medianMs(f: () => Promise<unknown>): Promise<number> {
   }
   return times.sort((x, y) => x - y)[2]!;
 }
+
+/** K timesteps through the step graph, the state handed back and fed again each call: the logits of each. */
+export async function viaStepGraph(
+  step: ort.InferenceSession,
+  f: StepFixture,
+  K: number,
+): Promise<Float32Array[]> {
+  let state = f.zeroState();
+  const logits: Float32Array[] = [];
+  for (let k = 0; k < K; k++) {
+    const out = await step.run({
+      image: f.image,
+      drive1: f.drive1,
+      coefficients: f.coefficients(k),
+      ...state,
+    });
+    logits.push(out.logits!.data as Float32Array);
+    state = Object.fromEntries(f.stateNames.map((s) => [s, out[`next_${s}`]!]));
+  }
+  return logits;
+}
+
+/**
+ * Two ways of computing the same timesteps, raced: each one's mean over `rounds` of its median
+ * of five, alternating, and the largest logit difference between them.
+ */
+export async function race(
+  a: () => Promise<Float32Array[]>,
+  b: () => Promise<Float32Array[]>,
+  rounds: number,
+): Promise<{ aMs: number; bMs: number; diff: number }> {
+  const [x, y] = [await a(), await b()];
+  const diff = Math.max(...x.flatMap((v, k) => [...v].map((w, j) => Math.abs(w - y[k]![j]!))));
+  let [aMs, bMs] = [0, 0];
+  for (let round = 0; round < rounds; round++) {
+    aMs += await medianMs(a);
+    bMs += await medianMs(b);
+  }
+  return { aMs: aMs / rounds, bMs: bMs / rounds, diff };
+}
