@@ -32,7 +32,8 @@ const usage = `usage: npm run quantize -- [--model DIR] --out DIR [--images N | 
   --model      the float32 model (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
   --out        where to write the int8 variant (a model directory of its own)
   --images     calibration images (default 512): Fashion-MNIST training images, half clean and
-               half under the noise corruptions, for a 28 x 28 grey model
+               half under the corruptions of npm run eval, for a 28 x 28 grey model; with
+               --image-dir, the first N files by name (default all)
   --image-dir  calibration images from a directory (PNG, JPEG, WebP...) for any other model
   --timesteps  timesteps of dynamics per image (default: the model's recommended, else 10)
   --name       the variant's model name (default: <name>-int8)`;
@@ -83,7 +84,10 @@ if (!source.step) {
   process.exit(1);
 }
 const timesteps = wholeNumber('timesteps', values.timesteps, manifest.recommendedTimesteps ?? 10);
-const images = await calibrationImages(manifest.input);
+const images = await calibrationImages(manifest.input).catch((err: Error) => {
+  console.error(`calibration images: ${err.message}`);
+  process.exit(1);
+});
 console.log(`calibrating ${manifest.name} on ${images.length} images, t = 0..${timesteps}`);
 
 const work = await mkdtemp(path.join(tmpdir(), 'quantize-'));
@@ -178,13 +182,16 @@ function compare(reference: SampleStep[][], quantized: SampleStep[][]) {
 async function calibrationImages(spec: InputSpec): Promise<Float32Array[]> {
   const dir = values['image-dir'];
   if (dir) {
-    const files = (await readdir(dir, { withFileTypes: true })).filter(
-      (e) => e.isFile() && !e.name.startsWith('.'),
-    );
+    const files = (await readdir(dir, { withFileTypes: true }))
+      .filter((e) => e.isFile() && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .sort()
+      .slice(0, wholeNumber('images', values.images, Infinity));
     if (files.length === 0) throw new Error(`${dir}: no image files`);
-    return Promise.all(
-      files.map(async (e) => (await preprocess(await readFile(path.join(dir, e.name)), spec)).tensor),
-    );
+    const tensors: Float32Array[] = [];
+    for (const name of files)
+      tensors.push((await preprocess(await readFile(path.join(dir, name)), spec)).tensor);
+    return tensors;
   }
   if (spec.channels !== 1 || spec.height !== 28 || spec.width !== 28) {
     console.error(
@@ -194,8 +201,8 @@ async function calibrationImages(spec: InputSpec): Promise<Float32Array[]> {
   }
   const count = wholeNumber('images', values.images, 512);
   const data = await loadFashion('train');
-  // Half clean, half under each noise corruption in turn, at every severity: the dynamics
-  // are served on both, and their ranges differ.
+  // Half clean, half under each corruption in turn, at every severity: the dynamics are served
+  // on both, and their ranges differ.
   const noisy = CORRUPTIONS.flatMap((corruption) =>
     [1, 2, 3, 4, 5].map((severity): Condition => ({ corruption, severity })),
   );
