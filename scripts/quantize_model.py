@@ -21,7 +21,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from predify.export import _io_spec, add_loop_graph, sha256  # noqa: E402
+from predify.export import add_loop_graph, io_spec, sha256  # noqa: E402
 from predify.quantize import calibrated_tensors, instrument, quantize  # noqa: E402
 
 # What the variant does not take over: the step and loop graphs are written anew; the golden
@@ -80,8 +80,8 @@ def main() -> None:
     manifest["graphs"][manifest["step"]] = {
         "file": step_path.name,
         "sha256": sha256(step_path),
-        "inputs": _io_spec(quantized.graph.input),
-        "outputs": _io_spec(quantized.graph.output),
+        "inputs": io_spec(quantized.graph.input),
+        "outputs": io_spec(quantized.graph.output),
     }
     manifest.pop("golden", None)
     manifest.pop("loop", None)

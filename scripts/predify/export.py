@@ -83,7 +83,7 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _io_spec(values: Any) -> list[dict[str, Any]]:
+def io_spec(values: Any) -> list[dict[str, Any]]:
     specs = []
     for v in values:
         dims = [d.dim_param if d.dim_param else d.dim_value for d in v.type.tensor_type.shape.dim]
@@ -109,8 +109,8 @@ def add_loop_graph(out: Path, manifest: dict[str, Any]) -> None:
         "file": loop_path.name,
         "sha256": sha256(loop_path),
         "data": shared,
-        "inputs": _io_spec(loop.graph.input),
-        "outputs": _io_spec(loop.graph.output),
+        "inputs": io_spec(loop.graph.input),
+        "outputs": io_spec(loop.graph.output),
     }
     manifest["loop"] = "loop"
 
@@ -144,8 +144,8 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
     return {
         "file": path.name,
         "sha256": sha256(path),
-        "inputs": _io_spec(graph.graph.input),
-        "outputs": _io_spec(graph.graph.output),
+        "inputs": io_spec(graph.graph.input),
+        "outputs": io_spec(graph.graph.output),
     }
 
 
