@@ -244,3 +244,19 @@ export function feedsFor(graph: Graph, batch: number): Record<string, FloatTenso
     }),
   );
 }
+
+/** The command line of the benchmarks that load a server: duration, clients, model, engine calls. */
+export const SERVER_LOAD_OPTIONS = {
+  duration: { type: 'string', default: '15' },
+  connections: { type: 'string', default: '32' },
+  model: { type: 'string', default: DEFAULT_MODEL },
+  'steps-per-call': { type: 'string', default: '8' },
+  // which batches take several timesteps per call (ENGINE_MULTI_STEP)
+  'multi-step': { type: 'string', default: 'full' },
+} as const;
+
+/** The server's engine settings from those options. */
+export const engineEnv = (values: { 'steps-per-call': string; 'multi-step': string }) => ({
+  ENGINE_STEPS_PER_CALL: values['steps-per-call'],
+  ENGINE_MULTI_STEP: values['multi-step'],
+});

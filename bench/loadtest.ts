@@ -14,26 +14,18 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import {
-  DEFAULT_MODEL,
+  engineEnv,
   engineThroughput,
   machine,
   meanBatchSize,
   openModel,
   pytorchReference,
+  SERVER_LOAD_OPTIONS,
   startServer,
   table,
 } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '15' },
-    connections: { type: 'string', default: '32' },
-    model: { type: 'string', default: DEFAULT_MODEL },
-    'steps-per-call': { type: 'string', default: '8' },
-    // which batches take several timesteps per call (ENGINE_MULTI_STEP)
-    'multi-step': { type: 'string', default: 'full' },
-  },
-});
+const { values } = parseArgs({ options: SERVER_LOAD_OPTIONS });
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const T = 8;
@@ -53,8 +45,7 @@ const results = [];
 for (const [name, env] of configurations) {
   const server = await startServer({
     MODEL_DIR: modelDir,
-    ENGINE_STEPS_PER_CALL: stepsPerCall,
-    ENGINE_MULTI_STEP: values['multi-step'],
+    ...engineEnv(values),
     ...env,
   });
   const r = await autocannon({

@@ -8,18 +8,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { DEFAULT_MODEL, machine, meanBatchSize, startServer, table } from './lib.js';
+import { engineEnv, machine, meanBatchSize, SERVER_LOAD_OPTIONS, startServer, table } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '15' },
-    connections: { type: 'string', default: '32' },
-    model: { type: 'string', default: DEFAULT_MODEL },
-    'steps-per-call': { type: 'string', default: '8' },
-    // which batches take several timesteps per call (ENGINE_MULTI_STEP)
-    'multi-step': { type: 'string', default: 'full' },
-  },
-});
+const { values } = parseArgs({ options: SERVER_LOAD_OPTIONS });
 const duration = Number(values.duration);
 const half = Math.max(1, Math.floor(Number(values.connections) / 2));
 const modelDir = path.resolve(values.model);
@@ -46,8 +37,7 @@ for (const [name, env] of [
 ] as const) {
   const server = await startServer({
     MODEL_DIR: modelDir,
-    ENGINE_STEPS_PER_CALL: values['steps-per-call'],
-    ENGINE_MULTI_STEP: values['multi-step'],
+    ...engineEnv(values),
     ...env,
   });
   const [short, long] = await Promise.all([load(server.base, 1), load(server.base, 32)]);

@@ -9,23 +9,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 // onnxruntime directly, as the graphs are raced outside any model the loader would open.
 import * as ort from 'onnxruntime-node';
-import { DEFAULT_MODEL, machine, paperModel, ROOT, table } from './lib.js';
-import { race, SESSION_OPTIONS, stepFixture, viaStepGraph } from './step-fixture.js';
+import { machine, ROOT, table } from './lib.js';
+import { race, raceArgs, SESSION_OPTIONS, stepFixture, viaStepGraph } from './step-fixture.js';
 
-const { values } = parseArgs({
-  options: {
-    model: { type: 'string', default: 'fashion-pc' },
-    steps: { type: 'string', default: '9' },
-    batches: { type: 'string', default: '1,32' },
-    rounds: { type: 'string', default: '2' },
-    threads: { type: 'string', default: '2' },
-  },
-});
-const K = Number(values.steps);
-const dir = values.model === 'fashion-pc' ? DEFAULT_MODEL : paperModel(values.model).dir;
+const { values, K, dir } = raceArgs();
 const out = path.join(ROOT, 'build', 'pcoder-graphs', values.model);
 const parts = JSON.parse(
   execFileSync('/usr/bin/python3', [path.join(ROOT, 'scripts', 'split_step_graph.py'), dir, out], {

@@ -3,7 +3,9 @@
  * graph per PCoder), with onnxruntime directly: a batch of random images, E_1 of them, every
  * step's update weights (the feed-forward pass first, then a running sample's) and a zero state.
  */
+import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
+import { DEFAULT_MODEL, paperModel } from './lib.js';
 
 export const SESSION_OPTIONS = (threads: number): ort.InferenceSession.SessionOptions => ({
   intraOpNumThreads: threads,
@@ -117,4 +119,22 @@ export async function race(
     bMs += await medianMs(b);
   }
   return { aMs: aMs / rounds, bMs: bMs / rounds, diff };
+}
+
+/**
+ * The command line of a race: the model by name (fashion-pc, pvgg16, pefficientnet_b0), K
+ * timesteps, the batch sizes, rounds and threads; and the model's directory.
+ */
+export function raceArgs() {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: 'fashion-pc' },
+      steps: { type: 'string', default: '9' },
+      batches: { type: 'string', default: '1,32' },
+      rounds: { type: 'string', default: '2' },
+      threads: { type: 'string', default: '2' },
+    },
+  });
+  const dir = values.model === 'fashion-pc' ? DEFAULT_MODEL : paperModel(values.model).dir;
+  return { values, K: Number(values.steps), dir };
 }
