@@ -28,3 +28,4 @@ export const PAPER_MODELS: readonly PaperModel[] = [
 ];
 /** Figures written by tests for the docs (build/ is not committed). */
 export const REPORTS = path.join(ROOT, 'build', 'reports');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
