@@ -39,6 +39,29 @@ export async function preprocess(bytes: Buffer, spec: InputSpec): Promise<Prepro
 
 /** preprocess() for every image, even those plainPngPixels reads itself (for tests). */
 export async function preprocessWithSharp(bytes: Buffer, spec: InputSpec): Promise<Preprocessed> {
+  const { pixels, source } = await decodeAtModelSize(bytes, spec, 'model');
+  return { tensor: normalise(pixels.data, pixels.channels, spec), source };
+}
+
+/** 8-bit pixels, interleaved (H x W x channels). */
+export interface RawPixels {
+  width: number;
+  height: number;
+  channels: number;
+  data: Uint8Array;
+}
+
+/**
+ * Decodes, orients, flattens and resizes an image as the model's manifest says; its colours are
+ * then either the model's (`model`: grey or sRGB, what preprocess() normalises) or sRGB whatever
+ * the model takes (`rgb`: for the studies, which corrupt an image at the size the model sees it
+ * and then finish it with modelPixelsFromRgb()).
+ */
+export async function decodeAtModelSize(
+  bytes: Buffer,
+  spec: InputSpec,
+  colours: 'model' | 'rgb',
+): Promise<{ pixels: RawPixels; source: Preprocessed['source'] }> {
   // Only the first frame of animated or multi-page images is read.
   // failOn 'truncated': a cut-off image is refused rather than decoded with a grey remainder.
   const image = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, pages: 1, failOn: 'truncated' });
@@ -62,7 +85,8 @@ export async function preprocessWithSharp(bytes: Buffer, spec: InputSpec): Promi
     .rotate() // EXIF orientation
     .flatten({ background })
     .resize(spec.width, spec.height, { fit: spec.resize, background, position: 'centre' });
-  pipeline = spec.channels === 1 ? pipeline.greyscale() : pipeline.toColourspace('srgb');
+  pipeline =
+    colours === 'model' && spec.channels === 1 ? pipeline.greyscale() : pipeline.toColourspace('srgb');
 
   let raw: { data: Buffer; info: OutputInfo };
   try {
@@ -71,9 +95,29 @@ export async function preprocessWithSharp(bytes: Buffer, spec: InputSpec): Promi
     throw errors.imageUndecodable(describe(err));
   }
   return {
-    tensor: normalise(raw.data, raw.info.channels, spec),
+    pixels: {
+      width: raw.info.width,
+      height: raw.info.height,
+      channels: raw.info.channels,
+      data: new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.length),
+    },
     source: { format: meta.format, width: meta.width ?? 0, height: meta.height ?? 0 },
   };
+}
+
+/**
+ * The model input for sRGB pixels already at the model's size: the colour step of preprocess()
+ * (sharp's greyscale for a grey model) and its normalisation.
+ */
+export async function modelInputFromRgb(pixels: RawPixels, spec: InputSpec): Promise<Float32Array> {
+  if (pixels.width !== spec.width || pixels.height !== spec.height)
+    throw new RangeError(
+      `pixels are ${pixels.width}x${pixels.height}, the model takes ${spec.width}x${spec.height}`,
+    );
+  if (spec.channels !== 1) return normalise(pixels.data, pixels.channels, spec);
+  const raw = { width: pixels.width, height: pixels.height, channels: pixels.channels as 1 | 3 | 4 };
+  const grey = await sharp(pixels.data, { raw }).greyscale().raw().toBuffer();
+  return normalise(grey, grey.length / (pixels.width * pixels.height), spec);
 }
 
 /**
