@@ -1,10 +1,3 @@
-#!/usr/bin/env node
-/**
- * Calibrates a model's hyperparameters on a validation split carved from the Fashion-MNIST
- * training images, under the noise corruptions (never on the test set), and writes the result
- * into the model's manifest as a named profile, with how it was chosen. See docs/robustness.md.
- * The profile's anytime rule (timesteps=auto) is chosen on the same images: docs/anytime.md.
- */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -24,53 +17,54 @@ import {
   type Candidate,
   type Measurement,
 } from '../robustness/calibrate.js';
-import { NOISE_CORRUPTIONS } from '../robustness/corruptions.js';
 import { signed } from '../robustness/report.js';
-import { evaluate, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
-import { loadFashion } from '../robustness/fashion-mnist.js';
+import { CLEAN, evaluate, type StudyGroup } from '../robustness/evaluate.js';
+import { ImageSetError } from '../robustness/image-set.js';
+import { StudyInputs } from '../robustness/study-inputs.js';
 import { parseCli, wholeNumber } from './args.js';
+import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyChoice, type StudyValues } from './study-args.js';
 
 /**
- * The validation split: the last 10 000 training images (the backbone saw them unperturbed).
- * The search draws from its first half, the confirmation of the finalists from its second.
+ * For the shipped model, the validation split: the last 10 000 Fashion-MNIST training images
+ * (the backbone saw them unperturbed). The search draws from its first half, the confirmation
+ * of the finalists from its second. A user's --images are split the same way: alternate
+ * images of each class (by file name) go to the search and to the confirmation.
  */
-const VALIDATION = { from: 50_000, to: 60_000 };
-const SEARCH = { from: VALIDATION.from, to: 55_000 };
-/** clean images the corruption score is normalised on: the whole search split (t = 0 only: seconds) */
-const SCORE_IMAGES = 5000;
-const CONFIRM = { from: 55_000, to: VALIDATION.to };
+const SEARCH = { from: 50_000, to: 55_000 };
+const CONFIRM = { from: 55_000, to: 60_000 };
 
-const usage = `usage: npm run calibrate -- [--name NAME] [--images N] [--timesteps T] [--model DIR] [--write] [--default]
+const usage = `usage: npm run calibrate -- [--images DIR] [--model DIR] [--name NAME] [--write] [--default] [options]
 
-  --name       profile to write (default robust)
-  --images     search images per noise condition (default 200), from training images ${SEARCH.from}..${SEARCH.to - 1}
-  --clean-images  search images for the clean condition (default 600): the clean constraint is a fine margin
-  --severities noise severities evaluated (default 2,4)
-  --finalists  the search's best candidates measured again on training images ${CONFIRM.from}..${CONFIRM.to - 1} (default 5; 0: no confirmation)
-  --confirm-images        confirmation images per noise condition (default 400)
-  --confirm-clean-images  confirmation images for the clean condition (default 5000: all of them)
-  --confirm-tolerance     points of clean accuracy a finalist may lose on them (default 0.5, the target)...
-  --confirm-margin        ...less this many standard errors of the paired clean change (default 1)
-  --timesteps  T (default 10)
-  --write      write the profile (and the exported hyperparameters' recommended timesteps) into the manifest
-  --default    also make it the model's default profile, if it beats the exported hyperparameters
-  --anytime-only  no search: choose only the anytime rule of profile --name (exported included), as it is
-  --score-only    no search: measure only the corruption score's normalisation (on ${SCORE_IMAGES} clean images)
-  --model      model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})`;
+Chooses a profile's hyperparameters, recommended timesteps and anytime rule, and the
+corruption score's normalisation, on validation images (never the images you test on), under
+ImageNet-C's benchmark corruptions of every family; --write puts them in the model's manifest.
+
+${STUDY_USAGE}
+                 (defaults: benchmark corruptions, severities 2,4, T = 10; on Fashion-MNIST:
+                 training images ${SEARCH.from}..${CONFIRM.to - 1}, 10 images per class corrupted, 60 clean for
+                 the search, 20 and 500 for the confirmation; a directory: all its images, half each)
+  --name NAME    profile to write (default robust)
+  --finalists N  the search's best candidates measured again on the other half (default 5; 0: none)
+  --confirm-per-class N / --confirm-clean-per-class N   Fashion-MNIST's confirmation images
+  --confirm-tolerance P   points of clean accuracy a finalist may lose there (default 0.5)...
+  --confirm-margin K      ...less K standard errors of the paired clean change (default 1)
+  --write        write the profile, its anytime rule and the corruption score into the manifest
+  --default      also make it the model's default profile, if it beats the exported hyperparameters
+  --anytime-only no search: choose only the anytime rule of profile --name (exported included)
+  --score-only   no search: measure only the corruption score's normalisation (clean images)
+  --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
+  --batch N      images stepped together (default 32)`;
 
 const { values } = parseCli(
   {
     options: {
+      ...STUDY_OPTIONS,
       name: { type: 'string', default: 'robust' },
-      images: { type: 'string' },
-      'clean-images': { type: 'string' },
-      severities: { type: 'string', default: '2,4' },
       finalists: { type: 'string' },
-      'confirm-images': { type: 'string' },
-      'confirm-clean-images': { type: 'string' },
+      'confirm-per-class': { type: 'string' },
+      'confirm-clean-per-class': { type: 'string' },
       'confirm-tolerance': { type: 'string', default: '0.5' },
       'confirm-margin': { type: 'string', default: '1' },
-      timesteps: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
       write: { type: 'boolean', default: false },
       default: { type: 'boolean', default: false },
@@ -82,20 +76,10 @@ const { values } = parseCli(
   },
   usage,
 );
-const images = wholeNumber('images', values.images, 200);
-const cleanImages = wholeNumber('clean-images', values['clean-images'], 600);
-const timesteps = wholeNumber('timesteps', values.timesteps, 10);
-const batch = wholeNumber('batch', values.batch, 100);
+const batch = Math.max(1, wholeNumber('batch', values.batch, 32));
 const finalists = wholeNumber('finalists', values.finalists, 5);
-const confirmImages = wholeNumber('confirm-images', values['confirm-images'], 400);
-const confirmCleanImages = wholeNumber('confirm-clean-images', values['confirm-clean-images'], 5000);
 const confirmTolerance = nonNegative('confirm-tolerance');
 const confirmMargin = nonNegative('confirm-margin');
-const severities = values.severities.split(',').map(Number);
-if (severities.some((s) => !Number.isInteger(s) || s < 1 || s > 5)) {
-  console.error(`--severities takes numbers 1..5, got '${values.severities}'`);
-  process.exit(2);
-}
 
 const model = await loadModel(
   values.model,
@@ -104,12 +88,45 @@ const model = await loadModel(
 );
 const { manifest } = model;
 const stepper = new PredictiveStepper(model);
-const data = await loadFashion('train');
-const indices = stratifiedIndices(data, images, SEARCH.from, SEARCH.to);
-const cleanIndices = stratifiedIndices(data, cleanImages, SEARCH.from, SEARCH.to);
-const conditions: Condition[] = NOISE_CORRUPTIONS.flatMap((corruption) =>
-  severities.map((severity) => ({ corruption, severity })),
-);
+let search: StudyChoice;
+let confirmStudy: StudyChoice | undefined;
+try {
+  const plan = (
+    fashion: { from: number; to: number; perClass: number; cleanPerClass: number },
+    half?: 0 | 1,
+  ) =>
+    planStudy(values as StudyValues, manifest, {
+      corruptions: 'benchmark',
+      severities: '2,4',
+      timesteps: 10,
+      fashion: { split: 'train', ...fashion },
+    }).then((choice) =>
+      half === undefined || choice.set.layout === 'fashion-mnist' ? choice : halve(choice, half),
+    );
+  search = await plan({ ...SEARCH, perClass: 10, cleanPerClass: 60 }, finalists > 0 ? 0 : undefined);
+  if (finalists > 0)
+    confirmStudy = await plan(
+      {
+        ...CONFIRM,
+        perClass: wholeNumber('confirm-per-class', values['confirm-per-class'], 20),
+        cleanPerClass: wholeNumber('confirm-clean-per-class', values['confirm-clean-per-class'], 500),
+      },
+      1,
+    );
+} catch (err) {
+  if (!(err instanceof ImageSetError)) throw err;
+  console.error(`${err.message}\n\n${usage}`);
+  process.exit(2);
+}
+const { timesteps } = search;
+const inputs = new StudyInputs(manifest.input, { skipUnreadable: search.skipUnreadable, seed: search.seed });
+const cleanGroups = search.groups
+  .filter((g) => g.conditions.includes(CLEAN))
+  .map((g): StudyGroup => ({ ...g, conditions: [CLEAN] }));
+if (cleanGroups.length === 0) {
+  console.error('calibration needs clean images: an ImageNet-C set needs DIR/clean/<class>/<image>');
+  process.exit(2);
+}
 if (values['score-only']) {
   const score = await fitScore();
   await model.release();
@@ -132,46 +149,43 @@ if (values['anytime-only']) {
   process.exit(0);
 }
 
-const confirm =
-  finalists > 0
-    ? {
-        indices: stratifiedIndices(data, confirmImages, CONFIRM.from, CONFIRM.to),
-        cleanIndices: stratifiedIndices(data, confirmCleanImages, CONFIRM.from, CONFIRM.to),
-        finalists,
-        cleanTolerance: confirmTolerance,
-        standardErrors: confirmMargin,
-        onFinalist: (c: Candidate, k: number) =>
-          console.error(`  finalist ${k} ${fmt(c.hyperparameters)}: ${report(c.confirmation!)}`),
-      }
-    : undefined;
+const confirm = confirmStudy
+  ? {
+      groups: confirmStudy.groups,
+      finalists,
+      cleanTolerance: confirmTolerance,
+      standardErrors: confirmMargin,
+      onFinalist: (c: Candidate, k: number) =>
+        console.error(`  finalist ${k} ${fmt(c.hyperparameters)}: ${report(c.confirmation!)}`),
+    }
+  : undefined;
 console.error(
-  `calibrating ${manifest.name} on validation images: ${cleanIndices.length} clean, ${indices.length} x ${conditions.length} noise conditions; t = 0..${timesteps}` +
-    (confirm
-      ? `; the best ${finalists} confirmed on ${confirm.cleanIndices.length} clean and ${confirm.indices.length} x ${conditions.length} other images`
-      : ''),
+  `calibrating ${manifest.name} on validation images, t = 0..${timesteps}: search on ${search.describe}` +
+    (confirmStudy ? `; the best ${finalists} confirmed on ${confirmStudy.describe}` : ''),
 );
 const started = performance.now();
-const {
-  best,
-  exported,
-  candidates,
-  finalists: finalistsOut,
-} = await calibrate(
-  stepper,
-  data,
-  manifest.pcoders.map((pc) => pc.hyperparameters),
-  {
-    indices,
-    cleanIndices,
-    conditions,
-    timesteps,
-    batch,
-    space: DEFAULT_SPACE,
-    onCandidate: (c, k) =>
-      console.error(`  #${k} ${c.stage.padEnd(8)} ${fmt(c.hyperparameters)}: ${report(c)}`),
-    ...(confirm ? { confirm } : {}),
-  },
-);
+let outcome: Awaited<ReturnType<typeof calibrate>>;
+try {
+  outcome = await calibrate(
+    stepper,
+    inputs,
+    manifest.pcoders.map((pc) => pc.hyperparameters),
+    {
+      groups: search.groups,
+      timesteps,
+      batch,
+      space: DEFAULT_SPACE,
+      onCandidate: (c, k) =>
+        console.error(`  #${k} ${c.stage.padEnd(8)} ${fmt(c.hyperparameters)}: ${report(c)}`),
+      ...(confirm ? { confirm } : {}),
+    },
+  );
+} catch (err) {
+  if (!(err instanceof ImageSetError)) throw err;
+  console.error(err.message);
+  process.exit(1);
+}
+const { best, exported, candidates, finalists: finalistsOut } = outcome;
 const seconds = Math.round((performance.now() - started) / 1000);
 const anytime = await chooseAnytime(best.hyperparameters);
 const score = await fitScore();
@@ -179,47 +193,55 @@ await model.release();
 const chosen = finalRecommendation(best);
 const exportedChosen = finalRecommendation(exported);
 console.log(
-  `best: ${fmt(best.hyperparameters)} (beta, lambda, alpha per PCoder): noise mean ${signed(chosen.noiseGain)} points at t=${chosen.timesteps}, clean ${signed(chosen.cleanChange)}; ` +
-    `exported: ${signed(exportedChosen.noiseGain)} at t=${exportedChosen.timesteps}${confirm ? ' (on the confirmation images)' : ''}. ${candidates.length} candidates, ${seconds} s.`,
+  `best: ${fmt(best.hyperparameters)} (beta, lambda, alpha per PCoder): corrupted mean ${signed(chosen.gain)} points at t=${chosen.timesteps} (${families(chosen)}), clean ${signed(chosen.cleanChange)}; ` +
+    `exported: ${signed(exportedChosen.gain)} at t=${exportedChosen.timesteps}${confirm ? ' (on the confirmation images)' : ''}. ${candidates.length} candidates, ${seconds} s.` +
+    (inputs.unreadable.length
+      ? ` ${inputs.unreadable.length} unreadable images left out: ${inputs.unreadable.map((u) => u.id).join(', ')}`
+      : ''),
 );
 
 if (values.write) {
   const file = path.join(values.model, MANIFEST_FILE);
   const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  const conditions = search.conditions.map((c) =>
+    c.corruption === 'clean' ? 'clean' : `${c.corruption}/${c.severity}`,
+  );
   const calibration = {
     method:
-      'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = noise-mean accuracy gain over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0' +
+      'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = the gain in mean accuracy under the corruptions over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0 and where no corruption family loses against t = 0' +
       (confirm
-        ? `; then the ${finalists} best and the exported values measured again on other images, where clean accuracy must stay within ${confirmTolerance} points less ${confirmMargin} standard error(s) of the paired change, and the best there chosen`
+        ? `; then the ${finalists} best and the exported values measured again on other images, where clean accuracy must stay within ${confirmTolerance} points less ${confirmMargin} standard error(s) of the paired change (and no family lose), and the best there chosen`
         : ''),
-    split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition (the same number per class)`,
-    conditions: ['clean', ...conditions.map((c) => `${c.corruption}/${c.severity}`)],
+    split: search.describe,
+    conditions,
     timesteps,
     space: DEFAULT_SPACE,
     validation: {
-      noiseGain: round(chosen.noiseGain),
+      gain: round(chosen.gain),
       cleanChange: round(chosen.cleanChange),
-      exportedNoiseGain: round(exportedChosen.noiseGain),
+      families: roundAll(chosen.families),
+      exportedGain: round(exportedChosen.gain),
     },
-    ...(confirm
+    ...(confirm && confirmStudy
       ? {
           confirmation: {
-            split: `Fashion-MNIST training images ${CONFIRM.from}..${CONFIRM.to - 1}: ${confirm.cleanIndices.length} clean, ${confirm.indices.length} per noise condition`,
+            split: confirmStudy.describe,
             cleanTolerance: confirmTolerance,
             standardErrors: confirmMargin,
             finalists: (finalistsOut ?? []).map((c) => ({
               hyperparameters: c.hyperparameters,
               search: {
                 timesteps: c.recommended.timesteps,
-                noiseGain: round(c.recommended.noiseGain),
+                gain: round(c.recommended.gain),
                 cleanChange: round(c.recommended.cleanChange),
               },
               timesteps: c.confirmation!.recommended.timesteps,
-              noiseGain: round(c.confirmation!.recommended.noiseGain),
+              gain: round(c.confirmation!.recommended.gain),
               cleanChange: round(c.confirmation!.recommended.cleanChange),
+              families: roundAll(c.confirmation!.recommended.families),
               clean: c.confirmation!.clean.map(round4),
               cleanChangeSE: c.confirmation!.cleanChangeSE.map(round),
-              noiseMean: c.confirmation!.noiseMean.map(round4),
+              corruptedMean: c.confirmation!.corruptedMean.map(round4),
             })),
           },
         }
@@ -228,20 +250,21 @@ if (values.write) {
       stage: c.stage,
       hyperparameters: c.hyperparameters,
       timesteps: c.recommended.timesteps,
-      noiseGain: round(c.recommended.noiseGain),
+      gain: round(c.recommended.gain),
       cleanChange: round(c.recommended.cleanChange),
     })),
+    ...(inputs.unreadable.length ? { unreadable: inputs.unreadable } : {}),
   };
   const profiles = (raw['profiles'] as Record<string, unknown> | undefined) ?? {};
   profiles[values.name] = {
-    description: `calibrated for noisy inputs by npm run calibrate (${new Date().toISOString().slice(0, 10)})`,
+    description: `calibrated under ImageNet-C's corruptions by npm run calibrate (${new Date().toISOString().slice(0, 10)})`,
     hyperparameters: best.hyperparameters,
     recommendedTimesteps: chosen.timesteps,
     calibration,
   };
   raw['profiles'] = profiles;
   raw['recommendedTimesteps'] = exportedChosen.timesteps;
-  if (values.default && best !== exported && chosen.noiseGain > exportedChosen.noiseGain)
+  if (values.default && best !== exported && chosen.gain > exportedChosen.gain)
     raw['defaultProfile'] = values.name;
   setAnytime(raw, values.name, anytime);
   raw['corruptionScore'] = score;
@@ -252,27 +275,53 @@ if (values.write) {
   );
 }
 
+/** The search's images, or the confirmation's: alternate images of each class. */
+function halve(choice: StudyChoice, half: 0 | 1): StudyChoice {
+  const pick = <T extends { label: number }>(images: readonly T[]) => {
+    const seen = new Map<number, number>();
+    return images.filter((i) => {
+      const k = seen.get(i.label) ?? 0;
+      seen.set(i.label, k + 1);
+      return k % 2 === half;
+    });
+  };
+  const groups = choice.groups.map((g) => ({ ...g, images: pick(g.images) }));
+  if (groups.some((g) => g.images.length === 0))
+    throw new ImageSetError(
+      `${choice.set.root}: too few images to split into a search half and a confirmation half (each class needs 2 or more); give --finalists 0 to search on them all`,
+    );
+  return {
+    ...choice,
+    groups,
+    describe: `${choice.describe} (${half === 0 ? 'the search' : 'the confirmation'} half)`,
+  };
+}
+
 /**
  * The anytime rule for these hyperparameters: every search image's trajectory up to T, then
  * the rule with the fewest mean timesteps that keeps the best fixed T's accuracy (chooseRule).
  */
 async function chooseAnytime(hyperparameters: readonly Hyperparameters[]): Promise<AnytimeChoice> {
   const coefficients = coefficientsOf(hyperparameters, gradientScales(manifest));
-  const run = (idx: number[], cs: Condition[]) =>
-    evaluate(stepper, data, { indices: idx, conditions: cs, timesteps, batch, coefficients, record: true });
-  const [clean] = await run(cleanIndices, [{ corruption: 'clean', severity: 0 }]);
-  const noisy = await run(indices, conditions);
+  const results = await evaluate(stepper, inputs, search.groups, {
+    timesteps,
+    batch,
+    coefficients,
+    record: true,
+  });
+  const clean = results.find((r) => r.condition.corruption === 'clean')!;
+  const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
   const choice = chooseRule(
-    clean!.trajectories!,
-    noisy.flatMap((r) => r.trajectories!),
+    clean.trajectories!,
+    corrupted.flatMap((r) => r.trajectories!),
     { cap: timesteps },
   );
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const ref = choice.reference;
   console.log(
-    `anytime: fixed T=${ref.timesteps} gives clean ${pct(ref.clean)}, noise ${pct(ref.noise)}; ` +
+    `anytime: fixed T=${ref.timesteps} gives clean ${pct(ref.clean)}, corrupted ${pct(ref.corrupted)}; ` +
       (choice.chosen
-        ? `${ruleName(choice.chosen.rule)}: clean ${pct(choice.chosen.clean.accuracy)}, noise ${pct(choice.chosen.noise.accuracy)}, ${choice.chosen.meanTimesteps.toFixed(2)} timesteps on average; ` +
+        ? `${ruleName(choice.chosen.rule)}: clean ${pct(choice.chosen.clean.accuracy)}, corrupted ${pct(choice.chosen.corrupted.accuracy)}, ${choice.chosen.meanTimesteps.toFixed(2)} timesteps on average; ` +
           `the fewest fixed timesteps as accurate: ${choice.cheapestFixed}, so ${choice.byDefault ? 'auto by default' : 'fixed timesteps by default'}`
         : 'no rule keeps that accuracy'),
   );
@@ -280,14 +329,18 @@ async function chooseAnytime(hyperparameters: readonly Hyperparameters[]): Promi
 }
 
 /**
- * The corruption score's normalisation: ln e_i(0) on every clean image of the search split
- * (t = 0 only, so any profile's coefficients do), and the score's quantiles there.
+ * The corruption score's normalisation: ln e_i(0) on every clean validation image (the search's
+ * and the confirmation's; t = 0 only, so any profile's coefficients do), and the score's
+ * quantiles there.
  */
 async function fitScore(): Promise<Record<string, unknown>> {
-  const scoreIndices = stratifiedIndices(data, SCORE_IMAGES, SEARCH.from, SEARCH.to);
-  const [clean] = await evaluate(stepper, data, {
-    indices: scoreIndices,
-    conditions: [{ corruption: 'clean', severity: 0 }],
+  const groups = [
+    ...cleanGroups,
+    ...(confirmStudy?.groups ?? [])
+      .filter((g) => g.conditions.includes(CLEAN))
+      .map((g): StudyGroup => ({ ...g, conditions: [CLEAN] })),
+  ];
+  const results = await evaluate(stepper, inputs, groups, {
     timesteps: 0,
     batch,
     coefficients: coefficientsOf(
@@ -296,7 +349,7 @@ async function fitScore(): Promise<Record<string, unknown>> {
     ),
     record: true,
   });
-  const errors = clean!.trajectories!.map((t) => t.steps[0]!.errors);
+  const errors = results[0]!.trajectories!.map((t) => t.steps[0]!.errors);
   const norm = fitNormalisation(errors);
   const scores = errors.map((e) => corruptionScore(e, norm));
   const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
@@ -310,11 +363,11 @@ async function fitScore(): Promise<Record<string, unknown>> {
     calibration: {
       method:
         'ln e_i(0) per PCoder on clean validation images: mean and standard deviation; the score is the largest |z| over the PCoders, and its quantiles on the same images',
-      split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${scoreIndices.length} clean`,
+      split: `${errors.length} clean validation images (${search.set.layout === 'fashion-mnist' ? `Fashion-MNIST training images ${SEARCH.from}..${CONFIRM.to - 1}` : search.set.root})`,
     },
   };
   console.log(
-    `corruption score on ${scoreIndices.length} clean validation images: median ${score.cleanQuantiles['p50']}, 95% below ${score.cleanQuantiles['p95']}, 99% below ${score.cleanQuantiles['p99']}`,
+    `corruption score on ${errors.length} clean validation images: median ${score.cleanQuantiles['p50']}, 95% below ${score.cleanQuantiles['p95']}, 99% below ${score.cleanQuantiles['p99']}`,
   );
   return score;
 }
@@ -336,33 +389,33 @@ function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeC
     default: choice.byDefault,
     calibration: {
       method:
-        'on the search images: the rule with the fewest mean timesteps whose clean and noise accuracy stay within 0.2 points of the best fixed T (best noise accuracy with clean within 0.5 points of t = 0)',
-      split: `Fashion-MNIST training images ${SEARCH.from}..${SEARCH.to - 1}: ${cleanIndices.length} clean, ${indices.length} per noise condition`,
+        'on the search images: the rule with the fewest mean timesteps whose clean and corrupted accuracy stay within 0.2 points of the best fixed T (best accuracy under the corruptions with clean within 0.5 points of t = 0)',
+      split: search.describe,
       default: `auto by default when the rule saves at least 30% of the timesteps of the fewest fixed T as accurate (T = ${choice.cheapestFixed})`,
       reference: {
         timesteps: choice.reference.timesteps,
         clean: r4(choice.reference.clean),
-        noise: r4(choice.reference.noise),
+        corrupted: r4(choice.reference.corrupted),
       },
       chosen: {
         meanTimesteps: r4(choice.chosen.meanTimesteps),
         clean: r4(choice.chosen.clean.accuracy),
-        noise: r4(choice.chosen.noise.accuracy),
+        corrupted: r4(choice.chosen.corrupted.accuracy),
         settled: r4(
           (choice.chosen.clean.settled * choice.chosen.clean.count +
-            choice.chosen.noise.settled * choice.chosen.noise.count) /
-            (choice.chosen.clean.count + choice.chosen.noise.count),
+            choice.chosen.corrupted.settled * choice.chosen.corrupted.count) /
+            (choice.chosen.clean.count + choice.chosen.corrupted.count),
         ),
       },
       // The front of the tradeoff only: the grid has over a hundred rules.
       points: undominated(choice.points, (p) => p.meanTimesteps, [
         (p) => p.clean.accuracy,
-        (p) => p.noise.accuracy,
+        (p) => p.corrupted.accuracy,
       ]).map((p) => ({
         ...p.rule,
         meanTimesteps: r4(p.meanTimesteps),
         clean: r4(p.clean.accuracy),
-        noise: r4(p.noise.accuracy),
+        corrupted: r4(p.corrupted.accuracy),
       })),
     },
   };
@@ -393,8 +446,8 @@ function fmt(hs: { beta: number; lambda: number; alpha: number }[]) {
 function report(m: Measurement) {
   const r = m.recommended;
   return (
-    `noise ${signed(r.noiseGain)} at t=${r.timesteps}, clean ${signed(r.cleanChange)} (SE ${m.cleanChangeSE[r.timesteps]!.toFixed(2)})\n` +
-    `     clean ${curve(m.clean)}\n     noise ${curve(m.noiseMean)}`
+    `corrupted ${signed(r.gain)} at t=${r.timesteps} (${families(r)}), clean ${signed(r.cleanChange)} (SE ${m.cleanChangeSE[r.timesteps]!.toFixed(2)})\n` +
+    `     clean ${curve(m.clean)}\n     corrupted ${curve(m.corruptedMean)}`
   );
 }
 
@@ -408,4 +461,14 @@ function round(x: number) {
 
 function round4(x: number) {
   return Math.round(x * 10_000) / 10_000;
+}
+
+function families(r: { families: Partial<Record<string, number>> }) {
+  return Object.entries(r.families)
+    .map(([f, v]) => `${f} ${signed(v!)}`)
+    .join(', ');
+}
+
+function roundAll(xs: Partial<Record<string, number>>) {
+  return Object.fromEntries(Object.entries(xs).map(([k, v]) => [k, round(v!)]));
 }

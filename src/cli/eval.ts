@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * The robustness evaluation: Fashion-MNIST test images, clean and under every corruption and
- * severity, through the serving engine for t = 0..T, and timesteps=auto replayed on the same
- * dynamics. Writes results.json, results.md, accuracy.svg/.png and anytime.svg/.png to --out.
- * See docs/robustness.md and docs/anytime.md.
+ * The robustness study: a model's accuracy at t = 0..T on clean images and under ImageNet-C's
+ * corruptions, through the serving engine, with the paper's mCE(t) / mCE(0) and its bootstrap
+ * interval, ImageNet-C's normalised mCE against a baseline, and timesteps=auto replayed on the
+ * same dynamics. Writes results.json, results.md, accuracy.svg/.png, mce.svg/.png and
+ * anytime.svg/.png to --out. See docs/robustness.md and docs/anytime.md.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
+import { newSample } from '../engine/predictive-step.js';
 import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
 import type { SettleRule } from '../engine/settling.js';
 import {
@@ -18,37 +20,47 @@ import {
   ruleName,
   sameRule,
 } from '../robustness/anytime.js';
-import { accuracyChart, anytimeChart, svgToPng } from '../robustness/chart.js';
-import { CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
-import { evaluate, mergeCounts, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
-import { loadFashion } from '../robustness/fashion-mnist.js';
-import { progressReporter } from '../robustness/progress.js';
+import { accuracyChart, anytimeChart, mceChart, svgToPng } from '../robustness/chart.js';
+import { evaluate, studySize, type ConditionResult } from '../robustness/evaluate.js';
+import { ImageSetError } from '../robustness/image-set.js';
+import {
+  ALEXNET_ERRORS,
+  baselineFromResults,
+  benchmarkCovered,
+  corruptionErrors,
+  normalisedMce,
+  relativeMce,
+  type BaselineErrors,
+} from '../robustness/mce.js';
+import { clock, progressReporter } from '../robustness/progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
+import { StudyInputs } from '../robustness/study-inputs.js';
 import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
+import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
-const usage = `usage: npm run eval -- [--quick] [--profile NAME] [--images N] [--timesteps T] [--model DIR] [--out DIR]
+const usage = `usage: npm run eval -- [--images DIR] [--model DIR] [--profile NAME] [options]
 
-  --quick      100 images per condition, severities 1, 3 and 5 (about a minute)
-  --images     test images per condition, the same number from every class (default 600)
-  --clean-images  test images for the clean condition (default 5000; at least --images): the
-               clean constraint is a fine margin, and one clean image costs a 31st of one image under every condition
-  --timesteps  T: accuracy is reported for t = 0..T (default 10)
-  --profile    the model's hyperparameter profile (default: the model's default profile)
-  --model      model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
-  --out        output directory (default: build/robustness/<model>-<profile>[-quick])
-  --batch      samples stepped together (default 100)
-  --threads    onnxruntime threads per session (default 2)`;
+Accuracy at t = 0..T, clean and under ImageNet-C's corruptions, through the serving engine.
+
+${STUDY_USAGE}
+                 (defaults: all 19 corruptions, severities 1-5, T = 10, build/robustness/<model>-<profile>[-quick];
+                 on Fashion-MNIST: its test set, 60 images per class corrupted, 500 clean)
+  --quick        severities 1, 3, 5 and 10 images per class (Fashion-MNIST) for a first look
+  --baseline FILE|alexnet  also ImageNet-C's normalised mCE (%), against AlexNet's published
+                 errors or another study's results.json (its t = 0 errors)
+  --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
+  --profile NAME the model's hyperparameter profile (default: its default profile)
+  --batch N      images stepped together (default 100)
+  --threads N    onnxruntime threads per session (default 2)`;
 
 const { values } = parseCli(
   {
     options: {
+      ...STUDY_OPTIONS,
       quick: { type: 'boolean', default: false },
-      images: { type: 'string' },
-      'clean-images': { type: 'string' },
-      timesteps: { type: 'string' },
+      baseline: { type: 'string' },
       profile: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
-      out: { type: 'string' },
       batch: { type: 'string' },
       threads: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -56,162 +68,286 @@ const { values } = parseCli(
   },
   usage,
 );
-
-// 600 keeps the full run under 15 minutes on 2 cores with the shipped model's predictors.
-const images = wholeNumber('images', values.images, values.quick ? 100 : 600);
-const cleanImages = Math.max(
-  images,
-  wholeNumber('clean-images', values['clean-images'], values.quick ? images : 5000),
-);
-const timesteps = wholeNumber('timesteps', values.timesteps, 10);
 const batch = Math.max(1, wholeNumber('batch', values.batch, 100));
 const threads = wholeNumber('threads', values.threads, 2);
-const severities = values.quick ? [1, 3, 5] : [1, 2, 3, 4, 5];
 
 const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } =
   await openModelWithProfile(values.model, values.profile, threads);
-// The rule a timesteps=auto request on this profile would use, and every rule of the grid.
-const rule: SettleRule = anytime
-  ? {
-      tolerance: anytime.tolerance,
-      patience: anytime.patience,
-      ...(anytime.confidence !== undefined ? { confidence: anytime.confidence } : {}),
-    }
-  : DEFAULT_SETTLE;
-const profileRule = { ...rule, source: anytime ? 'calibrated' : 'the default, none calibrated' };
-const rules = [...RULE_GRID, ...(RULE_GRID.some((r) => sameRule(r, rule)) ? [] : [rule])];
 try {
   const { manifest } = model;
-  const data = await loadFashion('t10k');
-  const indices = stratifiedIndices(data, images);
-  // The first images of every class: the corruption images are among them.
-  const cleanIndices = stratifiedIndices(data, cleanImages);
-  const inSubset = new Set(indices);
-  const moreClean = cleanIndices.filter((k) => !inSubset.has(k));
-  const clean: Condition = { corruption: 'clean', severity: 0 };
-  const conditions: Condition[] = [
-    clean,
-    ...CORRUPTIONS.flatMap((corruption) => severities.map((severity) => ({ corruption, severity }))),
-  ];
+  let study;
+  let baseline: { name: string; errors: BaselineErrors } | undefined;
+  try {
+    study = await planStudy(values as StudyValues, manifest, {
+      corruptions: 'all',
+      severities: values.quick ? '1,3,5' : '1-5',
+      timesteps: 10,
+      fashion: { split: 't10k', perClass: values.quick ? 10 : 60, cleanPerClass: values.quick ? 10 : 500 },
+    });
+    if (values.baseline === 'alexnet') baseline = { name: 'AlexNet (ImageNet-C)', errors: ALEXNET_ERRORS };
+    else if (values.baseline !== undefined)
+      baseline = {
+        name: values.baseline,
+        errors: baselineFromResults(JSON.parse(await readFile(values.baseline, 'utf8')), values.baseline),
+      };
+  } catch (err) {
+    if (
+      !(err instanceof ImageSetError) &&
+      !(err instanceof SyntaxError) &&
+      !(err as NodeJS.ErrnoException).code
+    )
+      throw err;
+    console.error(`${(err as Error).message}\n\n${usage}`);
+    process.exit(2);
+  }
+  const { timesteps } = study;
+  const rule: SettleRule = anytime
+    ? {
+        tolerance: anytime.tolerance,
+        patience: anytime.patience,
+        ...(anytime.confidence !== undefined ? { confidence: anytime.confidence } : {}),
+      }
+    : DEFAULT_SETTLE;
+  const profileRule = { ...rule, source: anytime ? 'calibrated' : 'the default, none calibrated' };
+  const rules = [...RULE_GRID, ...(RULE_GRID.some((r) => sameRule(r, rule)) ? [] : [rule])];
   const out =
     values.out ??
     path.join('build', 'robustness', `${manifest.name}-${profile}${values.quick ? '-quick' : ''}`);
+  const total = studySize(study.groups, timesteps);
   console.error(
-    `evaluating ${manifest.name}, profile ${profile}: ${indices.length} test images x ${conditions.length} conditions` +
-      `${moreClean.length ? ` (clean: ${indices.length + moreClean.length})` : ''} x t = 0..${timesteps}`,
+    `evaluating ${manifest.name}, profile ${profile}, t = 0..${timesteps}: ${study.describe}; ${total} sample-timesteps`,
   );
-  const started = performance.now();
+  const inputs = new StudyInputs(manifest.input, { skipUnreadable: study.skipUnreadable, seed: study.seed });
   const progress = progressReporter('eval');
-  const sampleSteps = (timesteps + 1) * (indices.length * conditions.length + moreClean.length);
-  const mainSteps = (timesteps + 1) * indices.length * conditions.length;
-  const options = { timesteps, batch, coefficients, record: true };
-  const onSubset = await evaluate(stepper, data, {
-    ...options,
-    indices,
-    conditions,
-    onProgress: (done) => progress(done, sampleSteps),
-  });
-  const [moreResult] = await evaluate(stepper, data, {
-    ...options,
-    indices: moreClean,
-    conditions: [clean],
-    onProgress: (done) => progress(mainSteps + done, sampleSteps),
-  });
-  const cleanOnSubset = onSubset[0]!;
-  const results = [mergeCounts(cleanOnSubset, moreResult), ...onSubset.slice(1)];
+  const started = performance.now();
+  let results: ConditionResult[];
+  try {
+    results = await evaluate(stepper, inputs, study.groups, {
+      timesteps,
+      batch,
+      coefficients,
+      record: true,
+      onProgress: progress,
+    });
+  } catch (err) {
+    if (!(err instanceof ImageSetError)) throw err;
+    console.error(`\n${err.message}`);
+    process.exit(1);
+  }
   const seconds = (performance.now() - started) / 1000;
-  // The profile's own recommendation (from validation images), when this run reaches it.
+  const studyRate = (results.reduce((n, r) => n + r.count, 0) * (timesteps + 1)) / seconds;
+  const engine = await engineRate(results, study.groups[0]!.images.length, seconds);
+  const cleanResult = results.find((r) => r.condition.corruption === 'clean');
+  const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
+  if (!cleanResult || corrupted.length === 0) {
+    console.error(
+      `the study needs clean images and corrupted ones: it has ${cleanResult ? 'no corruption condition' : 'no clean images (ImageNet-C sets: put them under DIR/clean/<class>/)'}`,
+    );
+    process.exit(2);
+  }
+  const summary = summariseEvaluation(results);
+  const mce = relativeMce(results);
+  const normalised = baseline && normalisedMce(results, baseline.errors);
   const recommended =
     recommendedTimesteps !== undefined && recommendedTimesteps <= timesteps
       ? recommendedTimesteps
       : undefined;
-  const summary = summariseEvaluation(results);
-  const title = `${manifest.name}, profile ${profile}: accuracy over timesteps (${indices.length} test images per condition, ${cleanIndices.length} clean)`;
-  await mkdir(out, { recursive: true });
-  const report = {
-    model: manifest.name,
-    profile,
-    hyperparameters,
-    split: 't10k',
-    images: indices.length,
-    cleanImages: cleanIndices.length,
-    selection:
-      'the first images of the test set, the same number from every class; the clean condition on more of them, the corruption images among them',
-    // What the clean condition gives on the corruption images alone, for comparison.
-    cleanOnCorruptionImages: cleanOnSubset.accuracy,
-    timesteps,
-    recommendedTimesteps: recommendedTimesteps ?? null,
-    severities: Object.fromEntries(CORRUPTIONS.map((c) => [c, { ...SEVERITIES[c], used: severities }])),
-    seconds: Math.round(seconds),
-    summary,
-    conditions: results.map((r) => ({
-      ...r.condition,
+  const marked = recommended ?? summary.recommended.timesteps;
+  const title = `${manifest.name}, profile ${profile}: accuracy over timesteps (${summary.images} images per corruption condition, ${summary.cleanImages} clean)`;
+  const covered = benchmarkCovered(results);
+  const ces = corruptionErrors(results);
+  const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
+  const byCorruption: Record<string, Record<string, unknown>> = {};
+  for (const r of corrupted) {
+    const c = r.condition.corruption;
+    byCorruption[c] ??= {};
+    byCorruption[c][String(r.condition.severity)] = {
+      count: r.count,
       accuracy: r.accuracy,
       correct: r.correct,
       lost: r.lost,
       gained: r.gained,
-    })),
-  };
-  const svg = accuracyChart(
-    summary,
-    title,
-    recommended !== undefined ? { timesteps: recommended, label: 'recommended' } : undefined,
-  );
+    };
+  }
   const rows = anytimeRows(results, rules, timesteps);
   const verdict = anytimeVerdict(rows, summary.recommended.timesteps);
-  const anytimeReport = {
-    rule: profileRule,
-    cap: timesteps,
-    verdict: {
-      reference: verdict.reference,
-      best: verdict.best && {
-        ...verdict.best.row.rule!,
-        meanTimesteps: verdict.best.meanTimesteps,
-        saving: verdict.best.saving,
-      },
-      met: verdict.met,
-      cheapestFixed: verdict.cheapestFixed,
+  const report = {
+    model: manifest.name,
+    profile,
+    hyperparameters,
+    images: {
+      source: study.set.root,
+      layout: study.set.layout,
+      classes: study.set.classes,
+      perCorruptionCondition: summary.images,
+      clean: summary.cleanImages,
+      unreadable: inputs.unreadable,
+      ignoredFiles: study.set.ignored.length,
     },
-    rows: [...rows.fixed, ...rows.auto],
+    timesteps,
+    seed: study.seed,
+    severities: study.severities,
+    recommendedTimesteps: recommendedTimesteps ?? null,
+    clean: {
+      count: cleanResult.count,
+      accuracy: cleanResult.accuracy,
+      correct: cleanResult.correct,
+      lost: cleanResult.lost,
+      gained: cleanResult.gained,
+      changeSE: summary.cleanChangeSE,
+    },
+    corruptions: byCorruption,
+    families: summary.families,
+    corruptedMean: summary.corruptedMean,
+    ce: Object.fromEntries(ces),
+    mce: {
+      corruptions: covered,
+      note:
+        covered.length < 15
+          ? `over ${covered.length} of ImageNet-C's 15 benchmark corruptions`
+          : "over ImageNet-C's 15 benchmark corruptions",
+      values: summary.mce,
+      relative: mce.relative,
+      interval95: mce.interval95,
+      bootstrap: `${mce.replicates} replicates over images (percentile interval)`,
+      ...(normalised && baseline
+        ? {
+            normalised: {
+              baseline: baseline.name,
+              percent: normalised.mce,
+              corruptions: normalised.corruptions,
+              missing: normalised.missing,
+            },
+          }
+        : {}),
+    },
+    recommended: summary.recommended,
+    speed: {
+      seconds: Math.round(seconds),
+      studySampleStepsPerSecond: Math.round(studyRate),
+      engineSampleStepsPerSecond: Math.round(engine),
+      batch,
+    },
+    anytime: {
+      rule: profileRule,
+      cap: timesteps,
+      verdict: {
+        reference: verdict.reference,
+        best: verdict.best && {
+          ...verdict.best.row.rule!,
+          meanTimesteps: verdict.best.meanTimesteps,
+          saving: verdict.best.saving,
+        },
+        met: verdict.met,
+        cheapestFixed: verdict.cheapestFixed,
+      },
+      rows: [...rows.fixed, ...rows.auto],
+    },
   };
+  await mkdir(out, { recursive: true });
+  const marker = { timesteps: marked, label: recommended !== undefined ? 'recommended' : 'best here' };
+  const accuracySvg = accuracyChart(summary, title, marker);
+  const mceSvg = mceChart(
+    mce.relative,
+    mce.interval95,
+    `${manifest.name}, profile ${profile}: mCE(t) / mCE(0) ${covered.length < 15 ? `(${covered.length} benchmark corruptions)` : ''}`,
+    marker,
+  );
   const anytimeSvg = anytimeChart(
     rows,
     profileRule,
-    `${manifest.name}, profile ${profile}: timesteps=auto against fixed T (${indices.length} test images per condition, ${cleanIndices.length} clean)`,
+    `${manifest.name}, profile ${profile}: timesteps=auto against fixed T`,
   );
+  const md =
+    markdown(results, summary, title, recommended, [
+      {
+        name: 'mCE / mCE(0), 95% low (%)',
+        values: mce.interval95.map(([a]) => a),
+        format: (x) => (x * 100).toFixed(1),
+      },
+      {
+        name: 'mCE / mCE(0), 95% high (%)',
+        values: mce.interval95.map(([, b]) => b),
+        format: (x) => (x * 100).toFixed(1),
+      },
+      ...(normalised
+        ? [
+            {
+              name: `mCE normalised by ${baseline!.name} (%)`,
+              values: normalised.mce,
+              format: (x: number) => x.toFixed(1),
+            },
+          ]
+        : []),
+    ]) +
+    '\n' +
+    anytimeMarkdown(rows, verdict, profileRule) +
+    (inputs.unreadable.length
+      ? `\n## Unreadable images, left out\n\n${inputs.unreadable.map((u) => `- ${u.id}: ${u.reason}`).join('\n')}\n`
+      : '');
   await writeFile(
     path.join(out, 'results.json'),
-    JSON.stringify({ ...report, anytime: anytimeReport }, null, 2) + '\n',
+    JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isInteger(v) ? r4(v) : v), 2) + '\n',
   );
-  await writeFile(
-    path.join(out, 'results.md'),
-    markdown(results, summary, title, recommended) + '\n' + anytimeMarkdown(rows, verdict, profileRule),
-  );
-  await writeFile(path.join(out, 'anytime.svg'), anytimeSvg);
-  await writeFile(path.join(out, 'anytime.png'), await svgToPng(anytimeSvg));
-  await writeFile(path.join(out, 'accuracy.svg'), svg);
-  await writeFile(path.join(out, 'accuracy.png'), await svgToPng(svg));
-  const best = summary.recommended.timesteps;
-  const marked = recommended ?? best;
+  await writeFile(path.join(out, 'results.md'), md);
+  for (const [name, svg] of [
+    ['accuracy', accuracySvg],
+    ['mce', mceSvg],
+    ['anytime', anytimeSvg],
+  ] as const) {
+    await writeFile(path.join(out, `${name}.svg`), svg);
+    await writeFile(path.join(out, `${name}.png`), await svgToPng(svg));
+  }
+  const at = changeAt(summary, marked);
+  const [lo, hi] = mce.interval95[marked]!;
   console.log(
-    `${manifest.name} (${profile}): clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, noise mean ${(summary.noiseMean[0]! * 100).toFixed(2)}%. ` +
-      (recommended !== undefined
-        ? `At the recommended t=${recommended}: ${describeChange(changeAt(summary, recommended))}. `
+    `${manifest.name} (${profile}): clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, corrupted mean ${(summary.corruptedMean[0]! * 100).toFixed(2)}%. ` +
+      `At ${recommended !== undefined ? 'the recommended' : 'the best'} t=${marked}: ${describeChange(at)}; ` +
+      `mCE(t)/mCE(0) ${(mce.relative[marked]! * 100).toFixed(1)}% (95% ${(lo * 100).toFixed(1)}-${(hi * 100).toFixed(1)})` +
+      (normalised
+        ? `; normalised mCE ${normalised.mce[0]!.toFixed(1)}% at t=0, ${normalised.mce[marked]!.toFixed(1)}% at t=${marked} (${baseline!.name})`
         : '') +
-      `Best here, t=${best}: ${describeChange(changeAt(summary, best))}. ` +
-      `Relative mCE at t=${marked}: ${(summary.relativeMCE[marked]! * 100).toFixed(1)}%. ` +
-      `Clean on the ${indices.length} corruption images alone: ${(cleanOnSubset.accuracy[0]! * 100).toFixed(2)}% -> ${(cleanOnSubset.accuracy[marked]! * 100).toFixed(2)}% at t=${marked}. ` +
-      `${Math.round(seconds)} s. Written to ${out}/`,
+      `. ${inputs.unreadable.length ? `${inputs.unreadable.length} unreadable images left out. ` : ''}` +
+      `${clock(seconds)}: ${Math.round(studyRate)} sample-timesteps/s, the engine alone ${Math.round(engine)}/s at batch ${batch} (${((studyRate / engine) * 100).toFixed(0)}%). Written to ${out}/`,
   );
   const chosen = rows.auto.find((r) => sameRule(r.rule!, profileRule))!;
-  const b = verdict.best;
+  const best = verdict.best;
   console.log(
-    `auto (${profileRule.source}: ${ruleName(profileRule)}): clean ${(chosen.clean.accuracy * 100).toFixed(2)}%, noise mean ${(chosen.noise.accuracy * 100).toFixed(2)}% at ${chosen.clean.meanTimesteps.toFixed(2)} / ${chosen.noise.meanTimesteps.toFixed(2)} mean timesteps (clean / noise). ` +
+    `auto (${profileRule.source}: ${ruleName(profileRule)}): clean ${(chosen.clean.accuracy * 100).toFixed(2)}%, corrupted mean ${(chosen.corrupted.accuracy * 100).toFixed(2)}% at ${chosen.clean.meanTimesteps.toFixed(2)} / ${chosen.corrupted.meanTimesteps.toFixed(2)} mean timesteps (clean / corrupted). ` +
       `Against fixed T=${verdict.reference.timesteps}: ` +
-      (b
-        ? `cheapest rule keeping its accuracy (${ruleName(b.row.rule!)}) at ${b.meanTimesteps.toFixed(2)} timesteps (${verdict.reference.timesteps > 0 ? `${(b.saving * 100).toFixed(0)}% fewer` : 'more than none'}): target ${verdict.met ? 'met' : 'missed'}. The fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
+      (best
+        ? `the cheapest rule keeping its accuracy (${ruleName(best.row.rule!)}) at ${best.meanTimesteps.toFixed(2)} timesteps; the fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
         : 'no rule keeps its accuracy.'),
   );
 } finally {
   await model.release();
+}
+
+/**
+ * The engine's own sample-timesteps per second at this batch size: the same calls the study
+ * made (t = 0..T for a batch), on its first images, with nothing else to do. Measured for a
+ * tenth of the study's time (2..20 s), so that both numbers come from one run.
+ */
+async function engineRate(
+  results: readonly ConditionResult[],
+  images: number,
+  studySeconds: number,
+): Promise<number> {
+  const n = Math.min(batch, images);
+  const T = results[0]!.accuracy.length - 1;
+  // the engine's time does not depend on the pixels
+  const x = new Float32Array(stepper.inputSize);
+  const budget = Math.min(20, Math.max(2, studySeconds / 10));
+  let steps = 0;
+  const started = performance.now();
+  while ((performance.now() - started) / 1000 < budget) {
+    const samples = Array.from({ length: n }, () => newSample(x, coefficients, T));
+    for (let t = 0; t <= T;) {
+      const k = Math.min(stepper.maxStepsPerCall, T + 1 - t);
+      await stepper.steps(samples, k);
+      t += k;
+      steps += n * k;
+    }
+  }
+  return steps / ((performance.now() - started) / 1000);
 }

@@ -18,9 +18,10 @@ import { preprocess } from '../image/preprocess.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import type { InputSpec } from '../model/manifest.js';
 import { createGraph, type Graph } from '../model/onnx-backend.js';
-import { CORRUPTIONS } from '../robustness/corruptions.js';
-import { argmax, inputFor, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
-import { loadFashion } from '../robustness/fashion-mnist.js';
+import { BENCHMARK_CORRUPTIONS } from '../robustness/imagenet-c/index.js';
+import { FASHION_MNIST, readImageSet } from '../robustness/image-set.js';
+import { StudyInputs } from '../robustness/study-inputs.js';
+import { argmax, CLEAN, type Condition } from '../robustness/evaluate.js';
 import { parseCli, wholeNumber } from './args.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -200,18 +201,22 @@ async function calibrationImages(spec: InputSpec): Promise<Float32Array[]> {
     process.exit(2);
   }
   const count = wholeNumber('images', values.images, 512);
-  const data = await loadFashion('train');
-  // Half clean, half under each corruption in turn, at every severity: the dynamics are served
-  // on both, and their ranges differ.
-  const noisy = CORRUPTIONS.flatMap((corruption) =>
+  const set = await readImageSet(FASHION_MNIST, {
+    labels: manifest.labels,
+    perClass: Math.ceil(count / manifest.labels.length),
+    fashion: { split: 'train', from: TRAINING.from, to: TRAINING.to },
+  });
+  // Half clean, half under each benchmark corruption in turn, at every severity: the dynamics
+  // are served on both, and their ranges differ.
+  const corrupted = BENCHMARK_CORRUPTIONS.flatMap((corruption) =>
     [1, 2, 3, 4, 5].map((severity): Condition => ({ corruption, severity })),
   );
-  return stratifiedIndices(data, count, TRAINING.from, TRAINING.to).map((index, k) =>
-    inputFor(
-      data,
-      index,
-      k % 2 === 0 ? { corruption: 'clean', severity: 0 } : noisy[(k >> 1) % noisy.length]!,
-      spec,
-    ),
-  );
+  const inputs = new StudyInputs(spec);
+  const tensors: Float32Array[] = [];
+  for (const [k, image] of set.clean.slice(0, count).entries()) {
+    const opened = (await inputs.open(image))!;
+    const condition = k % 2 === 0 ? CLEAN : corrupted[(k >> 1) % corrupted.length]!;
+    tensors.push((await inputs.inputs([opened], condition))[0]!);
+  }
+  return tensors;
 }

@@ -1,63 +1,61 @@
 #!/usr/bin/env node
 /**
- * Representation analysis: correlation distance between the PCoder representations of noisy
- * and clean versions of the same test images, per timestep. See docs/robustness.md.
+ * Representation analysis: correlation distance between the PCoder representations of
+ * corrupted and clean versions of the same images, per timestep, for each corruption condition
+ * asked for. See docs/robustness.md.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { CORRUPTIONS, type Corruption } from '../robustness/corruptions.js';
-import { stratifiedIndices } from '../robustness/evaluate.js';
-import { loadFashion } from '../robustness/fashion-mnist.js';
-import { representationDistances } from '../robustness/representations.js';
-import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
+import { ImageSetError } from '../robustness/image-set.js';
+import { conditionName, type Condition } from '../robustness/evaluate.js';
+import { representationDistances, type RepresentationDistances } from '../robustness/representations.js';
+import { StudyInputs } from '../robustness/study-inputs.js';
+import { openModelWithProfile, parseCli } from './args.js';
+import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
-const usage = `usage: npm run eval:representations -- [--corruption NAME] [--severity S] [--images N] [--timesteps T] [--profile NAME] [--model DIR] [--out DIR]
+const usage = `usage: npm run eval:representations -- [--images DIR] [--corruptions NAMES] [--severities LIST] [--model DIR] [--profile NAME]
 
-  --corruption  one of ${CORRUPTIONS.join(', ')} (default gaussian-noise)
-  --severity    1..5 (default 3)
-  --images      test images (default 200)`;
+${STUDY_USAGE}
+                 (defaults: gaussian_noise at severity 3, T = 10; on Fashion-MNIST: 20 test images per class)
+  --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
+  --profile NAME the model's hyperparameter profile (default: its default profile)`;
 
 const { values } = parseCli(
   {
     options: {
-      corruption: { type: 'string', default: 'gaussian-noise' },
-      severity: { type: 'string' },
-      images: { type: 'string' },
-      timesteps: { type: 'string' },
+      ...STUDY_OPTIONS,
       profile: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
-      out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   },
   usage,
 );
-if (!(CORRUPTIONS as readonly string[]).includes(values.corruption)) {
-  console.error(`--corruption must be one of ${CORRUPTIONS.join(', ')}`);
-  process.exit(2);
-}
-const corruption = values.corruption as Corruption;
-const severity = wholeNumber('severity', values.severity, 3);
-const images = wholeNumber('images', values.images, 200);
-const timesteps = wholeNumber('timesteps', values.timesteps, 10);
-if (severity < 1 || severity > 5) {
-  console.error('--severity must be 1..5');
-  process.exit(2);
-}
 
 const { model, stepper, profile, coefficients } = await openModelWithProfile(values.model, values.profile);
 try {
   const { manifest } = model;
-  const data = await loadFashion('t10k');
-  const indices = stratifiedIndices(data, images);
-  const result = await representationDistances(stepper, data, {
-    indices,
-    noise: { corruption, severity },
-    timesteps,
-    batch: 50,
-    coefficients,
-  });
+  let study;
+  try {
+    study = await planStudy(values as StudyValues, manifest, {
+      corruptions: 'gaussian_noise',
+      severities: '3',
+      timesteps: 10,
+      fashion: { split: 't10k', perClass: 20, cleanPerClass: 20 },
+    });
+    if (study.set.layout === 'imagenet-c')
+      throw new ImageSetError(
+        'representations compare each image with its own clean version: give an ImageFolder of clean images',
+      );
+  } catch (err) {
+    if (!(err instanceof ImageSetError)) throw err;
+    console.error(`${err.message}\n\n${usage}`);
+    process.exit(2);
+  }
+  const { timesteps } = study;
+  const images = study.groups[0]!.images;
+  const inputs = new StudyInputs(manifest.input, { skipUnreadable: study.skipUnreadable, seed: study.seed });
   const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
   const table = (rows: number[][]) =>
     [
@@ -67,26 +65,45 @@ try {
         (row, i) => `| ${manifest.pcoders[i]!.name} | ${row.map((v) => v.toFixed(4)).join(' | ')} |`,
       ),
     ].join('\n');
-  const md = [
-    `## Representations: ${manifest.name}, profile ${profile}, ${corruption} severity ${severity}, ${indices.length} test images`,
-    '',
-    'Correlation distance (1 - Pearson r) between the noisy and the clean version of each image, averaged over images.',
-    '',
-    '**Noisy at t vs clean at t:**',
-    '',
-    table(result.toCleanSameStep),
-    '',
-    '**Noisy at t vs clean at t = 0 (its feedforward pass):**',
-    '',
-    table(result.toCleanFeedforward),
-    '',
-  ].join('\n');
+  const results: ({ condition: string } & RepresentationDistances)[] = [];
+  const sections: string[] = [];
+  for (const condition of study.conditions.filter((c): c is Condition => c.corruption !== 'clean')) {
+    const result = await representationDistances(stepper, inputs, images, {
+      noise: condition,
+      timesteps,
+      batch: 50,
+      coefficients,
+    });
+    results.push({ condition: conditionName(condition), ...result });
+    sections.push(
+      `## Representations: ${manifest.name}, profile ${profile}, ${conditionName(condition)}, ${images.length - inputs.unreadable.length} images`,
+      '',
+      'Correlation distance (1 - Pearson r) between the corrupted and the clean version of each image, averaged over images.',
+      '',
+      '**Corrupted at t vs clean at t:**',
+      '',
+      table(result.toCleanSameStep),
+      '',
+      '**Corrupted at t vs clean at t = 0 (its feedforward pass):**',
+      '',
+      table(result.toCleanFeedforward),
+      '',
+    );
+  }
+  const md = sections.join('\n');
   const out = values.out ?? path.join('build', 'robustness', `${manifest.name}-${profile}-representations`);
   await mkdir(out, { recursive: true });
   await writeFile(
     path.join(out, 'results.json'),
     JSON.stringify(
-      { model: manifest.name, profile, corruption, severity, images: indices.length, ...result },
+      {
+        model: manifest.name,
+        profile,
+        images: study.set.root,
+        count: images.length,
+        unreadable: inputs.unreadable,
+        results,
+      },
       null,
       2,
     ) + '\n',

@@ -9,34 +9,35 @@ import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
 import { corruptionScore } from '../engine/corruption-score.js';
 import { signalChart, svgToPng } from '../robustness/chart.js';
-import { CORRUPTIONS, NOISE_CORRUPTIONS, SEVERITIES } from '../robustness/corruptions.js';
-import { evaluate, stratifiedIndices, type Condition } from '../robustness/evaluate.js';
-import { loadFashion } from '../robustness/fashion-mnist.js';
+import { evaluate } from '../robustness/evaluate.js';
+import { ImageSetError } from '../robustness/image-set.js';
+import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';
 import { mean } from '../robustness/report.js';
 import { auroc, signalMarkdown, unconfidence, type SignalRow } from '../robustness/signal.js';
-import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
+import { StudyInputs } from '../robustness/study-inputs.js';
+import { openModelWithProfile, parseCli } from './args.js';
+import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
-const usage = `usage: npm run eval:signal -- [--images N] [--clean-images N] [--model DIR] [--out DIR]
+const usage = `usage: npm run eval:signal -- [--images DIR] [--model DIR] [options]
 
-  --images        test images per corruption condition, the same number from every class (default 600)
-  --clean-images  clean test images (default 5000)
-  --model         model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
-  --out           output directory (default: build/signal/<model>)`;
+How well the corruption score tells corrupted images from clean ones at t = 0 (AUROC per
+condition), against one minus the softmax confidence.
+
+${STUDY_USAGE}
+                 (defaults: all 19 corruptions, severities 1-5; on Fashion-MNIST: its test set,
+                 60 images per class corrupted, 500 clean; --timesteps is ignored: t = 0 only)
+  --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})`;
 
 const { values } = parseCli(
   {
     options: {
-      images: { type: 'string' },
-      'clean-images': { type: 'string' },
+      ...STUDY_OPTIONS,
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
-      out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   },
   usage,
 );
-const images = wholeNumber('images', values.images, 600);
-const cleanImages = wholeNumber('clean-images', values['clean-images'], 5000);
 
 // t = 0 only: the score and the baseline are both read before any feedback, whatever the profile.
 const { model, stepper, coefficients } = await openModelWithProfile(values.model, undefined);
@@ -49,23 +50,36 @@ try {
     );
     process.exitCode = 2;
   } else {
-    const data = await loadFashion('t10k');
-    const clean: Condition = { corruption: 'clean', severity: 0 };
-    const conditions: Condition[] = CORRUPTIONS.flatMap((corruption) =>
-      [1, 2, 3, 4, 5].map((severity) => ({ corruption, severity })),
-    );
+    let study;
+    try {
+      study = await planStudy(values as StudyValues, manifest, {
+        corruptions: 'all',
+        severities: '1-5',
+        timesteps: 0,
+        fashion: { split: 't10k', perClass: 60, cleanPerClass: 500 },
+      });
+    } catch (err) {
+      if (!(err instanceof ImageSetError)) throw err;
+      console.error(`${err.message}\n\n${usage}`);
+      process.exit(2);
+    }
     const started = performance.now();
-    const options = { timesteps: 0, batch: 100, coefficients, record: true };
-    const [cleanResult] = await evaluate(stepper, data, {
-      ...options,
-      indices: stratifiedIndices(data, cleanImages),
-      conditions: [clean],
+    const inputs = new StudyInputs(manifest.input, {
+      skipUnreadable: study.skipUnreadable,
+      seed: study.seed,
     });
-    const corrupted = await evaluate(stepper, data, {
-      ...options,
-      indices: stratifiedIndices(data, images),
-      conditions,
+    const results = await evaluate(stepper, inputs, study.groups, {
+      timesteps: 0,
+      batch: 100,
+      coefficients,
+      record: true,
     });
+    const cleanResult = results.find((r) => r.condition.corruption === 'clean');
+    const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
+    if (!cleanResult) {
+      console.error('the signal needs clean images (ImageNet-C sets: DIR/clean/<class>/<image>)');
+      process.exit(2);
+    }
     const first = (r: typeof cleanResult) => r!.trajectories!.map((t) => t.steps[0]!);
     const score = (steps: ReturnType<typeof first>) => steps.map((s) => corruptionScore(s.errors, norm));
     const baseline = (steps: ReturnType<typeof first>) => steps.map((s) => unconfidence(s.logits));
@@ -79,18 +93,18 @@ try {
         baseline: auroc(baseline(cleanSteps), baseline(steps)),
       };
     });
-    const title = `${manifest.name}: telling corrupted test images from clean ones at t = 0 (${images} per condition, ${cleanSteps.length} clean)`;
+    const title = `${manifest.name}: telling corrupted images from clean ones at t = 0 (${corrupted[0]?.count ?? 0} per condition, ${cleanSteps.length} clean)`;
     const out = values.out ?? path.join('build', 'signal', manifest.name);
     await mkdir(out, { recursive: true });
     const report = {
       model: manifest.name,
-      split: 't10k',
-      images,
+      images: study.describe,
       cleanImages: cleanSteps.length,
+      unreadable: inputs.unreadable,
       score:
         'corruptionScore: the largest |z| of ln e_i(0) over the PCoders, against clean validation images',
       baseline: 'one minus the softmax confidence at t = 0',
-      severities: SEVERITIES,
+      severities: study.severities,
       rows,
     };
     const svg = signalChart(rows, title);
@@ -98,16 +112,14 @@ try {
     await writeFile(path.join(out, 'signal.md'), signalMarkdown(rows, title));
     await writeFile(path.join(out, 'signal.svg'), svg);
     await writeFile(path.join(out, 'signal.png'), await svgToPng(svg));
-    const noise = rows.filter((r) => (NOISE_CORRUPTIONS as readonly string[]).includes(r.corruption));
+    const byFamily = FAMILIES.map((f) => {
+      const of = rows.filter((r) => FAMILY_OF[r.corruption as Corruption] === f);
+      return of.length
+        ? `${f} ${mean(of.map((r) => r.score)).toFixed(3)} (baseline ${mean(of.map((r) => r.baseline)).toFixed(3)})`
+        : undefined;
+    }).filter(Boolean);
     console.log(
-      `${manifest.name}: AUROC over the noise corruptions and severities: score ${mean(noise.map((r) => r.score)).toFixed(3)}, ` +
-        `baseline ${mean(noise.map((r) => r.baseline)).toFixed(3)}; ` +
-        `the score wins on ${
-          NOISE_CORRUPTIONS.filter((c) => {
-            const of = noise.filter((r) => r.corruption === c);
-            return mean(of.map((r) => r.score)) > mean(of.map((r) => r.baseline));
-          }).length
-        } of ${NOISE_CORRUPTIONS.length} noises. ` +
+      `${manifest.name}: AUROC of the score by family: ${byFamily.join(', ')}; ` +
         `${Math.round((performance.now() - started) / 1000)} s. Written to ${out}/`,
     );
   }

@@ -106,18 +106,47 @@ export async function decodeAtModelSize(
 }
 
 /**
- * The model input for sRGB pixels already at the model's size: the colour step of preprocess()
- * (sharp's greyscale for a grey model) and its normalisation.
+ * The model inputs for sRGB images already at the model's size: the colour step of
+ * preprocess() (sharp's greyscale, for a grey model) and its normalisation. The images go
+ * through sharp together, stacked into one tall image (the colour step is per pixel), because
+ * a call per small image would cost more than the conversion.
  */
-export async function modelInputFromRgb(pixels: RawPixels, spec: InputSpec): Promise<Float32Array> {
-  if (pixels.width !== spec.width || pixels.height !== spec.height)
-    throw new RangeError(
-      `pixels are ${pixels.width}x${pixels.height}, the model takes ${spec.width}x${spec.height}`,
-    );
-  if (spec.channels !== 1) return normalise(pixels.data, pixels.channels, spec);
-  const raw = { width: pixels.width, height: pixels.height, channels: pixels.channels as 1 | 3 | 4 };
-  const grey = await sharp(pixels.data, { raw }).greyscale().raw().toBuffer();
-  return normalise(grey, grey.length / (pixels.width * pixels.height), spec);
+export async function modelInputsFromRgb(
+  images: readonly RawPixels[],
+  spec: InputSpec,
+): Promise<Float32Array[]> {
+  for (const p of images)
+    if (p.width !== spec.width || p.height !== spec.height || p.channels !== images[0]!.channels)
+      throw new RangeError(
+        `pixels are ${p.width}x${p.height}x${p.channels}, the model takes ${spec.width}x${spec.height}`,
+      );
+  if (images.length === 0) return [];
+  const channels = images[0]!.channels;
+  if (spec.channels !== 1 || channels === 1) return images.map((p) => normalise(p.data, channels, spec));
+  // An image whose channels are all equal is grey, and taken as such, as a grey PNG of it would
+  // be; the others get sharp's greyscale, all in one call.
+  const out: Float32Array[] = images.map((p) =>
+    isGrey(p) ? normalise(p.data, channels, spec) : new Float32Array(0),
+  );
+  const colour = images.flatMap((p, k) => (out[k]!.length ? [] : [k]));
+  if (colour.length === 0) return out;
+  const plane = spec.width * spec.height;
+  const stacked = new Uint8Array(plane * channels * colour.length);
+  colour.forEach((k, j) => stacked.set(images[k]!.data, j * plane * channels));
+  const raw = { width: spec.width, height: spec.height * colour.length, channels: channels as 1 | 3 | 4 };
+  const grey = await sharp(stacked, { raw }).greyscale().raw().toBuffer();
+  const stride = grey.length / (plane * colour.length);
+  colour.forEach((k, j) => {
+    out[k] = normalise(grey.subarray(j * plane * stride, (j + 1) * plane * stride), stride, spec);
+  });
+  return out;
+}
+
+function isGrey(p: RawPixels): boolean {
+  if (p.channels < 3) return true;
+  for (let k = 0; k < p.data.length; k += p.channels)
+    if (p.data[k] !== p.data[k + 1] || p.data[k] !== p.data[k + 2]) return false;
+  return true;
 }
 
 /**

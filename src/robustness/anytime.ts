@@ -5,7 +5,6 @@
  */
 import { argmax } from '../engine/results.js';
 import { stoppingPoint, type SettleRule } from '../engine/settling.js';
-import { NOISE_CORRUPTIONS } from './corruptions.js';
 import { conditionName, type ConditionResult, type Trajectory } from './evaluate.js';
 import { mean } from './report.js';
 
@@ -89,15 +88,15 @@ export const ruleName = (r: SettleRule) =>
 export interface RulePoint {
   rule: SettleRule;
   clean: Replay;
-  noise: Replay;
+  corrupted: Replay;
   /** timesteps after t = 0 per image, over the clean and the noisy images together */
   meanTimesteps: number;
 }
 
 export interface AnytimeChoice {
   cap: number;
-  /** the fixed T it is held against: the best noise accuracy whose clean accuracy stays within `cleanTolerance` of t = 0 */
-  reference: { timesteps: number; clean: number; noise: number };
+  /** the fixed T it is held against: the best accuracy under corruption whose clean accuracy stays within `cleanTolerance` of t = 0 */
+  reference: { timesteps: number; clean: number; corrupted: number };
   /** the rule: the fewest mean timesteps among those within `margin` of the reference on both */
   chosen: RulePoint | undefined;
   /** the fewest fixed timesteps within `margin` of the reference on both */
@@ -127,30 +126,30 @@ export interface ChooseOptions {
  */
 export function chooseRule(
   clean: readonly Trajectory[],
-  noisy: readonly Trajectory[],
+  corrupted: readonly Trajectory[],
   options: ChooseOptions,
 ): AnytimeChoice {
   const { cap, grid = RULE_GRID, margin = 0.002, cleanTolerance = 0.005, saving = 0.3 } = options;
   const at = Array.from({ length: cap + 1 }, (_, t) => ({
     clean: fixed(clean, t).accuracy,
-    noise: fixed(noisy, t).accuracy,
+    corrupted: fixed(corrupted, t).accuracy,
   }));
   let reference = { timesteps: 0, ...at[0]! };
   for (let t = 1; t <= cap; t++) {
-    if (at[t]!.clean >= at[0]!.clean - cleanTolerance && at[t]!.noise > reference.noise)
+    if (at[t]!.clean >= at[0]!.clean - cleanTolerance && at[t]!.corrupted > reference.corrupted)
       reference = { timesteps: t, ...at[t]! };
   }
-  const keeps = (a: { clean: number; noise: number }) =>
-    a.noise >= reference.noise - margin && a.clean >= reference.clean - margin;
-  const all = clean.length + noisy.length;
+  const keeps = (a: { clean: number; corrupted: number }) =>
+    a.corrupted >= reference.corrupted - margin && a.clean >= reference.clean - margin;
+  const all = clean.length + corrupted.length;
   const points = grid.map((rule) => {
     const c = replay(clean, rule, cap);
-    const n = replay(noisy, rule, cap);
+    const n = replay(corrupted, rule, cap);
     const meanTimesteps = (c.meanTimesteps * c.count + n.meanTimesteps * n.count) / all;
-    return { rule, clean: c, noise: n, meanTimesteps };
+    return { rule, clean: c, corrupted: n, meanTimesteps };
   });
   const chosen = cheapest(
-    points.filter((p) => keeps({ clean: p.clean.accuracy, noise: p.noise.accuracy })),
+    points.filter((p) => keeps({ clean: p.clean.accuracy, corrupted: p.corrupted.accuracy })),
     (p) => p.meanTimesteps,
   );
   const cheapestFixed = at.findIndex(keeps);
@@ -164,8 +163,8 @@ export interface AnytimeRow {
   fixed?: number;
   rule?: SettleRule;
   clean: Replay;
-  /** accuracy and mean timesteps averaged over every noise corruption and severity */
-  noise: { accuracy: number; meanTimesteps: number };
+  /** accuracy and mean timesteps averaged over every corruption condition */
+  corrupted: { accuracy: number; meanTimesteps: number };
   /** per corruption, averaged over its severities */
   corruptions: Record<string, { accuracy: number; meanTimesteps: number }>;
 }
@@ -192,14 +191,13 @@ export function anytimeRows(
       accuracy: mean(ps.map((p) => p.replay.accuracy)),
       meanTimesteps: mean(ps.map((p) => p.replay.meanTimesteps)),
     });
-    const noisy = per.filter((p) => (NOISE_CORRUPTIONS as readonly string[]).includes(p.corruption));
     const corruptions = Object.fromEntries(
       [...new Set(per.map((p) => p.corruption))].map((c) => [
         c,
         summarise(per.filter((p) => p.corruption === c)),
       ]),
     );
-    return { ...choice, clean: measure(trajectoriesOf(clean)), noise: summarise(noisy), corruptions };
+    return { ...choice, clean: measure(trajectoriesOf(clean)), corrupted: summarise(per), corruptions };
   };
   return {
     fixed: Array.from({ length: cap + 1 }, (_, t) => row((x) => fixed(x, t), { fixed: t })),
@@ -209,9 +207,9 @@ export function anytimeRows(
 
 /** What anytime answers buy against the best fixed T, by the issue's yardstick. */
 export interface AnytimeVerdict {
-  /** the best fixed T (best noise mean, clean within 0.5 points of t = 0) */
-  reference: { timesteps: number; clean: number; noise: number; cleanSE: number };
-  /** the rule with the fewest timesteps that keeps it (noise within 0.2 points, clean within its SE) */
+  /** the best fixed T (best corrupted mean, clean within 0.5 points of t = 0) */
+  reference: { timesteps: number; clean: number; corrupted: number; cleanSE: number };
+  /** the rule with the fewest timesteps that keeps it (corrupted mean within 0.2 points, clean within its SE) */
   best: { row: AnytimeRow; meanTimesteps: number; saving: number } | undefined;
   /** a saving of at least 30% of the reference's timesteps */
   met: boolean;
@@ -223,8 +221,9 @@ export interface AnytimeVerdict {
   cheapestFixed: number;
 }
 
-/** Timesteps of a row: the larger of its clean and its noise mean, so that a saving holds for both. */
-export const rowTimesteps = (row: AnytimeRow) => Math.max(row.clean.meanTimesteps, row.noise.meanTimesteps);
+/** Timesteps of a row: the larger of its clean and its corrupted mean, so that a saving holds for both. */
+export const rowTimesteps = (row: AnytimeRow) =>
+  Math.max(row.clean.meanTimesteps, row.corrupted.meanTimesteps);
 
 export function anytimeVerdict(
   rows: { fixed: AnytimeRow[]; auto: AnytimeRow[] },
@@ -235,9 +234,9 @@ export function anytimeVerdict(
   const ref = rows.fixed[referenceT]!;
   const p = ref.clean.accuracy;
   const cleanSE = Math.sqrt((p * (1 - p)) / ref.clean.count);
-  const reference = { timesteps: referenceT, clean: p, noise: ref.noise.accuracy, cleanSE };
+  const reference = { timesteps: referenceT, clean: p, corrupted: ref.corrupted.accuracy, cleanSE };
   const keeps = (r: AnytimeRow) =>
-    r.noise.accuracy >= reference.noise - margin && r.clean.accuracy >= reference.clean - cleanSE;
+    r.corrupted.accuracy >= reference.corrupted - margin && r.clean.accuracy >= reference.clean - cleanSE;
   const row = cheapest(rows.auto.filter(keeps), rowTimesteps);
   const best = row && {
     row,
@@ -258,20 +257,20 @@ export function anytimeMarkdown(
 ): string {
   const corruptions = Object.keys(rows.fixed[0]!.corruptions);
   const header = [
-    '| | mean timesteps (clean / noise) | clean | noise mean | ' + corruptions.join(' | ') + ' |',
+    '| | mean timesteps (clean / corrupted) | clean | corrupted mean | ' + corruptions.join(' | ') + ' |',
     '|---|---:|---:|---:|' + corruptions.map(() => '---:').join('|') + '|',
   ];
   const line = (name: string, r: AnytimeRow) =>
-    `| ${name} | ${r.clean.meanTimesteps.toFixed(2)} / ${r.noise.meanTimesteps.toFixed(2)} | ${pct(r.clean.accuracy)} | ${pct(r.noise.accuracy)} | ` +
+    `| ${name} | ${r.clean.meanTimesteps.toFixed(2)} / ${r.corrupted.meanTimesteps.toFixed(2)} | ${pct(r.clean.accuracy)} | ${pct(r.corrupted.accuracy)} | ` +
     corruptions.map((c) => pct(r.corruptions[c]!.accuracy)).join(' | ') +
     ' |';
   const isMarked = (r: AnytimeRow) => r.rule !== undefined && sameRule(r.rule, marked);
   const { reference: ref, best } = verdict;
-  const front = undominated(rows.auto, rowTimesteps, [(x) => x.clean.accuracy, (x) => x.noise.accuracy]);
+  const front = undominated(rows.auto, rowTimesteps, [(x) => x.clean.accuracy, (x) => x.corrupted.accuracy]);
   return [
     '## Anytime answers (timesteps=auto)',
     '',
-    `Each rule replayed on the same images' recorded dynamics (cap ${rows.fixed.length - 1}); accuracy (%). The profile's rule (${marked.source}): ${ruleName(marked)}, in bold. Of the ${rows.auto.length} rules tried, the table lists those no other rule beats on timesteps, clean and noise accuracy at once; the chart shows them all.`,
+    `Each rule replayed on the same images' recorded dynamics (cap ${rows.fixed.length - 1}); accuracy (%). The profile's rule (${marked.source}): ${ruleName(marked)}, in bold. Of the ${rows.auto.length} rules tried, the table lists those no other rule beats on timesteps, clean and corrupted accuracy at once; the chart shows them all.`,
     '',
     ...header,
     ...rows.fixed.map((r) => line(`fixed T=${r.fixed}`, r)),
@@ -282,9 +281,9 @@ export function anytimeMarkdown(
         return line(isMarked(r) ? `**${name}**` : name, r);
       }),
     '',
-    `Against the best fixed T here, **T=${ref.timesteps}** (clean ${pct(ref.clean)} ± ${pct(ref.cleanSE)} SE, noise mean ${pct(ref.noise)}): ` +
+    `Against the best fixed T here, **T=${ref.timesteps}** (clean ${pct(ref.clean)} ± ${pct(ref.cleanSE)} SE, corrupted mean ${pct(ref.corrupted)}): ` +
       (best
-        ? `the cheapest rule within 0.2 noise points and one clean SE is ${ruleName(best.row.rule!)}, at ${best.meanTimesteps.toFixed(2)} mean timesteps: ${ref.timesteps > 0 ? `${(best.saving * 100).toFixed(0)}% fewer` : 'more than T = 0'}. ${verdict.met ? 'That meets the 30% target.' : 'That misses the 30% target.'}`
+        ? `the cheapest rule within 0.2 points under corruption and one clean SE is ${ruleName(best.row.rule!)}, at ${best.meanTimesteps.toFixed(2)} mean timesteps: ${ref.timesteps > 0 ? `${(best.saving * 100).toFixed(0)}% fewer` : 'more than T = 0'}. ${verdict.met ? 'That meets the 30% target.' : 'That misses the 30% target.'}`
         : 'no rule keeps its accuracy.'),
     '',
     `The fewest fixed timesteps within the same margins: **T=${verdict.cheapestFixed}**` +

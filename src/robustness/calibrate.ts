@@ -1,9 +1,9 @@
 /**
- * Hyperparameter search on a validation split: shared beta/lambda first, then each PCoder's
+ * Hyperparameter search on validation images: shared beta/lambda first, then each PCoder's
  * own (coordinate descent from the best shared set, from the top PCoder down: what a PCoder
- * feeds back depends on the ones above it), then alpha. A candidate's score is the
- * noise-mean accuracy gain over t = 0 at its best timestep among those that keep clean
- * accuracy within 0.5 points (report.ts, recommend).
+ * feeds back depends on the ones above it), then alpha. A candidate's score is the gain in
+ * mean accuracy under corruption over t = 0 at its best timestep among those that keep clean
+ * accuracy within 0.5 points and cost no corruption family anything (report.ts, recommend).
  *
  * Every candidate sits at the edge of that constraint (most choose the last timestep that
  * still keeps clean accuracy), and the search picks the luckiest of them on its own images,
@@ -15,14 +15,15 @@
 import type { PredictiveStepper } from '../engine/predictive-step.js';
 import { gradientScales } from '../engine/profiles.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
-import { evaluate, type Condition } from './evaluate.js';
-import type { Dataset } from './fashion-mnist.js';
+import { evaluate, type StudyGroup } from './evaluate.js';
 import { recommend, summariseEvaluation, type Recommendation } from './report.js';
+import type { StudyInputs } from './study-inputs.js';
 
 export interface Measurement {
   recommended: Recommendation;
-  /** noise-mean and clean accuracy per timestep */
-  noiseMean: number[];
+  /** mean accuracy under corruption, each family's, and clean accuracy, per timestep */
+  corruptedMean: number[];
+  families: Partial<Record<string, number[]>>;
   clean: number[];
   /** standard error (points) of the clean change from t = 0, per timestep */
   cleanChangeSE: number[];
@@ -61,12 +62,8 @@ export const DEFAULT_SPACE: SearchSpace = {
 };
 
 export interface CalibrationOptions {
-  /** images for the noise conditions */
-  indices: readonly number[];
-  /** images for the clean condition: more, because the clean constraint is a fine margin */
-  cleanIndices: readonly number[];
-  /** the noise conditions (clean is always evaluated) */
-  conditions: readonly Condition[];
+  /** the search's images and conditions, the clean condition among them (it may have more images: its constraint is a fine margin) */
+  groups: readonly StudyGroup[];
   timesteps: number;
   batch: number;
   space: SearchSpace;
@@ -77,10 +74,8 @@ export interface CalibrationOptions {
 }
 
 export interface ConfirmOptions {
-  /** images for the noise conditions, none of them seen by the search */
-  indices: readonly number[];
-  /** images for the clean condition, none of them seen by the search */
-  cleanIndices: readonly number[];
+  /** images and conditions none of which the search saw */
+  groups: readonly StudyGroup[];
   /** how many of the search's best candidates to confirm (the exported values always are) */
   finalists: number;
   /** clean accuracy may fall at most this many points below t = 0 on these images... */
@@ -93,8 +88,7 @@ export interface ConfirmOptions {
 
 const key = (hs: readonly Hyperparameters[]) => JSON.stringify(hs.map((h) => [h.beta, h.lambda, h.alpha]));
 const betterThan = (a: Recommendation, b: Recommendation) =>
-  a.noiseGain > b.noiseGain + 1e-9 ||
-  (Math.abs(a.noiseGain - b.noiseGain) <= 1e-9 && a.timesteps < b.timesteps);
+  a.gain > b.gain + 1e-9 || (Math.abs(a.gain - b.gain) <= 1e-9 && a.timesteps < b.timesteps);
 const better = (a: Candidate, b: Candidate) => betterThan(a.recommended, b.recommended);
 
 /** What a candidate is judged by: its confirmation where it has one. */
@@ -102,38 +96,31 @@ export const finalRecommendation = (c: Candidate) => (c.confirmation ?? c).recom
 
 export async function calibrate(
   stepper: PredictiveStepper,
-  data: Dataset,
+  inputs: StudyInputs,
   start: Hyperparameters[],
   options: CalibrationOptions,
 ): Promise<{ best: Candidate; exported: Candidate; candidates: Candidate[]; finalists?: Candidate[] }> {
   const measure = async (
     hyperparameters: Hyperparameters[],
-    cleanIndices: readonly number[],
-    indices: readonly number[],
+    groups: readonly StudyGroup[],
     margin?: { cleanTolerance: number; standardErrors: number },
   ): Promise<Measurement> => {
-    const run = (indices: readonly number[], conditions: readonly Condition[]) =>
-      evaluate(stepper, data, {
-        indices,
-        conditions,
-        timesteps: options.timesteps,
-        batch: options.batch,
-        coefficients: coefficientsOf(hyperparameters, gradientScales(stepper.model.manifest)),
-      });
-    const clean = await run(cleanIndices, [{ corruption: 'clean', severity: 0 }]);
-    const noisy = await run(indices, options.conditions);
-    const summary = summariseEvaluation([...clean, ...noisy]);
+    const results = await evaluate(stepper, inputs, groups, {
+      timesteps: options.timesteps,
+      batch: options.batch,
+      coefficients: coefficientsOf(hyperparameters, gradientScales(stepper.model.manifest)),
+    });
+    const summary = summariseEvaluation(results);
     const { cleanChangeSE } = summary;
     return {
       // Without a margin, the summary's own recommendation (clean within 0.5 points) is the score.
       recommended: margin
-        ? recommend(
-            summary.clean,
-            summary.noiseMean,
-            cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se),
-          )
+        ? recommend(summary.clean, summary.corruptedMean, summary.families, {
+            cleanTolerance: cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se),
+          })
         : summary.recommended,
-      noiseMean: summary.noiseMean,
+      corruptedMean: summary.corruptedMean,
+      families: summary.families,
       clean: summary.clean,
       cleanChangeSE,
     };
@@ -149,7 +136,7 @@ export async function calibrate(
     const candidate: Candidate = {
       stage,
       hyperparameters,
-      ...(await measure(hyperparameters, options.cleanIndices, options.indices)),
+      ...(await measure(hyperparameters, options.groups)),
     };
     seen.set(k, candidate);
     candidates.push(candidate);
@@ -184,14 +171,12 @@ export async function calibrate(
   const { confirm } = options;
   if (!confirm) return { best, exported, candidates };
 
-  const ranked = candidates
-    .filter((c) => c.recommended.noiseGain > 0)
-    .sort((a, b) => (better(a, b) ? -1 : 1));
+  const ranked = candidates.filter((c) => c.recommended.gain > 0).sort((a, b) => (better(a, b) ? -1 : 1));
   const finalists = ranked.slice(0, confirm.finalists);
   if (!finalists.includes(exported)) finalists.push(exported);
   let confirmedBest = exported;
   for (const [k, c] of finalists.entries()) {
-    c.confirmation = await measure(c.hyperparameters, confirm.cleanIndices, confirm.indices, confirm);
+    c.confirmation = await measure(c.hyperparameters, confirm.groups, confirm);
     confirm.onFinalist?.(c, k + 1);
   }
   for (const c of finalists)

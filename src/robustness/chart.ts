@@ -16,7 +16,8 @@ export interface Marker {
 }
 
 /**
- * Accuracy against timestep, one line per series; marks `marker` (by default the best
+ * Accuracy against timestep: clean, each corruption family and the mean over every corruption
+ * condition; marks `marker` (by default the best
  * timestep on these images) and gives each series' t = 0 and marked values in the legend.
  */
 export function accuracyChart(
@@ -29,12 +30,12 @@ export function accuracyChart(
   const plot = { left: 60, top: 40, right: 600, bottom: 400 };
   const series: { name: string; values: number[]; colour: string; dash?: string; bold?: boolean }[] = [
     { name: 'clean', values: summary.clean, colour: '#000000', bold: true },
-    ...Object.entries(summary.corruptions).map(([name, values], k) => ({
-      name,
+    ...Object.entries(summary.families).map(([name, values], k) => ({
+      name: `${name} (family)`,
       values,
       colour: COLOURS[k % COLOURS.length]!,
     })),
-    { name: 'noise mean', values: summary.noiseMean, colour: '#444444', dash: '6 4', bold: true },
+    { name: 'corrupted mean', values: summary.corruptedMean, colour: '#444444', dash: '6 4', bold: true },
   ];
   const all = series.flatMap((s) => s.values).filter(Number.isFinite);
   const lo = Math.max(0, Math.floor(Math.min(...all) * 10) / 10);
@@ -82,6 +83,66 @@ export function accuracyChart(
   return parts.join('\n');
 }
 
+/**
+ * mCE(t) / mCE(0) against timestep with its 95% bootstrap interval as a band, and the line at
+ * 1 (no change from the feedforward answer).
+ */
+export function mceChart(
+  relative: readonly number[],
+  interval: readonly (readonly [number, number])[],
+  title: string,
+  marker?: Marker,
+): string {
+  const width = 720;
+  const height = 420;
+  const plot = { left: 70, top: 40, right: 690, bottom: 360 };
+  const finite = [...relative, ...interval.flat(), 1].filter(Number.isFinite);
+  const step = 0.01;
+  const lo = Math.floor(Math.min(...finite) / step) * step;
+  const hi = Math.ceil(Math.max(...finite) / step) * step + step;
+  const T = relative.length - 1;
+  const x = (t: number) => plot.left + ((plot.right - plot.left) * t) / Math.max(1, T);
+  const y = (v: number) => plot.bottom - ((plot.bottom - plot.top) * (v - lo)) / Math.max(1e-9, hi - lo);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${plot.left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
+  ];
+  const ticks = Math.max(1, Math.round((hi - lo) / step / 8));
+  for (let k = 0; lo + k * step <= hi + 1e-9; k += ticks) {
+    const v = lo + k * step;
+    parts.push(
+      `<line x1="${plot.left}" x2="${plot.right}" y1="${y(v)}" y2="${y(v)}" stroke="#e0e0e0"/>`,
+      `<text x="${plot.left - 8}" y="${y(v) + 4}" text-anchor="end">${(v * 100).toFixed(0)}%</text>`,
+    );
+  }
+  for (let t = 0; t <= T; t++)
+    parts.push(`<text x="${x(t)}" y="${plot.bottom + 18}" text-anchor="middle">${t}</text>`);
+  const band = interval.every(([a, b]) => Number.isFinite(a) && Number.isFinite(b));
+  if (band) {
+    const upper = interval.map(([, b], t) => `${x(t).toFixed(1)},${y(b).toFixed(1)}`);
+    const lower = interval.map(([a], t) => `${x(t).toFixed(1)},${y(a).toFixed(1)}`).reverse();
+    parts.push(
+      `<polygon fill="#1b9e77" fill-opacity="0.2" stroke="none" points="${[...upper, ...lower].join(' ')}"/>`,
+    );
+  }
+  parts.push(
+    `<line x1="${plot.left}" x2="${plot.right}" y1="${y(1)}" y2="${y(1)}" stroke="#b30006" stroke-dasharray="6 4"/>`,
+    `<polyline fill="none" stroke="#1b9e77" stroke-width="3" points="${relative.map((v, t) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`,
+    `<line x1="${plot.left}" x2="${plot.right}" y1="${plot.bottom}" y2="${plot.bottom}" stroke="#000"/>`,
+    `<line x1="${plot.left}" x2="${plot.left}" y1="${plot.top}" y2="${plot.bottom}" stroke="#000"/>`,
+    `<text x="${(plot.left + plot.right) / 2}" y="${plot.bottom + 40}" text-anchor="middle">timestep</text>`,
+    `<text transform="translate(18 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">mCE(t) / mCE(0)${band ? ', 95% bootstrap interval' : ''}</text>`,
+  );
+  if (marker)
+    parts.push(
+      `<line x1="${x(marker.timesteps)}" x2="${x(marker.timesteps)}" y1="${plot.top}" y2="${plot.bottom}" stroke="#888" stroke-dasharray="2 3"/>`,
+      `<text x="${x(marker.timesteps) + 4}" y="${plot.top + 14}" fill="#555">${escape(marker.label)}: t = ${marker.timesteps} (${((relative[marker.timesteps] ?? NaN) * 100).toFixed(1)}%)</text>`,
+    );
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
 export function svgToPng(svg: string): Promise<Buffer> {
   return sharp(Buffer.from(svg)).png().toBuffer();
 }
@@ -102,8 +163,8 @@ export function anytimeChart(
   const panels = [
     { name: 'clean', at: (r: AnytimeRow) => ({ t: r.clean.meanTimesteps, a: r.clean.accuracy }), left: 60 },
     {
-      name: 'noise mean',
-      at: (r: AnytimeRow) => ({ t: r.noise.meanTimesteps, a: r.noise.accuracy }),
+      name: 'corrupted mean',
+      at: (r: AnytimeRow) => ({ t: r.corrupted.meanTimesteps, a: r.corrupted.accuracy }),
       left: 520,
     },
   ];

@@ -1,21 +1,15 @@
 /**
  * Accuracy per timestep, clean and under corruptions, through the serving engine itself
- * (PredictiveStepper, the onnxruntime graphs): what the server would answer for these images.
- * Corrupted images are quantised to 8 bits and normalised exactly as the server does a
- * decoded upload.
+ * (PredictiveStepper, the onnxruntime graphs): what the server would answer for these images
+ * (study-inputs.ts says how each input is made).
  */
 import type { PredictiveStepper, SampleState } from '../engine/predictive-step.js';
-import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample } from '../engine/predictive-step.js';
-import { normalise } from '../image/preprocess.js';
-import type { InputSpec } from '../model/manifest.js';
-import { corrupt, corruptionSeed, type Corruption } from './corruptions.js';
-import { imageAt, type Dataset } from './fashion-mnist.js';
+import type { Coefficients } from '../model/hyperparameters.js';
+import type { StudyImage } from './image-set.js';
+import { conditionName, type Condition, type OpenImage, type StudyInputs } from './study-inputs.js';
 
-export type Condition = { corruption: 'clean'; severity: 0 } | { corruption: Corruption; severity: number };
-
-export const conditionName = (c: Condition) =>
-  c.corruption === 'clean' ? 'clean' : `${c.corruption}/${c.severity}`;
+export { CLEAN, conditionName, type Condition } from './study-inputs.js';
 
 export interface ConditionResult {
   condition: Condition;
@@ -29,6 +23,12 @@ export interface ConditionResult {
   gained: number[];
   /** each image's steps (with `record`), for replaying stopping rules on them */
   trajectories?: Trajectory[];
+  /**
+   * each image's answers, right (1) or wrong (0), at t = 0..T (image-major), and the images'
+   * ids in that order: what the bootstrap resamples
+   */
+  rightAt?: Uint8Array;
+  ids?: string[];
 }
 
 /** What one image's dynamics did, step by step: enough to replay any stopping rule. */
@@ -37,9 +37,18 @@ export interface Trajectory {
   steps: { logits: Float32Array; errors: Float32Array }[];
 }
 
-export interface EvaluateOptions {
-  indices: readonly number[];
+/**
+ * Images and the conditions to study them under. A group of clean images can be studied under
+ * any conditions (the corruptions are made from them); images already corrupted (ImageNet-C's
+ * layout) form a group of their own, studied under the one condition they show, as they are.
+ */
+export interface StudyGroup {
+  images: readonly StudyImage[];
   conditions: readonly Condition[];
+  asIs?: boolean;
+}
+
+export interface EvaluateOptions {
   timesteps: number;
   batch: number;
   /** hyperparameter profile to evaluate; the model's own when absent */
@@ -50,110 +59,118 @@ export interface EvaluateOptions {
   record?: boolean;
 }
 
-/** The model input for image `index` of `data` under `condition`. */
-export function inputFor(data: Dataset, index: number, condition: Condition, spec: InputSpec): Float32Array {
-  let pixels = imageAt(data, index);
-  if (condition.corruption !== 'clean') {
-    const shape = { channels: 1, height: data.height, width: data.width };
-    const seed = corruptionSeed(condition.corruption, condition.severity, index);
-    pixels = corrupt(pixels, shape, condition.corruption, condition.severity, seed);
-  }
-  const bytes = new Uint8Array(pixels.length);
-  for (let k = 0; k < pixels.length; k++) bytes[k] = Math.round(pixels[k]! * 255);
-  return normalise(bytes, 1, spec);
-}
-
 export function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let k = 1; k < values.length; k++) if (values[k]! > values[best]!) best = k;
   return best;
 }
 
-export async function evaluate(
-  stepper: PredictiveStepper,
-  data: Dataset,
-  options: EvaluateOptions,
-): Promise<ConditionResult[]> {
-  const { indices, conditions, timesteps, batch, coefficients, onProgress, record } = options;
-  const spec = stepper.model.manifest.input;
-  const total = conditions.length * indices.length * (timesteps + 1);
-  let done = 0;
-  const results: ConditionResult[] = [];
-  for (const condition of conditions) {
-    const correct = new Array<number>(timesteps + 1).fill(0);
-    const lost = new Array<number>(timesteps + 1).fill(0);
-    const gained = new Array<number>(timesteps + 1).fill(0);
-    const trajectories: Trajectory[] = [];
-    for (let start = 0; start < indices.length; start += batch) {
-      const chunk = indices.slice(start, start + batch);
-      const samples: SampleState[] = chunk.map((index) =>
-        newSample(inputFor(data, index, condition, spec), coefficients, timesteps),
-      );
-      const rightAtZero: boolean[] = [];
-      const recorded = chunk.map((index) => ({
-        label: data.labels[index]!,
-        steps: [] as Trajectory['steps'],
-      }));
-      if (record) trajectories.push(...recorded);
-      for (let t = 0; t <= timesteps; t++) {
-        const outputs = await stepper.step(samples);
-        outputs.forEach((out, b) => {
-          if (record) recorded[b]!.steps.push({ logits: out.logits, errors: out.errors });
-          const right = argmax(out.logits) === data.labels[chunk[b]!];
-          if (t === 0) rightAtZero[b] = right;
-          if (right) correct[t]!++;
-          if (rightAtZero[b] && !right) lost[t]!++;
-          if (!rightAtZero[b] && right) gained[t]!++;
-        });
-        done += chunk.length;
-        onProgress?.(done, total);
-      }
-    }
-    results.push({
-      condition,
-      count: indices.length,
-      correct,
-      accuracy: correct.map((c) => c / indices.length),
-      lost,
-      gained,
-      ...(record ? { trajectories } : {}),
-    });
-  }
-  return results;
-}
-
-/** One condition's results over two disjoint sets of images, as if measured at once. */
-export function mergeCounts(a: ConditionResult, b: ConditionResult | undefined): ConditionResult {
-  if (!b || b.count === 0) return a;
-  const count = a.count + b.count;
-  const sum = (x: number[], y: number[]) => x.map((v, t) => v + y[t]!);
-  const correct = sum(a.correct, b.correct);
-  return {
-    condition: a.condition,
-    count,
-    correct,
-    accuracy: correct.map((c) => c / count),
-    lost: sum(a.lost, b.lost),
-    gained: sum(a.gained, b.gained),
-    ...(a.trajectories && b.trajectories ? { trajectories: [...a.trajectories, ...b.trajectories] } : {}),
-  };
-}
+/** Sample-timesteps a study of these groups computes (before unreadable images are left out). */
+export const studySize = (groups: readonly StudyGroup[], timesteps: number) =>
+  groups.reduce((n, g) => n + g.images.length * g.conditions.length, 0) * (timesteps + 1);
 
 /**
- * `count` indices of `data`, the same number from every class (as far as the data allows),
- * spread over the whole set: a fixed, reproducible subset.
+ * Every group's images under each of its conditions for t = 0..T, `batch` images stepped
+ * together; an image is decoded once for all its conditions. One result per condition, over
+ * every group that holds it, in the order the conditions first appear.
  */
-export function stratifiedIndices(data: Dataset, count: number, from = 0, to = data.count): number[] {
-  const classes = Math.max(...data.labels.subarray(from, to)) + 1;
-  const perClass = Math.ceil(count / classes);
-  const taken = new Array<number>(classes).fill(0);
-  const out: number[] = [];
-  for (let k = from; k < to && out.length < count; k++) {
-    const label = data.labels[k]!;
-    if (taken[label]! < perClass) {
-      taken[label]!++;
-      out.push(k);
+export async function evaluate(
+  stepper: PredictiveStepper,
+  inputs: StudyInputs,
+  groups: readonly StudyGroup[],
+  options: EvaluateOptions,
+): Promise<ConditionResult[]> {
+  const { timesteps, batch, coefficients, onProgress, record } = options;
+  const total = studySize(groups, timesteps);
+  let done = 0;
+  const byName = new Map<string, Accumulator>();
+  const accumulator = (condition: Condition) => {
+    const name = conditionName(condition);
+    let acc = byName.get(name);
+    if (!acc) byName.set(name, (acc = new Accumulator(condition, timesteps, record ?? false)));
+    return acc;
+  };
+  for (const group of groups) {
+    for (const c of group.conditions) accumulator(c);
+    for (let start = 0; start < group.images.length; start += batch) {
+      const chunk = group.images.slice(start, start + batch);
+      const opened = (await Promise.all(chunk.map((image) => inputs.open(image)))).filter(
+        (o): o is OpenImage => o !== undefined,
+      );
+      // Images left out (unreadable) still count as done: the progress total was fixed first.
+      done += (chunk.length - opened.length) * group.conditions.length * (timesteps + 1);
+      for (const condition of group.conditions) {
+        const tensors = group.asIs ? opened.map((o) => o.clean) : await inputs.inputs(opened, condition);
+        const samples: SampleState[] = tensors.map((x) => newSample(x, coefficients, timesteps));
+        const acc = accumulator(condition);
+        const rows = opened.map((o) => acc.add(o.image));
+        // Several timesteps per call where the model has a loop graph: the same numbers, faster.
+        for (let t = 0; t <= timesteps && samples.length > 0;) {
+          const k = Math.min(stepper.maxStepsPerCall, timesteps + 1 - t);
+          for (const outputs of await stepper.steps(samples, k)) {
+            outputs.forEach((out, b) => rows[b]!(t, out.logits, out.errors));
+            t++;
+            done += opened.length;
+          }
+          onProgress?.(done, total);
+        }
+      }
     }
   }
-  return out;
+  return [...byName.values()].map((a) => a.result());
+}
+
+class Accumulator {
+  #correct: number[];
+  #lost: number[];
+  #gained: number[];
+  #right: number[] = [];
+  #ids: string[] = [];
+  #trajectories: Trajectory[] = [];
+
+  constructor(
+    readonly condition: Condition,
+    readonly timesteps: number,
+    readonly record: boolean,
+  ) {
+    this.#correct = new Array<number>(timesteps + 1).fill(0);
+    this.#lost = new Array<number>(timesteps + 1).fill(0);
+    this.#gained = new Array<number>(timesteps + 1).fill(0);
+  }
+
+  /** A new image: returns what takes its answer at each timestep. */
+  add(image: StudyImage) {
+    const base = this.#right.length;
+    this.#right.push(...new Array<number>(this.timesteps + 1).fill(0));
+    this.#ids.push(image.id);
+    const trajectory: Trajectory = { label: image.label, steps: [] };
+    if (this.record) this.#trajectories.push(trajectory);
+    let rightAtZero = false;
+    return (t: number, logits: Float32Array, errors: Float32Array) => {
+      if (this.record) trajectory.steps.push({ logits, errors });
+      const right = argmax(logits) === image.label;
+      if (t === 0) rightAtZero = right;
+      if (right) {
+        this.#correct[t]!++;
+        this.#right[base + t] = 1;
+      }
+      if (rightAtZero && !right) this.#lost[t]!++;
+      if (!rightAtZero && right) this.#gained[t]!++;
+    };
+  }
+
+  result(): ConditionResult {
+    const count = this.#ids.length;
+    return {
+      condition: this.condition,
+      count,
+      correct: this.#correct,
+      accuracy: this.#correct.map((c) => (count ? c / count : NaN)),
+      lost: this.#lost,
+      gained: this.#gained,
+      rightAt: Uint8Array.from(this.#right),
+      ids: this.#ids,
+      ...(this.record ? { trajectories: this.#trajectories } : {}),
+    };
+  }
 }

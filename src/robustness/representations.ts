@@ -7,8 +7,8 @@
 import type { PredictiveStepper } from '../engine/predictive-step.js';
 import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample } from '../engine/predictive-step.js';
-import { inputFor, type Condition } from './evaluate.js';
-import type { Dataset } from './fashion-mnist.js';
+import type { StudyImage } from './image-set.js';
+import { CLEAN, type Condition, type OpenImage, type StudyInputs } from './study-inputs.js';
 
 export function correlationDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = a.length;
@@ -43,39 +43,40 @@ export interface RepresentationDistances {
 
 export async function representationDistances(
   stepper: PredictiveStepper,
-  data: Dataset,
+  inputs: StudyInputs,
+  images: readonly StudyImage[],
   options: {
-    indices: readonly number[];
     noise: Condition;
     timesteps: number;
     batch: number;
     coefficients?: readonly Coefficients[];
   },
 ): Promise<RepresentationDistances> {
-  const { indices, noise, timesteps, batch, coefficients } = options;
-  const spec = stepper.model.manifest.input;
+  const { noise, timesteps, batch, coefficients } = options;
   const n = stepper.pcoderCount;
   const zeros = () => Array.from({ length: n }, () => new Array<number>(timesteps + 1).fill(0));
   const same = zeros();
   const feedforward = zeros();
-  for (let start = 0; start < indices.length; start += batch) {
-    const chunk = indices.slice(start, start + batch);
-    const clean = chunk.map((k) =>
-      newSample(inputFor(data, k, { corruption: 'clean', severity: 0 }, spec), coefficients, timesteps),
+  let count = 0;
+  for (let start = 0; start < images.length; start += batch) {
+    const opened = (await Promise.all(images.slice(start, start + batch).map((i) => inputs.open(i)))).filter(
+      (o): o is OpenImage => o !== undefined,
     );
-    const noisy = chunk.map((k) => newSample(inputFor(data, k, noise, spec), coefficients, timesteps));
+    count += opened.length;
+    const clean = (await inputs.inputs(opened, CLEAN)).map((x) => newSample(x, coefficients, timesteps));
+    const noisy = (await inputs.inputs(opened, noise)).map((x) => newSample(x, coefficients, timesteps));
     let cleanAtZero: Float32Array[][] = [];
     for (let t = 0; t <= timesteps; t++) {
       await stepper.step([...clean, ...noisy]);
       // r_i lives in buffers the next step reuses: read (or copy) it now.
       if (t === 0) cleanAtZero = clean.map((s) => s.r.map((r) => r.slice()));
       for (let i = 0; i < n; i++)
-        chunk.forEach((_, b) => {
+        opened.forEach((_, b) => {
           same[i]![t]! += correlationDistance(noisy[b]!.r[i]!, clean[b]!.r[i]!);
           feedforward[i]![t]! += correlationDistance(noisy[b]!.r[i]!, cleanAtZero[b]![i]!);
         });
     }
   }
-  const mean = (m: number[][]) => m.map((row) => row.map((v) => v / indices.length));
+  const mean = (m: number[][]) => m.map((row) => row.map((v) => v / count));
   return { toCleanSameStep: mean(same), toCleanFeedforward: mean(feedforward) };
 }

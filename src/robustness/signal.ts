@@ -1,6 +1,6 @@
 /** Telling corrupted inputs from clean ones by a score: the measures npm run eval:signal reports. */
 import { softmax } from '../engine/results.js';
-import { NOISE_CORRUPTIONS } from './corruptions.js';
+import { FAMILY_OF, type Corruption } from './imagenet-c/index.js';
 import { mean } from './report.js';
 
 /** The q-quantile (0..1) of values, by linear interpolation between the nearest ranks. */
@@ -60,7 +60,7 @@ export function signalMarkdown(rows: readonly SignalRow[], title: string): strin
     const at = severities.map((s) => of.find((r) => r.severity === s)!);
     return `| ${c} | ${at.map((r) => cell(r.score, r.baseline)).join(' | ')} | ${cell(mean(of.map((r) => r.score)), mean(of.map((r) => r.baseline)))} |`;
   });
-  const noise = rows.filter((r) => (NOISE_CORRUPTIONS as readonly string[]).includes(r.corruption));
+  const noise = rows.filter((r) => FAMILY_OF[r.corruption as Corruption] === 'noise');
   return [
     `## ${title}`,
     '',
@@ -69,7 +69,7 @@ export function signalMarkdown(rows: readonly SignalRow[], title: string): strin
     `| | ${severities.map((s) => `severity ${s}`).join(' | ')} | mean |`,
     `|---|${severities.map(() => '---:').join('|')}|---:|`,
     ...lines,
-    `| **noise mean** | ${severities
+    `| **noise family mean** | ${severities
       .map((s) => {
         const at = noise.filter((r) => r.severity === s);
         return cell(mean(at.map((r) => r.score)), mean(at.map((r) => r.baseline)));

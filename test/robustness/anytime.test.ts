@@ -52,7 +52,7 @@ describe('chooseRule', () => {
       { tolerance: 0.1, patience: 2 }, // easy at 2, hard at cap 3: 2.5
     ];
     const choice = chooseRule([easy], [hard], { cap: 3, grid });
-    expect(choice.reference).toEqual({ timesteps: 2, clean: 1, noise: 1 });
+    expect(choice.reference).toEqual({ timesteps: 2, clean: 1, corrupted: 1 });
     expect(choice.points.map((p) => p.meanTimesteps)).toEqual([3, 2, 2.5]);
     expect(choice.chosen?.rule).toEqual({ tolerance: 0.1, patience: 1 });
   });
@@ -62,7 +62,7 @@ describe('chooseRule', () => {
     const early = trajectory(1, [0, 0, 1, 1], [1, 1, 0.2, 0.2]);
     const choice = chooseRule([easy], [early], { cap: 3, grid: [{ tolerance: 0.1, patience: 1 }] });
     expect(choice.reference.timesteps).toBe(2);
-    expect(choice.points[0]!.noise.accuracy).toBe(0);
+    expect(choice.points[0]!.corrupted.accuracy).toBe(0);
     expect(choice.chosen).toBeUndefined();
   });
 });

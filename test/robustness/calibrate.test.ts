@@ -3,24 +3,49 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictiveStepper } from '../../src/engine/predictive-step.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { calibrate, finalRecommendation } from '../../src/robustness/calibrate.js';
-import { stratifiedIndices } from '../../src/robustness/evaluate.js';
-import { loadFashion } from '../../src/robustness/fashion-mnist.js';
+import { CLEAN, type StudyGroup } from '../../src/robustness/evaluate.js';
+import { FASHION_MNIST, readImageSet } from '../../src/robustness/image-set.js';
 import { correlationDistance, representationDistances } from '../../src/robustness/representations.js';
+import { StudyInputs } from '../../src/robustness/study-inputs.js';
+import { firstPerClass } from '../../src/cli/study-args.js';
 import { openModel } from '../helpers.js';
 
 let model: LoadedModel;
 beforeAll(async () => (model = await openModel()));
+
+/** Fashion-MNIST images of [from, to): `perClass` under the conditions, `cleanPerClass` clean. */
+async function groups(
+  split: 'train' | 't10k',
+  from: number,
+  to: number,
+  perClass: number,
+  cleanPerClass: number,
+  conditions: StudyGroup['conditions'],
+): Promise<StudyGroup[]> {
+  const set = await readImageSet(FASHION_MNIST, {
+    labels: model.manifest.labels,
+    perClass: Math.max(perClass, cleanPerClass),
+    fashion: { split, from, to },
+  });
+  const studied = firstPerClass(set.clean, perClass);
+  const clean = firstPerClass(set.clean, cleanPerClass);
+  const both = studied.filter((i) => clean.includes(i));
+  const only = (xs: typeof studied, ys: typeof studied) => xs.filter((i) => !ys.includes(i));
+  return [
+    { images: both, conditions: [CLEAN, ...conditions] },
+    { images: only(studied, both), conditions },
+    { images: only(clean, both), conditions: [CLEAN] },
+  ].filter((g) => g.images.length > 0 && g.conditions.length > 0);
+}
 afterAll(() => model.release());
 
 describe('calibrate', () => {
   it('starts from the exported values, tries each stage once per distinct candidate, keeps the best', async () => {
-    const data = await loadFashion('train');
     const stepper = new PredictiveStepper(model);
     const start = model.manifest.pcoders.map((pc) => pc.hyperparameters);
-    const { best, exported, candidates } = await calibrate(stepper, data, start, {
-      indices: stratifiedIndices(data, 20, 50_000, 60_000),
-      cleanIndices: stratifiedIndices(data, 20, 50_000, 60_000),
-      conditions: [{ corruption: 'gaussian-noise', severity: 3 }],
+    const inputs = new StudyInputs(model.manifest.input);
+    const { best, exported, candidates } = await calibrate(stepper, inputs, start, {
+      groups: await groups('train', 50_000, 60_000, 2, 2, [{ corruption: 'gaussian_noise', severity: 3 }]),
       timesteps: 2,
       batch: 20,
       space: {
@@ -43,19 +68,17 @@ describe('calibrate', () => {
     );
     for (const c of candidates) {
       expect(c.hyperparameters[2]!.lambda).toBe(0);
-      expect(best.recommended.noiseGain).toBeGreaterThanOrEqual(c.recommended.noiseGain);
+      expect(best.recommended.gain).toBeGreaterThanOrEqual(c.recommended.gain);
     }
   }, 60_000);
 
   it('confirms the best candidates and the exported values on other images, and picks the best there', async () => {
-    const data = await loadFashion('train');
     const stepper = new PredictiveStepper(model);
     const start = model.manifest.pcoders.map((pc) => pc.hyperparameters);
     const seen: number[] = [];
-    const { best, exported, candidates, finalists } = await calibrate(stepper, data, start, {
-      indices: stratifiedIndices(data, 40, 50_000, 55_000),
-      cleanIndices: stratifiedIndices(data, 20, 50_000, 55_000),
-      conditions: [{ corruption: 'gaussian-noise', severity: 2 }],
+    const inputs = new StudyInputs(model.manifest.input);
+    const { best, exported, candidates, finalists } = await calibrate(stepper, inputs, start, {
+      groups: await groups('train', 50_000, 55_000, 6, 2, [{ corruption: 'gaussian_noise', severity: 3 }]),
       timesteps: 3,
       batch: 20,
       space: {
@@ -67,8 +90,7 @@ describe('calibrate', () => {
         alpha: [],
       },
       confirm: {
-        indices: stratifiedIndices(data, 30, 55_000, 60_000),
-        cleanIndices: stratifiedIndices(data, 40, 55_000, 60_000),
+        groups: await groups('train', 55_000, 60_000, 3, 4, [{ corruption: 'gaussian_noise', severity: 2 }]),
         finalists: 2,
         // Not one clean image of 40 may change its answer.
         cleanTolerance: 0,
@@ -79,26 +101,24 @@ describe('calibrate', () => {
     expect(finalists).toBeDefined();
     expect(finalists).toContain(exported);
     expect(seen).toEqual(finalists!.map((_, k) => k + 1));
-    const ranked = candidates.filter((c) => c.recommended.noiseGain > 0 && c !== exported);
+    const ranked = candidates.filter((c) => c.recommended.gain > 0 && c !== exported);
     expect(ranked.length).toBeGreaterThan(2); // so that the choice of finalists is tested
     expect(finalists!.length).toBe(3);
     for (const c of candidates) expect(c.confirmation !== undefined).toBe(finalists!.includes(c));
     // Finalists are the search's best: none left out scored above one taken.
-    const minTaken = Math.min(
-      ...finalists!.filter((c) => c !== exported).map((c) => c.recommended.noiseGain),
-    );
+    const minTaken = Math.min(...finalists!.filter((c) => c !== exported).map((c) => c.recommended.gain));
     for (const c of ranked.filter((c) => !finalists!.includes(c)))
-      expect(c.recommended.noiseGain).toBeLessThanOrEqual(minTaken);
+      expect(c.recommended.gain).toBeLessThanOrEqual(minTaken);
     for (const c of finalists!) {
       const m = c.confirmation!;
       const t = m.recommended.timesteps;
       // The confirmed recommendation is recomputed from the confirmation's own curves, under its tolerance.
       expect(m.recommended.cleanChange).toBeCloseTo((m.clean[t]! - m.clean[0]!) * 100, 9);
-      expect(m.recommended.noiseGain).toBeCloseTo((m.noiseMean[t]! - m.noiseMean[0]!) * 100, 9);
+      expect(m.recommended.gain).toBeCloseTo((m.corruptedMean[t]! - m.corruptedMean[0]!) * 100, 9);
       expect(m.recommended.cleanChange).toBeGreaterThanOrEqual(-1e-9);
       expect(m.cleanChangeSE).toHaveLength(4);
       expect(m.cleanChangeSE[0]).toBe(0);
-      expect(finalRecommendation(best).noiseGain).toBeGreaterThanOrEqual(m.recommended.noiseGain);
+      expect(finalRecommendation(best).gain).toBeGreaterThanOrEqual(m.recommended.gain);
     }
     expect(finalists).toContain(best);
   }, 120_000);
@@ -112,19 +132,17 @@ describe('representation distances', () => {
   });
 
   it('are zero when the "noisy" image is the clean one, and grow with noise', async () => {
-    const data = await loadFashion('t10k');
     const stepper = new PredictiveStepper(model);
-    const indices = stratifiedIndices(data, 10);
-    const none = await representationDistances(stepper, data, {
-      indices,
-      noise: { corruption: 'clean', severity: 0 },
+    const [group] = await groups('t10k', 0, 10_000, 1, 1, []);
+    const inputs = new StudyInputs(model.manifest.input);
+    const none = await representationDistances(stepper, inputs, group!.images, {
+      noise: CLEAN,
       timesteps: 2,
       batch: 10,
     });
     for (const row of none.toCleanSameStep) for (const v of row) expect(v).toBeCloseTo(0, 6);
-    const noisy = await representationDistances(stepper, data, {
-      indices,
-      noise: { corruption: 'gaussian-noise', severity: 5 },
+    const noisy = await representationDistances(stepper, inputs, group!.images, {
+      noise: { corruption: 'gaussian_noise', severity: 5 },
       timesteps: 2,
       batch: 10,
     });

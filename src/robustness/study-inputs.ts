@@ -1,0 +1,107 @@
+/**
+ * What a study feeds the engine for an image under a condition: exactly what the service
+ * would compute for it. A clean image goes through preprocess(), the code /classify runs; a
+ * corrupted one is decoded and resized as the model's manifest says (sRGB), corrupted at the
+ * size the model sees it (as ImageNet-C corrupted its 224-pixel crops), then given the model's
+ * colours and normalisation as preprocess() would.
+ */
+import { readFile } from 'node:fs/promises';
+import { ServiceError } from '../errors.js';
+import {
+  decodeAtModelSize,
+  modelInputsFromRgb,
+  normalise,
+  preprocess,
+  type RawPixels,
+} from '../image/preprocess.js';
+import type { InputSpec } from '../model/manifest.js';
+import { ImageSetError, type StudyImage } from './image-set.js';
+import {
+  corruptionSeed,
+  corruptPixels,
+  loadCorruptionAssets,
+  type Corruption,
+  type CorruptionAssets,
+} from './imagenet-c/index.js';
+
+export type Condition = { corruption: 'clean'; severity: 0 } | { corruption: Corruption; severity: number };
+
+export const CLEAN: Condition = { corruption: 'clean', severity: 0 };
+
+export const conditionName = (c: Condition) =>
+  c.corruption === 'clean' ? 'clean' : `${c.corruption}/${c.severity}`;
+
+/** An image decoded once for every condition it is studied under. */
+export interface OpenImage {
+  image: StudyImage;
+  /** the model input of the image as it is */
+  clean: Float32Array;
+  /** sRGB (or grey) pixels at the model's size, decoded when a corruption first needs them */
+  pixels?: RawPixels;
+}
+
+export interface StudyInputOptions {
+  /** go on past images that cannot be decoded, listing them (else the study stops) */
+  skipUnreadable?: boolean;
+  /** varies every random corruption; the same seed gives the same study */
+  seed?: number;
+}
+
+export class StudyInputs {
+  readonly unreadable: { id: string; reason: string }[] = [];
+  #assets: Promise<CorruptionAssets> | undefined;
+
+  constructor(
+    readonly spec: InputSpec,
+    readonly options: StudyInputOptions = {},
+  ) {}
+
+  /** The image decoded, or undefined where it cannot be and --skip-unreadable is given. */
+  async open(image: StudyImage): Promise<OpenImage | undefined> {
+    const { source } = image;
+    if ('pixels' in source) {
+      if (
+        source.width === this.spec.width &&
+        source.height === this.spec.height &&
+        this.spec.channels === 1
+      ) {
+        const pixels = { width: source.width, height: source.height, channels: 1, data: source.pixels };
+        return { image, clean: normalise(source.pixels, 1, this.spec), pixels };
+      }
+      throw new ImageSetError(
+        `${image.id}: Fashion-MNIST's 28 x 28 grey images suit only a model that takes them; this one takes ${this.spec.width} x ${this.spec.height} x ${this.spec.channels}`,
+      );
+    }
+    try {
+      const bytes = await readFile(source.file);
+      return { image, clean: (await preprocess(bytes, this.spec)).tensor };
+    } catch (err) {
+      const reason = err instanceof ServiceError ? err.message : (err as Error).message.split('\n')[0]!;
+      if (!this.options.skipUnreadable)
+        throw new ImageSetError(`${source.file}: ${reason} (--skip-unreadable goes on past such images)`);
+      this.unreadable.push({ id: image.id, reason });
+      return undefined;
+    }
+  }
+
+  /** The model inputs for open images under a condition. */
+  async inputs(opened: readonly OpenImage[], condition: Condition): Promise<Float32Array[]> {
+    if (condition.corruption === 'clean') return opened.map((o) => o.clean);
+    const assets = await (this.#assets ??= loadCorruptionAssets());
+    const corrupted = await Promise.all(
+      opened.map(async (o) => {
+        o.pixels ??= (
+          await decodeAtModelSize(await readFile((o.image.source as { file: string }).file), this.spec, 'rgb')
+        ).pixels;
+        const seed = corruptionSeed(
+          condition.corruption,
+          condition.severity,
+          o.image.id,
+          this.options.seed ?? 0,
+        );
+        return corruptPixels(o.pixels, condition.corruption, condition.severity, seed, assets);
+      }),
+    );
+    return modelInputsFromRgb(corrupted, this.spec);
+  }
+}
