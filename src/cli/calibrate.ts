@@ -12,8 +12,8 @@ import { corruptionScore, fitNormalisation } from '../engine/corruption-score.js
 import { quantile } from '../robustness/signal.js';
 import {
   calibrate,
-  DEFAULT_SPACE,
   finalRecommendation,
+  SEARCH_SPACES,
   type Candidate,
   type Measurement,
 } from '../robustness/calibrate.js';
@@ -44,6 +44,9 @@ ${STUDY_USAGE}
                  training images ${SEARCH.from}..${CONFIRM.to - 1}, 10 images per class corrupted, 60 clean for
                  the search, 20 and 500 for the confirmation; a directory: all its images, half each)
   --name NAME    profile to write (default robust)
+  --search full|quick|none  the hyperparameters tried: full (the default: shared (beta, lambda),
+                 then each PCoder's, then alpha: about 6 candidates a PCoder), quick (the
+                 shared pairs only: 3 candidates) or none (the exported values only)
   --finalists N  the search's best candidates measured again on the other half (default 5; 0: none)
   --confirm-per-class N / --confirm-clean-per-class N   Fashion-MNIST's confirmation images
   --confirm-tolerance P   points of clean accuracy a finalist may lose there (default 0.5)...
@@ -60,6 +63,7 @@ const { values } = parseCli(
     options: {
       ...STUDY_OPTIONS,
       name: { type: 'string', default: 'robust' },
+      search: { type: 'string', default: 'full' },
       finalists: { type: 'string' },
       'confirm-per-class': { type: 'string' },
       'confirm-clean-per-class': { type: 'string' },
@@ -77,6 +81,11 @@ const { values } = parseCli(
   usage,
 );
 const batch = Math.max(1, wholeNumber('batch', values.batch, 32));
+if (!(values.search in SEARCH_SPACES)) {
+  console.error(`--search is full, quick or none, got '${values.search}'\n\n${usage}`);
+  process.exit(2);
+}
+const space = SEARCH_SPACES[values.search as keyof typeof SEARCH_SPACES];
 const finalists = wholeNumber('finalists', values.finalists, 5);
 const confirmTolerance = nonNegative('confirm-tolerance');
 const confirmMargin = nonNegative('confirm-margin');
@@ -174,7 +183,7 @@ try {
       groups: search.groups,
       timesteps,
       batch,
-      space: DEFAULT_SPACE,
+      space,
       onCandidate: (c, k) =>
         console.error(`  #${k} ${c.stage.padEnd(8)} ${fmt(c.hyperparameters)}: ${report(c)}`),
       ...(confirm ? { confirm } : {}),
@@ -215,7 +224,7 @@ if (values.write) {
     split: search.describe,
     conditions,
     timesteps,
-    space: DEFAULT_SPACE,
+    space,
     validation: {
       gain: round(chosen.gain),
       cleanChange: round(chosen.cleanChange),

@@ -61,6 +61,14 @@ export const DEFAULT_SPACE: SearchSpace = {
   alpha: [0, 0.1],
 };
 
+/** The shared pairs only: a search of three candidates for a model whose timesteps are dear. */
+export const QUICK_SPACE: SearchSpace = { shared: DEFAULT_SPACE.shared, perPCoder: [], alpha: [] };
+
+/** No search: the exported values measured, for their recommended timesteps and anytime rule. */
+export const NO_SPACE: SearchSpace = { shared: [], perPCoder: [], alpha: [] };
+
+export const SEARCH_SPACES = { full: DEFAULT_SPACE, quick: QUICK_SPACE, none: NO_SPACE } as const;
+
 export interface CalibrationOptions {
   /** the search's images and conditions, the clean condition among them (it may have more images: its constraint is a fine margin) */
   groups: readonly StudyGroup[];

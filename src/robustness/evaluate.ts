@@ -99,18 +99,28 @@ export async function evaluate(
       );
       // Images left out (unreadable) still count as done: the progress total was fixed first.
       done += (chunk.length - opened.length) * group.conditions.length * (timesteps + 1);
-      for (const condition of group.conditions) {
-        const tensors = group.asIs ? opened.map((o) => o.clean) : await inputs.inputs(opened, condition);
+      // Every (condition, image) pair of the chunk, stepped `batch` at a time: a full chunk
+      // makes one batch per condition, and the last, short one fills its batches with several
+      // conditions rather than running them small.
+      const pairs = group.conditions.flatMap((condition) => opened.map((open) => ({ condition, open })));
+      for (let from = 0; from < pairs.length; from += batch) {
+        const slice = pairs.slice(from, from + batch);
+        const tensors: Float32Array[] = new Array<Float32Array>(slice.length);
+        for (const condition of new Set(slice.map((p) => p.condition))) {
+          const at = slice.flatMap((p, k) => (p.condition === condition ? [k] : []));
+          const os = at.map((k) => slice[k]!.open);
+          const xs = group.asIs ? os.map((o) => o.clean) : await inputs.inputs(os, condition);
+          at.forEach((k, j) => (tensors[k] = xs[j]!));
+        }
         const samples: SampleState[] = tensors.map((x) => newSample(x, coefficients, timesteps));
-        const acc = accumulator(condition);
-        const rows = opened.map((o) => acc.add(o.image));
+        const rows = slice.map((p) => accumulator(p.condition).add(p.open.image));
         // Several timesteps per call where the model has a loop graph: the same numbers, faster.
-        for (let t = 0; t <= timesteps && samples.length > 0;) {
+        for (let t = 0; t <= timesteps;) {
           const k = Math.min(stepper.maxStepsPerCall, timesteps + 1 - t);
           for (const outputs of await stepper.steps(samples, k)) {
             outputs.forEach((out, b) => rows[b]!(t, out.logits, out.errors));
             t++;
-            done += opened.length;
+            done += slice.length;
           }
           onProgress?.(done, total);
         }

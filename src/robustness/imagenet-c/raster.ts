@@ -64,25 +64,30 @@ export function gaussianWeights(sigma: number, truncate = 4): Float64Array {
 
 /** Correlates every channel along one axis with `weights` centred on each pixel. */
 export function correlate1d(r: Raster, weights: ArrayLike<number>, axis: 'x' | 'y', border: Border): Raster {
-  const { width, height, channels } = r;
-  const out = new Float64Array(r.data.length);
-  const radius = (weights.length - 1) >> 1;
+  const { width, height, channels, data } = r;
+  const out = new Float64Array(data.length);
+  const taps = weights.length;
+  const radius = (taps - 1) >> 1;
   const n = axis === 'x' ? width : height;
+  // Where the line's samples come from, border rule applied, for every position and tap.
   const index = new Int32Array(n + 2 * radius);
   for (let k = 0; k < index.length; k++) index[k] = borderIndex(k - radius, n, border);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++) {
-      const p = axis === 'x' ? x : y;
+  // Along x a step is one pixel, along y one row.
+  const step = (axis === 'x' ? 1 : width) * channels;
+  const lines = axis === 'x' ? height : width;
+  const lineStart = (line: number) => (axis === 'x' ? line * width : line) * channels;
+  const w = Float64Array.from(weights);
+  for (let line = 0; line < lines; line++) {
+    const base = lineStart(line);
+    for (let p = 0; p < n; p++) {
+      const to = base + p * step;
       for (let c = 0; c < channels; c++) {
         let acc = 0;
-        for (let k = 0; k < weights.length; k++) {
-          const q = index[p + k]!;
-          const at = axis === 'x' ? (y * width + q) * channels : (q * width + x) * channels;
-          acc += weights[k]! * r.data[at + c]!;
-        }
-        out[(y * width + x) * channels + c] = acc;
+        for (let k = 0; k < taps; k++) acc += w[k]! * data[base + index[p + k]! * step + c]!;
+        out[to + c] = acc;
       }
     }
+  }
   return { ...r, data: out };
 }
 
@@ -103,29 +108,40 @@ export function gaussianFilter(
 
 /** A 2-D kernel correlated with every channel (OpenCV filter2D, anchor at the centre). */
 export function filter2d(r: Raster, kernel: Raster, border: Border = 'reflect101'): Raster {
-  const { width, height, channels } = r;
+  const { width, height, channels, data } = r;
   const kw = kernel.width;
   const kh = kernel.height;
   const ax = kw >> 1;
   const ay = kh >> 1;
-  const out = new Float64Array(r.data.length);
+  const out = new Float64Array(data.length);
+  // Only the taps that weigh anything: a disk kernel is mostly zeros.
+  const taps: { dx: number; dy: number; w: number }[] = [];
+  for (let j = 0; j < kh; j++)
+    for (let i = 0; i < kw; i++) {
+      const w = kernel.data[j * kw + i]!;
+      if (w !== 0) taps.push({ dx: i - ax, dy: j - ay, w });
+    }
+  const weights = Float64Array.from(taps, (t) => t.w);
+  const offsets = Int32Array.from(taps, (t) => (t.dy * width + t.dx) * channels);
   const xs = new Int32Array(width + kw);
   for (let k = 0; k < xs.length; k++) xs[k] = borderIndex(k - ax, width, border);
   const ys = new Int32Array(height + kh);
   for (let k = 0; k < ys.length; k++) ys[k] = borderIndex(k - ay, height, border);
   for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++)
+    for (let x = 0; x < width; x++) {
+      const at = (y * width + x) * channels;
+      const inside = y >= ay && y < height - (kh - 1 - ay) && x >= ax && x < width - (kw - 1 - ax);
       for (let c = 0; c < channels; c++) {
         let acc = 0;
-        for (let j = 0; j < kh; j++) {
-          const row = ys[y + j]! * width;
-          for (let i = 0; i < kw; i++) {
-            const w = kernel.data[j * kw + i]!;
-            if (w !== 0) acc += w * r.data[(row + xs[x + i]!) * channels + c]!;
+        if (inside) for (let t = 0; t < weights.length; t++) acc += weights[t]! * data[at + offsets[t]! + c]!;
+        else
+          for (let t = 0; t < taps.length; t++) {
+            const { dx, dy } = taps[t]!;
+            acc += weights[t]! * data[(ys[y + dy + ay]! * width + xs[x + dx + ax]!) * channels + c]!;
           }
-        }
-        out[(y * width + x) * channels + c] = acc;
+        out[at + c] = acc;
       }
+    }
   return { ...r, data: out };
 }
 
