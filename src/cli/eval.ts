@@ -18,6 +18,7 @@ import {
   anytimeVerdict,
   RULE_GRID,
   ruleName,
+  ruleRecord,
   sameRule,
 } from '../robustness/anytime.js';
 import { accuracyChart, anytimeChart, mceChart, svgToPng } from '../robustness/chart.js';
@@ -101,11 +102,15 @@ try {
     process.exit(2);
   }
   const { timesteps } = study;
+  const norm = manifest.corruptionScore;
   const rule: SettleRule = anytime
     ? {
         tolerance: anytime.tolerance,
         patience: anytime.patience,
         ...(anytime.confidence !== undefined ? { confidence: anytime.confidence } : {}),
+        ...(anytime.gate !== undefined && norm
+          ? { gate: { logErrorMean: norm.logErrorMean, logErrorStd: norm.logErrorStd, above: anytime.gate } }
+          : {}),
       }
     : DEFAULT_SETTLE;
   const profileRule = { ...rule, source: anytime ? 'calibrated' : 'the default, none calibrated' };
@@ -229,19 +234,19 @@ try {
       batch,
     },
     anytime: {
-      rule: profileRule,
+      rule: { ...ruleRecord(profileRule), source: profileRule.source },
       cap: timesteps,
       verdict: {
         reference: verdict.reference,
         best: verdict.best && {
-          ...verdict.best.row.rule!,
+          ...ruleRecord(verdict.best.row.rule!),
           meanTimesteps: verdict.best.meanTimesteps,
           saving: verdict.best.saving,
         },
         met: verdict.met,
         cheapestFixed: verdict.cheapestFixed,
       },
-      rows: [...rows.fixed, ...rows.auto],
+      rows: [...rows.fixed, ...rows.auto].map((r) => (r.rule ? { ...r, rule: ruleRecord(r.rule) } : r)),
     },
   };
   await mkdir(out, { recursive: true });

@@ -234,7 +234,12 @@ export class BatchScheduler {
         const settled = e.watch?.settled(out) ?? false;
         if (!settled && out.t < e.job.timesteps) continue;
         const { steps, queueMs, inferenceMs } = e;
-        e.resolve({ steps, queueMs, inferenceMs, ...(e.watch ? { stop: settled ? 'settled' : 'cap' } : {}) });
+        e.resolve({
+          steps,
+          queueMs,
+          inferenceMs,
+          ...(e.watch ? { stop: settled ? (e.watch.gated ? 'gated' : 'settled') : 'cap' } : {}),
+        });
         return;
       }
       still.push(e);

@@ -29,7 +29,15 @@ export interface Classification {
   /** the last timestep computed: the request's, or where an anytime request stopped */
   timesteps: number;
   /** anytime requests: why it stopped there, and by which rule */
-  stop?: { reason: StopReason; tolerance: number; patience: number; maxTimesteps: number; rule: RuleSource };
+  stop?: {
+    reason: StopReason;
+    tolerance: number;
+    patience: number;
+    confidence?: number;
+    gate?: number;
+    maxTimesteps: number;
+    rule: RuleSource;
+  };
   steps: StepSummary[];
   /** what the engine computed at each timestep: logits and e_i(t), exact */
   outputs: readonly SampleStep[];
@@ -107,7 +115,10 @@ export class Classifier {
         ? {
             stop: {
               reason: result.stop,
-              ...settle,
+              tolerance: settle.tolerance,
+              patience: settle.patience,
+              ...(settle.confidence !== undefined ? { confidence: settle.confidence } : {}),
+              ...(settle.gate ? { gate: settle.gate.above } : {}),
               maxTimesteps: options.timesteps,
               rule: options.ruleSource ?? 'asked',
             },

@@ -25,6 +25,18 @@ export function corruptionScore(errorsAtZero: ArrayLike<number>, norm: ScoreNorm
   return score;
 }
 
+/**
+ * The largest signed z of ln e_i(0) over the PCoders: how far above clean the errors rise.
+ * Noise raises them and the dynamics help against it; blur and low contrast lower them, and
+ * there the dynamics have nothing to explain away. The anytime gate reads this one.
+ */
+export function largestErrorZ(errorsAtZero: ArrayLike<number>, norm: ScoreNormalisation): number {
+  let largest = -Infinity;
+  for (let i = 0; i < norm.logErrorMean.length; i++)
+    largest = Math.max(largest, (logError(errorsAtZero[i]!) - norm.logErrorMean[i]!) / norm.logErrorStd[i]!);
+  return largest;
+}
+
 /** The normalisation from clean images' errors at t = 0 (one array of e_i(0) per image). */
 export function fitNormalisation(errorsAtZero: readonly ArrayLike<number>[]): ScoreNormalisation {
   const n = errorsAtZero.length;

@@ -96,14 +96,22 @@ export function resolveRequest(
     patience: asked.patience ?? calibrated?.patience ?? DEFAULT_SETTLE.patience,
     ...(confidence !== undefined ? { confidence } : {}),
   };
-  const problem = settleRuleProblem(settle, timesteps);
-  if (problem) throw errors.settleInvalid(problem);
   const ruleSource: RuleSource =
     asked.tolerance !== undefined || asked.patience !== undefined || asked.confidence !== undefined
       ? 'asked'
       : calibrated
         ? 'calibrated'
         : 'default';
+  // The calibrated gate belongs to the calibrated rule: a request that asks for its own rule
+  // asks for dynamics, and gets them for every input.
+  if (ruleSource === 'calibrated' && calibrated?.gate !== undefined && manifest.corruptionScore)
+    settle.gate = {
+      logErrorMean: manifest.corruptionScore.logErrorMean,
+      logErrorStd: manifest.corruptionScore.logErrorStd,
+      above: calibrated.gate,
+    };
+  const problem = settleRuleProblem(settle, timesteps);
+  if (problem) throw errors.settleInvalid(problem);
   return { profile, timesteps, topk, settle, ruleSource };
 }
 

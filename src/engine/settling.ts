@@ -11,7 +11,14 @@
  * The confidence gate is what lets slow dynamics stop early: their errors keep moving for many
  * timesteps in every image alike, while an image the network is already sure of does not
  * change its answer (measured in docs/anytime.md).
+ *
+ * A rule may also have a start gate, read at t = 0: the sample is iterated only if its
+ * prediction errors rise above clean ones (the largest z of ln e_i(0) over the PCoders is
+ * above `gate.above`); otherwise it stops at once with its feedforward answer. That is how a
+ * calibrated default helps where the dynamics help (noise) and leaves alone what they cannot
+ * (blur, contrast: docs/robustness.md).
  */
+import { largestErrorZ, type ScoreNormalisation } from './corruption-score.js';
 import { argmax, softmax } from './results.js';
 
 /** What the rule reads of a step: its logits and its PCoders' errors. */
@@ -27,6 +34,12 @@ export interface SettleRule {
   patience: number;
   /** a step whose top-1 probability is at least this is calm whatever its errors did */
   confidence?: number;
+  /** iterate only a sample whose largest z of ln e_i(0) is above `above` */
+  gate?: SettleGate;
+}
+
+export interface SettleGate extends ScoreNormalisation {
+  above: number;
 }
 
 /**
@@ -41,11 +54,16 @@ export function settleRuleProblem(rule: SettleRule, cap: number): string | undef
     return `confidence must be above 0 and at most 1, got ${confidence}`;
   if (!Number.isInteger(patience) || patience < 1 || patience > cap)
     return `patience must be a whole number from 1 to the cap (${cap}), got ${patience}`;
+  if (rule.gate && !Number.isFinite(rule.gate.above))
+    return `the gate must be a number, got ${rule.gate.above}`;
   return undefined;
 }
 
-/** Why an anytime request stopped: its dynamics settled, or it reached its cap. */
-export type StopReason = 'settled' | 'cap';
+/**
+ * Why an anytime request stopped: its dynamics settled, it reached its cap, or its errors at
+ * t = 0 stayed under the gate so it was not iterated.
+ */
+export type StopReason = 'settled' | 'cap' | 'gated';
 
 /** Follows one sample's steps, one after another. */
 export class SettleWatch {
@@ -53,13 +71,24 @@ export class SettleWatch {
   #top = -1;
   #errors: ArrayLike<number> | undefined;
   #calm = 0;
+  #gated = false;
 
   constructor(rule: SettleRule) {
     this.#rule = rule;
   }
 
-  /** Takes the sample's next step; true once the sample has settled. */
+  /** Whether the sample stopped at t = 0 under the gate. */
+  get gated(): boolean {
+    return this.#gated;
+  }
+
+  /** Takes the sample's next step; true once the sample has settled (or stopped at the gate). */
   settled(step: StepOutputs): boolean {
+    const { gate } = this.#rule;
+    if (!this.#errors && gate && largestErrorZ(step.errors, gate) <= gate.above) {
+      this.#gated = true;
+      return true;
+    }
     const top = argmax(step.logits);
     if (this.#errors) {
       const { tolerance, confidence } = this.#rule;
@@ -100,7 +129,7 @@ export function stoppingPoint(
   for (let t = 0; t <= cap; t++) {
     const step = steps[t];
     if (!step) throw new Error(`the trajectory has ${steps.length} steps, the cap needs ${cap + 1}`);
-    if (watch.settled(step)) return { t, reason: 'settled' };
+    if (watch.settled(step)) return { t, reason: watch.gated ? 'gated' : 'settled' };
   }
   return { t: cap, reason: 'cap' };
 }

@@ -93,7 +93,14 @@ const timings = z.object({ decodeMs: z.number(), queueMs: z.number(), inferenceM
 
 export const stopSchema = z
   .object({
-    reason: z.enum(['settled', 'cap']),
+    reason: z.enum(['settled', 'cap', 'gated']).meta({
+      description:
+        "settled: the dynamics stopped changing; cap: the cap came first; gated: the errors at t = 0 stayed under the rule's gate, so the feedforward answer stands (docs/robustness.md)",
+    }),
+    gate: z.number().optional().meta({
+      description:
+        "the gate: iterated only when the largest z of ln e_i(0) is above it (the profile's calibrated rule)",
+    }),
     tolerance: z.number(),
     patience: z.number().int(),
     confidence: z.number().optional(),

@@ -74,6 +74,11 @@ const anytime = z.object({
   /** requests on the profile that name no timesteps run timesteps=auto (unless DEFAULT_TIMESTEPS is set) */
   default: z.boolean().optional(),
   maxTimesteps: z.number().int().min(1),
+  /**
+   * iterate only inputs whose largest z of ln e_i(0) is above this (the corruption score's
+   * normalisation); the others are answered at t = 0. Needs the manifest's corruptionScore.
+   */
+  gate: z.number().optional(),
   calibration: z.record(z.string(), z.unknown()).optional(),
 });
 

@@ -4,6 +4,7 @@
  * answers for any rule. A replay stops where the engine would, with the same answer.
  */
 import { argmax } from '../engine/results.js';
+import type { ScoreNormalisation } from '../engine/corruption-score.js';
 import { stoppingPoint, type SettleRule } from '../engine/settling.js';
 import { conditionName, type ConditionResult, type Trajectory } from './evaluate.js';
 import { mean } from './report.js';
@@ -55,7 +56,16 @@ export const RULE_GRID: readonly SettleRule[] = [0.001, 0.003, 0.01, 0.03, 0.1, 
 );
 
 export const sameRule = (a: SettleRule, b: SettleRule) =>
-  a.tolerance === b.tolerance && a.patience === b.patience && a.confidence === b.confidence;
+  a.tolerance === b.tolerance &&
+  a.patience === b.patience &&
+  a.confidence === b.confidence &&
+  a.gate?.above === b.gate?.above;
+
+/** A rule as the manifest and reports hold it: the gate by its threshold alone. */
+export const ruleRecord = ({ gate, ...rest }: SettleRule) => ({
+  ...rest,
+  ...(gate ? { gate: gate.above } : {}),
+});
 
 /**
  * The items no other beats at once on cost (lower) and on every gain (higher): the tradeoff's
@@ -83,7 +93,9 @@ function cheapest<T>(items: readonly T[], cost: (x: T) => number): T | undefined
 
 /** A rule in words, for reports. */
 export const ruleName = (r: SettleRule) =>
-  `tolerance ${r.tolerance}, patience ${r.patience}${r.confidence !== undefined ? `, confidence ${r.confidence}` : ''}`;
+  (r.tolerance < 1e-6 ? `the cap` : `tolerance ${r.tolerance}, patience ${r.patience}`) +
+  (r.confidence !== undefined ? `, confidence ${r.confidence}` : '') +
+  (r.gate ? `, iterating only where z > ${r.gate.above}` : '');
 
 export interface RulePoint {
   rule: SettleRule;
@@ -112,6 +124,14 @@ export interface AnytimeChoice {
 export interface ChooseOptions {
   cap: number;
   grid?: readonly SettleRule[];
+  /**
+   * the corrupted trajectories by family: a rule (or fixed T) qualifies only if no family's
+   * accuracy falls below its t = 0 by more than `familyTolerance`
+   */
+  families?: Readonly<Record<string, readonly Trajectory[]>>;
+  familyTolerance?: number;
+  /** also try each rule behind a start gate at each of these z (settling.ts), and a gated fixed cap */
+  gates?: { norm: ScoreNormalisation; above: readonly number[] };
   /** accuracy a rule may lose against the reference, clean and noisy alike (default 0.002) */
   margin?: number;
   /** clean accuracy the reference T may lose against t = 0 (default 0.005, the calibration's) */
@@ -129,32 +149,64 @@ export function chooseRule(
   corrupted: readonly Trajectory[],
   options: ChooseOptions,
 ): AnytimeChoice {
-  const { cap, grid = RULE_GRID, margin = 0.002, cleanTolerance = 0.005, saving = 0.3 } = options;
+  const { cap, margin = 0.002, cleanTolerance = 0.005, saving = 0.3, familyTolerance = 0 } = options;
+  const families = Object.entries(options.families ?? {});
+  const familyAtZero = families.map(([, ts]) => fixed(ts, 0).accuracy);
+  const keepsFamilies = (measure: (ts: readonly Trajectory[]) => Replay) =>
+    families.every(([, ts], k) => measure(ts).accuracy >= familyAtZero[k]! - familyTolerance - 1e-12);
   const at = Array.from({ length: cap + 1 }, (_, t) => ({
     clean: fixed(clean, t).accuracy,
     corrupted: fixed(corrupted, t).accuracy,
+    families: t === 0 || keepsFamilies((ts) => fixed(ts, t)),
   }));
-  let reference = { timesteps: 0, ...at[0]! };
+  let reference = { timesteps: 0, clean: at[0]!.clean, corrupted: at[0]!.corrupted };
   for (let t = 1; t <= cap; t++) {
-    if (at[t]!.clean >= at[0]!.clean - cleanTolerance && at[t]!.corrupted > reference.corrupted)
-      reference = { timesteps: t, ...at[t]! };
+    const a = at[t]!;
+    if (a.clean >= at[0]!.clean - cleanTolerance && a.families && a.corrupted > reference.corrupted)
+      reference = { timesteps: t, clean: a.clean, corrupted: a.corrupted };
   }
   const keeps = (a: { clean: number; corrupted: number }) =>
     a.corrupted >= reference.corrupted - margin && a.clean >= reference.clean - margin;
   const all = clean.length + corrupted.length;
+  const base = options.grid ?? RULE_GRID;
+  const grid = options.gates
+    ? [
+        ...base,
+        ...options.gates.above.flatMap((above) => {
+          const gate = { ...options.gates!.norm, above };
+          // behind the gate, also the plain fixed cap: a rule that never settles before it
+          return [...base, { tolerance: 1e-9, patience: cap }].map((r) => ({ ...r, gate }));
+        }),
+      ]
+    : base;
   const points = grid.map((rule) => {
     const c = replay(clean, rule, cap);
     const n = replay(corrupted, rule, cap);
     const meanTimesteps = (c.meanTimesteps * c.count + n.meanTimesteps * n.count) / all;
-    return { rule, clean: c, corrupted: n, meanTimesteps };
+    const point: RulePoint = { rule, clean: c, corrupted: n, meanTimesteps };
+    return { point, families: keepsFamilies((ts) => replay(ts, rule, cap)) };
   });
+  const admissible = points
+    .filter((p) => p.families && p.point.clean.accuracy >= reference.clean - margin)
+    .map((p) => p.point);
+  // A gated rule may beat every fixed T that spares the families: the target is then its accuracy.
+  const target = Math.max(reference.corrupted, ...admissible.map((p) => p.corrupted.accuracy));
   const chosen = cheapest(
-    points.filter((p) => keeps({ clean: p.clean.accuracy, corrupted: p.corrupted.accuracy })),
+    admissible.filter((p) => p.corrupted.accuracy >= target - margin),
     (p) => p.meanTimesteps,
   );
-  const cheapestFixed = at.findIndex(keeps);
-  const byDefault = chosen !== undefined && chosen.meanTimesteps <= (1 - saving) * cheapestFixed;
-  return { cap, reference, chosen, cheapestFixed, byDefault, points };
+  const cheapestFixed = at.findIndex((a) => a.families && keeps(a));
+  const beatsFixed = chosen !== undefined && chosen.corrupted.accuracy > reference.corrupted + margin;
+  const byDefault =
+    chosen !== undefined && (beatsFixed || chosen.meanTimesteps <= (1 - saving) * Math.max(0, cheapestFixed));
+  return {
+    cap,
+    reference,
+    chosen,
+    cheapestFixed: Math.max(0, cheapestFixed),
+    byDefault,
+    points: points.map((p) => p.point),
+  };
 }
 
 /** One way of choosing timesteps (a fixed T, or a rule) measured on every condition of an evaluation. */

@@ -15,12 +15,17 @@
 import type { PredictiveStepper } from '../engine/predictive-step.js';
 import { gradientScales } from '../engine/profiles.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
-import { evaluate, type StudyGroup } from './evaluate.js';
+import { largestErrorZ, type ScoreNormalisation } from '../engine/corruption-score.js';
+import { argmax } from '../engine/results.js';
+import { evaluate, type ConditionResult, type StudyGroup } from './evaluate.js';
 import { recommend, summariseEvaluation, type Recommendation } from './report.js';
 import type { StudyInputs } from './study-inputs.js';
 
 export interface Measurement {
+  /** the best of fixed T and, with gates, of fixed T behind each gate */
   recommended: Recommendation;
+  /** the best fixed T for every input alike (no gate) */
+  fixed: Recommendation;
   /** mean accuracy under corruption, each family's, and clean accuracy, per timestep */
   corruptedMean: number[];
   families: Partial<Record<string, number[]>>;
@@ -75,6 +80,11 @@ export interface CalibrationOptions {
   timesteps: number;
   batch: number;
   space: SearchSpace;
+  /**
+   * also score each candidate behind a start gate at each of these z (settling.ts): only inputs
+   * whose errors at t = 0 rise above it are iterated, the others answered at t = 0
+   */
+  gates?: { norm: ScoreNormalisation; above: readonly number[] };
   /** called after each candidate */
   onCandidate?: (candidate: Candidate, index: number) => void;
   /** re-measure the finalists on other images; the best there wins */
@@ -113,25 +123,37 @@ export async function calibrate(
     groups: readonly StudyGroup[],
     margin?: { cleanTolerance: number; standardErrors: number },
   ): Promise<Measurement> => {
+    const { gates } = options;
     const results = await evaluate(stepper, inputs, groups, {
       timesteps: options.timesteps,
       batch: options.batch,
       coefficients: coefficientsOf(hyperparameters, gradientScales(stepper.model.manifest)),
+      record: gates !== undefined,
     });
-    const summary = summariseEvaluation(results);
-    const { cleanChangeSE } = summary;
-    return {
-      // Without a margin, the summary's own recommendation (clean within 0.5 points) is the score.
-      recommended: margin
-        ? recommend(summary.clean, summary.corruptedMean, summary.families, {
-            cleanTolerance: cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se),
-          })
-        : summary.recommended,
-      corruptedMean: summary.corruptedMean,
-      families: summary.families,
-      clean: summary.clean,
-      cleanChangeSE,
+    const score = (rs: readonly ConditionResult[]) => {
+      const summary = summariseEvaluation(rs);
+      const { cleanChangeSE } = summary;
+      return {
+        // Without a margin, the summary's own recommendation (clean within 0.5 points) is the score.
+        recommended: margin
+          ? recommend(summary.clean, summary.corruptedMean, summary.families, {
+              cleanTolerance: cleanChangeSE.map((se) => margin.cleanTolerance - margin.standardErrors * se),
+            })
+          : summary.recommended,
+        corruptedMean: summary.corruptedMean,
+        families: summary.families,
+        clean: summary.clean,
+        cleanChangeSE,
+      };
     };
+    const plain = score(results);
+    let best: Measurement = { ...plain, fixed: plain.recommended };
+    for (const above of gates?.above ?? []) {
+      const gated = score(gatedResults(results, gates!.norm, above));
+      if (betterThan(gated.recommended, best.recommended))
+        best = { ...gated, fixed: plain.recommended, recommended: { ...gated.recommended, gate: above } };
+    }
+    return best;
   };
   const n = start.length;
   const top = n - 1;
@@ -190,4 +212,33 @@ export async function calibrate(
   for (const c of finalists)
     if (betterThan(finalRecommendation(c), finalRecommendation(confirmedBest))) confirmedBest = c;
   return { best: confirmedBest, exported, candidates, finalists };
+}
+
+/**
+ * Results as a start gate would make them: an image whose largest z of ln e_i(0) is at most
+ * `above` keeps its t = 0 answer at every t (it would not be iterated). From recorded
+ * trajectories, so that one computation answers for every gate.
+ */
+export function gatedResults(
+  results: readonly ConditionResult[],
+  norm: ScoreNormalisation,
+  above: number,
+): ConditionResult[] {
+  return results.map((r) => {
+    const T = r.accuracy.length - 1;
+    const correct = new Array<number>(T + 1).fill(0);
+    const lost = new Array<number>(T + 1).fill(0);
+    const gained = new Array<number>(T + 1).fill(0);
+    for (const { label, steps } of r.trajectories!) {
+      const iterate = largestErrorZ(steps[0]!.errors, norm) > above;
+      const atZero = argmax(steps[0]!.logits) === label;
+      for (let t = 0; t <= T; t++) {
+        const right = iterate ? argmax(steps[t]!.logits) === label : atZero;
+        if (right) correct[t]!++;
+        if (atZero && !right) lost[t]!++;
+        if (!atZero && right) gained[t]!++;
+      }
+    }
+    return { ...r, correct, accuracy: correct.map((c) => c / r.count), lost, gained };
+  });
 }

@@ -37,6 +37,8 @@ export interface Recommendation {
   cleanChange: number;
   /** each family's change from t = 0, in points */
   families: Partial<Record<Family, number>>;
+  /** iterating only inputs whose largest z of ln e_i(0) is above this (settling.ts); absent: all */
+  gate?: number;
 }
 
 export const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -115,6 +115,32 @@ describe('resolveRequest', () => {
       ).toBe(4);
     });
 
+    it("carries the profile's calibrated gate, with the score's normalisation, to calibrated rules only", () => {
+      const norm = { logErrorMean: [-1, -2, -3], logErrorStd: [0.5, 0.5, 0.5] };
+      const gated = parseManifest(
+        {
+          ...raw,
+          corruptionScore: norm,
+          profiles: {
+            ...(raw['profiles'] as object),
+            robust: { ...manifest.profiles['robust']!, anytime: { ...robustAnytime, gate: 2 } },
+          },
+        },
+        'manifest.json',
+      );
+      expect(resolveRequest(gated, defaults, { timesteps: 'auto' }).settle).toEqual({
+        tolerance: 0.05,
+        patience: 2,
+        gate: { ...norm, above: 2 },
+      });
+      expect(
+        resolveRequest(gated, defaults, { timesteps: 'auto', tolerance: 0.2 }).settle!.gate,
+      ).toBeUndefined();
+      // without a corruption score the gate cannot be read: the rule runs ungated
+      const noScore = parseManifest({ ...gated, corruptionScore: undefined }, 'manifest.json');
+      expect(resolveRequest(noScore, defaults, { timesteps: 'auto' }).settle!.gate).toBeUndefined();
+    });
+
     it('lets the request name its cap and rule', () => {
       const asked = {
         timesteps: 'auto' as const,

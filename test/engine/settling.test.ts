@@ -22,6 +22,29 @@ describe('largestChange', () => {
   });
 });
 
+describe('the start gate', () => {
+  // ln e(0) against clean mean 0 and std 1 per PCoder: z is ln e.
+  const gate = { logErrorMean: [0, 0], logErrorStd: [1, 1], above: 1 };
+  it('stops a sample at t = 0 whose errors stay at or under it, and says so', () => {
+    // z = ln 2 = 0.69 and ln 1 = 0: at most 1
+    expect(stoppingPoint([step(0, 2, 1), step(1, 5, 5)], { tolerance: 0.01, patience: 1, gate }, 1)).toEqual({
+      t: 0,
+      reason: 'gated',
+    });
+  });
+  it('lets a sample whose largest z is above it run as the rule says', () => {
+    // z of the second PCoder = ln 3 = 1.1 > 1
+    const steps = [step(0, 1, 3), step(0, 1, 3), step(0, 1, 3)];
+    expect(stoppingPoint(steps, { tolerance: 0.01, patience: 1, gate }, 2)).toEqual({
+      t: 1,
+      reason: 'settled',
+    });
+    expect(settleRuleProblem({ tolerance: 0.1, patience: 1, gate: { ...gate, above: NaN } }, 3)).toMatch(
+      /gate/,
+    );
+  });
+});
+
 describe('SettleWatch', () => {
   it('never settles at t = 0: calm needs a step before it', () => {
     expect(new SettleWatch({ tolerance: 1, patience: 1 }).settled(step(0, 1))).toBe(false);
