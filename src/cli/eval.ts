@@ -144,12 +144,16 @@ try {
   const engine = await engineRate(results, study.groups[0]!.images.length, seconds);
   const cleanResult = results.find((r) => r.condition.corruption === 'clean');
   const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
-  if (!cleanResult || corrupted.length === 0) {
-    console.error(
-      `the study needs clean images and corrupted ones: it has ${cleanResult ? 'no corruption condition' : 'no clean images (ImageNet-C sets: put them under DIR/clean/<class>/)'}`,
-    );
+  if (corrupted.length === 0) {
+    console.error('the study has no corruption condition: name some with --corruptions');
     process.exit(2);
   }
+  // Without clean images (ImageNet-C's release has none) the corruption measures stand alone:
+  // no clean accuracy, no anytime replay (its yardstick is the clean accuracy).
+  if (!cleanResult)
+    console.error(
+      'no clean images (an ImageNet-C set may hold them in DIR/clean/<class>/): clean accuracy and the anytime replay are left out',
+    );
   const summary = summariseEvaluation(results);
   const mce = relativeMce(results);
   const normalised = baseline && normalisedMce(results, baseline.errors);
@@ -174,8 +178,8 @@ try {
       gained: r.gained,
     };
   }
-  const rows = anytimeRows(results, rules, timesteps);
-  const verdict = anytimeVerdict(rows, summary.recommended.timesteps);
+  const rows = cleanResult ? anytimeRows(results, rules, timesteps) : undefined;
+  const verdict = rows && anytimeVerdict(rows, summary.recommended.timesteps);
   const report = {
     model: manifest.name,
     profile,
@@ -193,14 +197,16 @@ try {
     seed: study.seed,
     severities: study.severities,
     recommendedTimesteps: recommendedTimesteps ?? null,
-    clean: {
-      count: cleanResult.count,
-      accuracy: cleanResult.accuracy,
-      correct: cleanResult.correct,
-      lost: cleanResult.lost,
-      gained: cleanResult.gained,
-      changeSE: summary.cleanChangeSE,
-    },
+    clean: cleanResult
+      ? {
+          count: cleanResult.count,
+          accuracy: cleanResult.accuracy,
+          correct: cleanResult.correct,
+          lost: cleanResult.lost,
+          gained: cleanResult.gained,
+          changeSE: summary.cleanChangeSE,
+        }
+      : null,
     corruptions: byCorruption,
     families: summary.families,
     corruptedMean: summary.corruptedMean,
@@ -233,21 +239,24 @@ try {
       engineSampleStepsPerSecond: Math.round(engine),
       batch,
     },
-    anytime: {
-      rule: { ...ruleRecord(profileRule), source: profileRule.source },
-      cap: timesteps,
-      verdict: {
-        reference: verdict.reference,
-        best: verdict.best && {
-          ...ruleRecord(verdict.best.row.rule!),
-          meanTimesteps: verdict.best.meanTimesteps,
-          saving: verdict.best.saving,
-        },
-        met: verdict.met,
-        cheapestFixed: verdict.cheapestFixed,
-      },
-      rows: [...rows.fixed, ...rows.auto].map((r) => (r.rule ? { ...r, rule: ruleRecord(r.rule) } : r)),
-    },
+    anytime:
+      rows && verdict
+        ? {
+            rule: { ...ruleRecord(profileRule), source: profileRule.source },
+            cap: timesteps,
+            verdict: {
+              reference: verdict.reference,
+              best: verdict.best && {
+                ...ruleRecord(verdict.best.row.rule!),
+                meanTimesteps: verdict.best.meanTimesteps,
+                saving: verdict.best.saving,
+              },
+              met: verdict.met,
+              cheapestFixed: verdict.cheapestFixed,
+            },
+            rows: [...rows.fixed, ...rows.auto].map((r) => (r.rule ? { ...r, rule: ruleRecord(r.rule) } : r)),
+          }
+        : null,
   };
   await mkdir(out, { recursive: true });
   const marker = { timesteps: marked, label: recommended !== undefined ? 'recommended' : 'best here' };
@@ -258,11 +267,9 @@ try {
     `${manifest.name}, profile ${profile}: mCE(t) / mCE(0) ${covered.length < 15 ? `(${covered.length} benchmark corruptions)` : ''}`,
     marker,
   );
-  const anytimeSvg = anytimeChart(
-    rows,
-    profileRule,
-    `${manifest.name}, profile ${profile}: timesteps=auto against fixed T`,
-  );
+  const anytimeSvg =
+    rows &&
+    anytimeChart(rows, profileRule, `${manifest.name}, profile ${profile}: timesteps=auto against fixed T`);
   const md =
     markdown(results, summary, title, recommended, [
       {
@@ -286,7 +293,7 @@ try {
         : []),
     ]) +
     '\n' +
-    anytimeMarkdown(rows, verdict, profileRule) +
+    (rows && verdict ? anytimeMarkdown(rows, verdict, profileRule) : '') +
     (inputs.unreadable.length
       ? `\n## Unreadable images, left out\n\n${inputs.unreadable.map((u) => `- ${u.id}: ${u.reason}`).join('\n')}\n`
       : '');
@@ -298,7 +305,7 @@ try {
   for (const [name, svg] of [
     ['accuracy', accuracySvg],
     ['mce', mceSvg],
-    ['anytime', anytimeSvg],
+    ...(anytimeSvg ? [['anytime', anytimeSvg] as const] : []),
   ] as const) {
     await writeFile(path.join(out, `${name}.svg`), svg);
     await writeFile(path.join(out, `${name}.png`), await svgToPng(svg));
@@ -306,7 +313,7 @@ try {
   const at = changeAt(summary, marked);
   const [lo, hi] = mce.interval95[marked]!;
   console.log(
-    `${manifest.name} (${profile}): clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, corrupted mean ${(summary.corruptedMean[0]! * 100).toFixed(2)}%. ` +
+    `${manifest.name} (${profile}): ${cleanResult ? `clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, ` : ''}corrupted mean ${(summary.corruptedMean[0]! * 100).toFixed(2)}%. ` +
       `At ${recommended !== undefined ? 'the recommended' : 'the best'} t=${marked}: ${describeChange(at)}; ` +
       `mCE(t)/mCE(0) ${(mce.relative[marked]! * 100).toFixed(1)}% (95% ${(lo * 100).toFixed(1)}-${(hi * 100).toFixed(1)})` +
       (normalised
@@ -315,6 +322,7 @@ try {
       `. ${inputs.unreadable.length ? `${inputs.unreadable.length} unreadable images left out. ` : ''}` +
       `${clock(seconds)}: ${Math.round(studyRate)} sample-timesteps/s, the engine alone ${Math.round(engine)}/s at batch ${batch} (${((studyRate / engine) * 100).toFixed(0)}%). Written to ${out}/`,
   );
+  if (!rows || !verdict) process.exit(0);
   const chosen = rows.auto.find((r) => sameRule(r.rule!, profileRule))!;
   const best = verdict.best;
   console.log(
