@@ -25,6 +25,12 @@ import { accuracyChart, anytimeChart, mceChart, svgToPng } from '../robustness/c
 import { evaluate, studySize, type ConditionResult } from '../robustness/evaluate.js';
 import { ImageSetError } from '../robustness/image-set.js';
 import {
+  BENCHMARK_CORRUPTIONS,
+  FAMILIES,
+  FAMILY_OF,
+  type Corruption,
+} from '../robustness/imagenet-c/index.js';
+import {
   ALEXNET_ERRORS,
   baselineFromResults,
   benchmarkCovered,
@@ -180,6 +186,7 @@ try {
   }
   const rows = cleanResult ? anytimeRows(results, rules, timesteps) : undefined;
   const verdict = rows && anytimeVerdict(rows, summary.recommended.timesteps);
+  const served = servedDefault(rows, anytime?.default === true, marked, rule, results);
   const report = {
     model: manifest.name,
     profile,
@@ -233,6 +240,7 @@ try {
         : {}),
     },
     recommended: summary.recommended,
+    served: served ?? null,
     speed: {
       seconds: Math.round(seconds),
       studySampleStepsPerSecond: Math.round(studyRate),
@@ -322,6 +330,7 @@ try {
       `. ${inputs.unreadable.length ? `${inputs.unreadable.length} unreadable images left out. ` : ''}` +
       `${clock(seconds)}: ${Math.round(studyRate)} sample-timesteps/s, the engine alone ${Math.round(engine)}/s at batch ${batch} (${((studyRate / engine) * 100).toFixed(0)}%). Written to ${out}/`,
   );
+  if (served) console.log(servedLine(served, rule));
   if (!rows || !verdict) process.exit(0);
   const chosen = rows.auto.find((r) => sameRule(r.rule!, profileRule))!;
   const best = verdict.best;
@@ -334,6 +343,74 @@ try {
   );
 } finally {
   await model.release();
+}
+
+/**
+ * What a request that names no timesteps gets on this profile: its calibrated anytime rule
+ * where the calibration made it the default, else its recommended fixed timesteps; measured on
+ * this study's replayed dynamics, against t = 0, per family and as mCE relative to t = 0.
+ */
+function servedDefault(
+  rows: ReturnType<typeof anytimeRows> | undefined,
+  auto: boolean,
+  fixedT: number,
+  rule: SettleRule,
+  results: readonly ConditionResult[],
+) {
+  if (!rows) return undefined;
+  const row = auto ? rows.auto.find((r) => sameRule(r.rule!, rule)) : rows.fixed[fixedT];
+  const zero = rows.fixed[0]!;
+  if (!row) return undefined;
+  const severities = (c: string) => results.filter((r) => r.condition.corruption === c).length;
+  const benchmark = Object.keys(row.corruptions).filter((c) =>
+    (BENCHMARK_CORRUPTIONS as readonly string[]).includes(c),
+  );
+  const ce = (r: typeof row) =>
+    benchmark.reduce((s, c) => s + severities(c) * (1 - r.corruptions[c]!.accuracy), 0);
+  const familyMean = (r: typeof row, f: string) => {
+    const members = Object.keys(r.corruptions).filter((c) => FAMILY_OF[c as Corruption] === f);
+    return members.length
+      ? members.reduce((s, c) => s + r.corruptions[c]!.accuracy, 0) / members.length
+      : undefined;
+  };
+  const families = Object.fromEntries(
+    FAMILIES.flatMap((f) => {
+      const a = familyMean(row, f);
+      const b = familyMean(zero, f);
+      return a !== undefined && b !== undefined
+        ? [[f, { accuracy: a, atZero: b, change: (a - b) * 100 }]]
+        : [];
+    }),
+  );
+  return {
+    policy: auto ? { auto: ruleRecord(rule) } : { timesteps: fixedT },
+    clean: {
+      accuracy: row.clean.accuracy,
+      atZero: zero.clean.accuracy,
+      meanTimesteps: row.clean.meanTimesteps,
+    },
+    corrupted: {
+      accuracy: row.corrupted.accuracy,
+      atZero: zero.corrupted.accuracy,
+      meanTimesteps: row.corrupted.meanTimesteps,
+    },
+    families,
+    relativeMce: benchmark.length ? ce(row) / ce(zero) : null,
+  };
+}
+
+function servedLine(s: NonNullable<ReturnType<typeof servedDefault>>, rule: SettleRule): string {
+  const pts = (a: number, b: number) => `${a >= b ? '+' : ''}${((a - b) * 100).toFixed(2)}`;
+  return (
+    `served default (${'auto' in s.policy ? `auto: ${ruleName(rule)}` : `${s.policy.timesteps} timesteps`}): ` +
+    `clean ${pts(s.clean.accuracy, s.clean.atZero)} points, corrupted mean ${pts(s.corrupted.accuracy, s.corrupted.atZero)} against t = 0 ` +
+    `(${Object.entries(s.families)
+      .map(([f, v]) => `${f} ${v.change >= 0 ? '+' : ''}${v.change.toFixed(2)}`)
+      .join(
+        ', ',
+      )}); mCE / mCE(0) ${s.relativeMce !== null ? `${(s.relativeMce * 100).toFixed(1)}%` : 'n/a'}; ` +
+    `${s.clean.meanTimesteps.toFixed(2)} / ${s.corrupted.meanTimesteps.toFixed(2)} mean timesteps (clean / corrupted)`
+  );
 }
 
 /**

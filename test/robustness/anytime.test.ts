@@ -66,3 +66,32 @@ describe('chooseRule', () => {
     expect(choice.chosen).toBeUndefined();
   });
 });
+
+describe('chooseRule with families and a start gate', () => {
+  // Clean images: right throughout, errors at clean level (ln e = 0, z = 0).
+  const clean = [trajectory(0, [0, 0, 0], [1, 1, 1]), trajectory(1, [1, 1, 1], [1, 1, 1])];
+  // Noise raises the errors (z = ln 20 = 3.0) and the dynamics put it right.
+  const noisy = [trajectory(2, [0, 2, 2], [20, 5, 5]), trajectory(2, [1, 2, 2], [20, 5, 5])];
+  // Blur lowers them (z < 0) and the dynamics put a right answer wrong.
+  const blurred = [trajectory(0, [0, 1, 1], [0.5, 0.5, 0.5]), trajectory(1, [1, 1, 1], [0.5, 0.5, 0.5])];
+  const norm = { logErrorMean: [0], logErrorStd: [1] };
+  const grid = [{ tolerance: 1e-9, patience: 2 }];
+
+  it('takes no fixed T that costs a family, and picks a gated rule that helps noise and spares blur', () => {
+    const choice = chooseRule(clean, [...noisy, ...blurred], {
+      cap: 2,
+      grid,
+      families: { noise: noisy, blur: blurred },
+      gates: { norm, above: [1, 4] },
+    });
+    // Fixed T = 1 or 2 gains noise (+2 images) but loses one blurred image: not the reference.
+    expect(choice.reference.timesteps).toBe(0);
+    // Behind the gate at z > 1 the noisy images run to the cap and the blurred ones stop at t = 0.
+    expect(choice.chosen!.rule.gate?.above).toBe(1);
+    expect(choice.chosen!.corrupted.accuracy).toBe(1);
+    expect(choice.byDefault).toBe(true);
+    // z > 4 gates the noise out too: nothing gained, so not chosen.
+    const four = choice.points.find((p) => p.rule.gate?.above === 4 && p.rule.patience === 2)!;
+    expect(four.corrupted.accuracy).toBe(0.5);
+  });
+});
