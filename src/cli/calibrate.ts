@@ -473,7 +473,9 @@ function nonNegative(name: 'confirm-tolerance' | 'confirm-margin') {
 }
 
 function fmt(hs: { beta: number; lambda: number; alpha: number }[]) {
-  return hs.map((h) => `(${h.beta}, ${h.lambda}, ${h.alpha})`).join(' ');
+  // Exported values come from float32 buffers (0.32499998807907104): four digits say them.
+  const n = (x: number) => Number(x.toPrecision(4));
+  return hs.map((h) => `(${n(h.beta)}, ${n(h.lambda)}, ${n(h.alpha)})`).join(' ');
 }
 
 function report(m: Measurement) {

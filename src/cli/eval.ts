@@ -147,7 +147,12 @@ try {
   }
   const seconds = (performance.now() - started) / 1000;
   const studyRate = (results.reduce((n, r) => n + r.count, 0) * (timesteps + 1)) / seconds;
-  const engine = await engineRate(results, study.groups[0]!.images.length, seconds);
+  // The study's batches hold several conditions' images: as many as the first group's pairs, up to --batch.
+  const engine = await engineRate(
+    results,
+    study.groups[0]!.images.length * study.groups[0]!.conditions.length,
+    seconds,
+  );
   const cleanResult = results.find((r) => r.condition.corruption === 'clean');
   const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
   if (corrupted.length === 0) {
