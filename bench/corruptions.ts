@@ -6,6 +6,7 @@
  *
  *   npm run bench:corruptions [-- --seconds 1]
  */
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { newSample, PredictiveStepper } from '../src/engine/predictive-step.js';
 import {
@@ -15,7 +16,7 @@ import {
   type Pixels,
 } from '../src/robustness/imagenet-c/index.js';
 import { Random } from '../src/robustness/imagenet-c/random.js';
-import { DEFAULT_MODEL, openModel, table } from './lib.js';
+import { DEFAULT_MODEL, openModel, ROOT, table } from './lib.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '1' } } });
 const budget = Number(values.seconds);
@@ -42,7 +43,8 @@ async function rate(run: (k: number) => Promise<unknown>): Promise<number> {
   return n / ((performance.now() - started) / 1000);
 }
 
-const assets = await loadCorruptionAssets();
+// Built under build/bench/, so the frost photographs are found from the repository root.
+const assets = await loadCorruptionAssets(path.join(ROOT, 'third_party', 'imagecorruptions', 'frost'));
 const big = picture(224, 3);
 const small = picture(28, 1);
 

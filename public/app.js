@@ -313,7 +313,9 @@ async function classify() {
           (data.stop
             ? data.stop.reason === 'settled'
               ? ', settled'
-              : `, not settled by ${timesteps}`
+              : data.stop.reason === 'gated'
+                ? `, not iterated: its errors look clean (the profile iterates only above z = ${data.stop.gate})`
+                : `, not settled by ${timesteps}`
             : '') +
           (first ? ` (t = 0: ${first.label}, ${(first.confidence * 100).toFixed(1)}%)` : '');
         $('score').textContent = describeScore(data.corruptionScore, state.model.corruptionScore);

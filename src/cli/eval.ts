@@ -57,7 +57,7 @@ ${STUDY_USAGE}
                  errors or another study's results.json (its t = 0 errors)
   --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
   --profile NAME the model's hyperparameter profile (default: its default profile)
-  --batch N      images stepped together (default 100)
+  --batch N      images stepped together (default 32)
   --threads N    onnxruntime threads per session (default 2)`;
 
 const { values } = parseCli(
@@ -75,7 +75,7 @@ const { values } = parseCli(
   },
   usage,
 );
-const batch = Math.max(1, wholeNumber('batch', values.batch, 100));
+const batch = Math.max(1, wholeNumber('batch', values.batch, 32));
 const threads = wholeNumber('threads', values.threads, 2);
 
 const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } =

@@ -36,11 +36,18 @@ describe('resolveRequest', () => {
   it("runs auto when the profile's calibrated rule is its default, unless DEFAULT_TIMESTEPS is set", () => {
     const { maxTimesteps, ...rule } = manifest.profiles['robust']!.anytime!;
     expect(rule.default).toBe(true);
+    const score = manifest.corruptionScore!;
     expect(resolveRequest(manifest, defaults, {})).toEqual({
       profile: 'robust',
       timesteps: maxTimesteps,
       topk: 5,
-      settle: { tolerance: rule.tolerance, patience: rule.patience, confidence: rule.confidence },
+      settle: {
+        tolerance: rule.tolerance,
+        patience: rule.patience,
+        confidence: rule.confidence,
+        // the shipped rule is gated: iterated only where the errors rise above clean ones
+        gate: { logErrorMean: score.logErrorMean, logErrorStd: score.logErrorStd, above: rule.gate },
+      },
       ruleSource: 'calibrated',
     });
     // A request that names its timesteps gets them; an operator's default applies to every request.

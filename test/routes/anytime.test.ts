@@ -85,17 +85,18 @@ describe('/classify?timesteps=auto', () => {
 
   it("uses the profile's rule and cap when the request names none, and reports reaching the cap", async () => {
     const manifest = await readManifest(DEFAULT_MODEL);
-    const { tolerance, patience, confidence, maxTimesteps } =
+    const { tolerance, patience, confidence, maxTimesteps, gate } =
       manifest.profiles[manifest.defaultProfile]!.anytime!;
     const calibrated = {
       tolerance,
       patience,
       maxTimesteps,
       ...(confidence !== undefined ? { confidence } : {}),
+      ...(gate !== undefined ? { gate } : {}),
     };
     const body = (await classify('timesteps=auto')).json();
     expect(body.stop).toEqual({
-      reason: expect.stringMatching(/settled|cap/),
+      reason: expect.stringMatching(/settled|cap|gated/),
       ...calibrated,
       rule: 'calibrated',
     });
