@@ -61,6 +61,8 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY public ./public
 COPY models/fashion-pc ./models/fashion-pc
+# the frost photographs of the ImageNet-C corruptions (npm run corrupt, the studies), Apache-2.0
+COPY third_party ./third_party
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \

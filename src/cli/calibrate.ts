@@ -422,9 +422,9 @@ function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeC
     default: choice.byDefault,
     calibration: {
       method:
-        'on the search images: the rule with the fewest mean timesteps whose clean and corrupted accuracy stay within 0.2 points of the best fixed T (best accuracy under the corruptions with clean within 0.5 points of t = 0)',
+        'on the search images: fixed T and every rule of the grid, each rule also behind a start gate (iterate only where the largest z of ln e_i(0) is above it); of those whose clean accuracy stays within 0.2 points of the best fixed T (best accuracy under the corruptions with clean within 0.5 points of t = 0 and no family below t = 0) and where no family falls below t = 0, the fewest mean timesteps within 0.2 points of the best accuracy under the corruptions',
       split: search.describe,
-      default: `auto by default when the rule saves at least 30% of the timesteps of the fewest fixed T as accurate (T = ${choice.cheapestFixed})`,
+      default: `auto by default when the rule beats every such fixed T by more than 0.2 points, or saves at least 30% of the timesteps of the fewest fixed T as accurate (T = ${choice.cheapestFixed})`,
       reference: {
         timesteps: choice.reference.timesteps,
         clean: r4(choice.reference.clean),
