@@ -7,12 +7,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { ImageSetError } from '../robustness/image-set.js';
 import { conditionName, type Condition } from '../robustness/evaluate.js';
 import { representationDistances, type RepresentationDistances } from '../robustness/representations.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
 import { openModelWithProfile, parseCli } from './args.js';
-import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
+import { planStudyOrExit, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
 const usage = `usage: npm run eval:representations -- [--images DIR] [--corruptions NAMES] [--severities LIST] [--model DIR] [--profile NAME]
 
@@ -36,21 +35,21 @@ const { values } = parseCli(
 const { model, stepper, profile, coefficients } = await openModelWithProfile(values.model, values.profile);
 try {
   const { manifest } = model;
-  let study;
-  try {
-    study = await planStudy(values as StudyValues, manifest, {
+  const study = await planStudyOrExit(
+    values as StudyValues,
+    manifest,
+    {
       corruptions: 'gaussian_noise',
       severities: '3',
       timesteps: 10,
       fashion: { split: 't10k', perClass: 20, cleanPerClass: 20 },
-    });
-    if (study.set.layout === 'imagenet-c')
-      throw new ImageSetError(
-        'representations compare each image with its own clean version: give an ImageFolder of clean images',
-      );
-  } catch (err) {
-    if (!(err instanceof ImageSetError)) throw err;
-    console.error(`${err.message}\n\n${usage}`);
+    },
+    usage,
+  );
+  if (study.set.layout === 'imagenet-c') {
+    console.error(
+      'representations compare each image with its own clean version: give an ImageFolder of clean images',
+    );
     process.exit(2);
   }
   const { timesteps } = study;

@@ -10,13 +10,12 @@ import { DEFAULT_MODEL_DIR } from '../config.js';
 import { corruptionScore } from '../engine/corruption-score.js';
 import { signalChart, svgToPng } from '../robustness/chart.js';
 import { evaluate } from '../robustness/evaluate.js';
-import { ImageSetError } from '../robustness/image-set.js';
 import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';
 import { mean } from '../robustness/report.js';
 import { auroc, signalMarkdown, unconfidence, type SignalRow } from '../robustness/signal.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
 import { openModelWithProfile, parseCli } from './args.js';
-import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
+import { planStudyOrExit, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
 const usage = `usage: npm run eval:signal -- [--images DIR] [--model DIR] [options]
 
@@ -50,19 +49,17 @@ try {
     );
     process.exitCode = 2;
   } else {
-    let study;
-    try {
-      study = await planStudy(values as StudyValues, manifest, {
+    const study = await planStudyOrExit(
+      values as StudyValues,
+      manifest,
+      {
         corruptions: 'all',
         severities: '1-5',
         timesteps: 0,
         fashion: { split: 't10k', perClass: 60, cleanPerClass: 500 },
-      });
-    } catch (err) {
-      if (!(err instanceof ImageSetError)) throw err;
-      console.error(`${err.message}\n\n${usage}`);
-      process.exit(2);
-    }
+      },
+      usage,
+    );
     const started = performance.now();
     const inputs = new StudyInputs(manifest.input, {
       skipUnreadable: study.skipUnreadable,

@@ -197,3 +197,19 @@ export function firstPerClass<T extends { label: number }>(images: readonly T[],
     return k < n;
   });
 }
+
+/** planStudy() for a command line: a refusal is printed with the usage and exits 2. */
+export async function planStudyOrExit(
+  values: StudyValues,
+  manifest: Manifest,
+  defaults: StudyDefaults,
+  usage: string,
+): Promise<StudyChoice> {
+  try {
+    return await planStudy(values, manifest, defaults);
+  } catch (err) {
+    if (!(err instanceof ImageSetError)) throw err;
+    console.error(`${err.message}\n\n${usage}`);
+    process.exit(2);
+  }
+}

@@ -9,6 +9,15 @@ const COLOURS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02
 
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
+/** A chart's opening: the SVG element, a white background and the title. */
+function svgHead(width: number, height: number, left: number, title: string): string[] {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
+  ];
+}
+
 /** The timestep the chart marks, and the legend reads its values at. */
 export interface Marker {
   timesteps: number;
@@ -43,11 +52,7 @@ export function accuracyChart(
   const T = summary.timesteps;
   const x = (t: number) => plot.left + ((plot.right - plot.left) * t) / Math.max(1, T);
   const y = (a: number) => plot.bottom - ((plot.bottom - plot.top) * (a - lo)) / Math.max(1e-9, hi - lo);
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${plot.left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
-  ];
+  const parts: string[] = [...svgHead(width, height, plot.left, title)];
   for (let a = lo; a <= hi + 1e-9; a += 0.1) {
     parts.push(
       `<line x1="${plot.left}" x2="${plot.right}" y1="${y(a)}" y2="${y(a)}" stroke="#e0e0e0"/>`,
@@ -103,11 +108,7 @@ export function mceChart(
   const T = relative.length - 1;
   const x = (t: number) => plot.left + ((plot.right - plot.left) * t) / Math.max(1, T);
   const y = (v: number) => plot.bottom - ((plot.bottom - plot.top) * (v - lo)) / Math.max(1e-9, hi - lo);
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${plot.left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
-  ];
+  const parts: string[] = [...svgHead(width, height, plot.left, title)];
   const ticks = Math.max(1, Math.round((hi - lo) / step / 8));
   for (let k = 0; lo + k * step <= hi + 1e-9; k += ticks) {
     const v = lo + k * step;
@@ -233,11 +234,7 @@ export function signalChart(rows: readonly SignalRow[], title: string): string {
     plot.left +
     ((plot.right - plot.left) * (s - severities[0]!)) / Math.max(1, severities.at(-1)! - severities[0]!);
   const y = (a: number) => plot.bottom - ((plot.bottom - plot.top) * (a - lo)) / (1 - lo);
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${plot.left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>`,
-  ];
+  const parts: string[] = [...svgHead(width, height, plot.left, title)];
   for (let a = lo; a <= 1 + 1e-9; a += 0.1) {
     parts.push(
       `<line x1="${plot.left}" x2="${plot.right}" y1="${y(a)}" y2="${y(a)}" stroke="#e0e0e0"/>`,
