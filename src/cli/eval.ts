@@ -19,6 +19,7 @@ import {
   RULE_GRID,
   ruleName,
   ruleRecord,
+  servedResults,
   sameRule,
 } from '../robustness/anytime.js';
 import { accuracyChart, anytimeChart, mceChart, svgToPng } from '../robustness/chart.js';
@@ -401,6 +402,13 @@ function servedDefault(
     },
     families,
     relativeMce: benchmark.length ? ce(row) / ce(zero) : null,
+    // the same with its bootstrap interval, from each image's answers where the policy stops
+    relativeMceInterval95: (() => {
+      const served = relativeMce(
+        servedResults(results, auto ? { rule, cap: rows.fixed.length - 1 } : { timesteps: fixedT }),
+      );
+      return served.replicates ? served.interval95[1]! : null;
+    })(),
   };
 }
 
@@ -413,7 +421,11 @@ function servedLine(s: NonNullable<ReturnType<typeof servedDefault>>, rule: Sett
       .map(([f, v]) => `${f} ${v.change >= 0 ? '+' : ''}${v.change.toFixed(2)}`)
       .join(
         ', ',
-      )}); mCE / mCE(0) ${s.relativeMce !== null ? `${(s.relativeMce * 100).toFixed(1)}%` : 'n/a'}; ` +
+      )}); mCE / mCE(0) ${s.relativeMce !== null ? `${(s.relativeMce * 100).toFixed(1)}%` : 'n/a'}` +
+    (s.relativeMceInterval95
+      ? ` (95% ${(s.relativeMceInterval95[0] * 100).toFixed(1)}-${(s.relativeMceInterval95[1] * 100).toFixed(1)})`
+      : '') +
+    '; ' +
     `${s.clean.meanTimesteps.toFixed(2)} / ${s.corrupted.meanTimesteps.toFixed(2)} mean timesteps (clean / corrupted)`
   );
 }

@@ -345,3 +345,38 @@ export function anytimeMarkdown(
     '',
   ].join('\n');
 }
+
+/**
+ * Each condition's answers at t = 0 and where a policy (a rule with its cap, or fixed T) stops,
+ * as results over two "timesteps": what relativeMce() needs to give the policy's mCE against
+ * t = 0 with its bootstrap interval.
+ */
+export function servedResults(
+  results: readonly ConditionResult[],
+  policy: { rule: SettleRule; cap: number } | { timesteps: number },
+): ConditionResult[] {
+  return results.map((r) => {
+    if (!r.trajectories) throw new Error(`${conditionName(r.condition)} was evaluated without recording`);
+    const rightAt = new Uint8Array(r.trajectories.length * 2);
+    const correct = [0, 0];
+    r.trajectories.forEach(({ label, steps }, i) => {
+      const t = 'rule' in policy ? stoppingPoint(steps, policy.rule, policy.cap).t : policy.timesteps;
+      for (const [k, at] of [0, t].entries()) {
+        const right = argmax(steps[at]!.logits) === label ? 1 : 0;
+        rightAt[i * 2 + k] = right;
+        correct[k]! += right;
+      }
+    });
+    const count = r.trajectories.length;
+    return {
+      condition: r.condition,
+      count,
+      correct,
+      accuracy: correct.map((c) => c / count),
+      lost: [0, 0],
+      gained: [0, 0],
+      rightAt,
+      ids: r.ids ?? [],
+    };
+  });
+}

@@ -4,8 +4,8 @@
  * accuracy of the best fixed T, or none when no rule does.
  */
 import { describe, expect, it } from 'vitest';
-import { chooseRule, fixed, replay } from '../../src/robustness/anytime.js';
-import type { Trajectory } from '../../src/robustness/evaluate.js';
+import { chooseRule, fixed, replay, servedResults } from '../../src/robustness/anytime.js';
+import type { ConditionResult, Trajectory } from '../../src/robustness/evaluate.js';
 
 /** A trajectory of `label` whose top-1 class at step t is `tops[t]`, with errors `errors[t]`. */
 function trajectory(label: number, tops: number[], errors: number[]): Trajectory {
@@ -93,5 +93,26 @@ describe('chooseRule with families and a start gate', () => {
     // z > 4 gates the noise out too: nothing gained, so not chosen.
     const four = choice.points.find((p) => p.rule.gate?.above === 4 && p.rule.patience === 2)!;
     expect(four.corrupted.accuracy).toBe(0.5);
+  });
+});
+
+describe('servedResults', () => {
+  it('gives each image its answer at t = 0 and where the policy stops it', () => {
+    const result = {
+      condition: { corruption: 'fog', severity: 1 },
+      count: 2,
+      correct: [1, 1, 2, 2],
+      accuracy: [0.5, 0.5, 1, 1],
+      lost: [0, 0, 0, 0],
+      gained: [0, 0, 1, 1],
+      trajectories: [easy, hard],
+      ids: ['easy', 'hard'],
+    } as ConditionResult;
+    // easy settles at t = 1 (right), hard is stopped at the cap 1 (still wrong)
+    const [byRule] = servedResults([result], { rule: { tolerance: 0.1, patience: 1 }, cap: 1 });
+    expect(Array.from(byRule!.rightAt!)).toEqual([1, 1, 0, 0]);
+    expect(byRule!.accuracy).toEqual([0.5, 0.5]);
+    const [atTwo] = servedResults([result], { timesteps: 2 });
+    expect(Array.from(atTwo!.rightAt!)).toEqual([1, 1, 0, 1]);
   });
 });
