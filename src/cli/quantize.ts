@@ -16,7 +16,7 @@ import { DEFAULT_MODEL_DIR } from '../config.js';
 import { newSample, PredictiveStepper, type SampleStep } from '../engine/predictive-step.js';
 import { preprocess } from '../image/preprocess.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
-import type { InputSpec } from '../model/manifest.js';
+import { profilesOf, type InputSpec } from '../model/manifest.js';
 import { createGraph, type Graph } from '../model/onnx-backend.js';
 import { BENCHMARK_CORRUPTIONS } from '../robustness/imagenet-c/index.js';
 import { FASHION_MNIST, readImageSet } from '../robustness/image-set.js';
@@ -36,7 +36,7 @@ const usage = `usage: npm run quantize -- [--model DIR] --out DIR [--images N | 
                half under the corruptions of npm run eval, for a 28 x 28 grey model; with
                --image-dir, the first N files by name (default all)
   --image-dir  calibration images from a directory (PNG, JPEG, WebP...) for any other model
-  --timesteps  timesteps of dynamics per image (default: the model's recommended, else 10)
+  --timesteps  timesteps of dynamics per image (default: the most any profile serves by default, else 10)
   --name       the variant's model name (default: <name>-int8)`;
 
 const { values } = parseCli(
@@ -84,7 +84,12 @@ if (!source.step) {
   console.error(`${values.model} has no step graph: re-export it (docs/int8.md)`);
   process.exit(1);
 }
-const timesteps = wholeNumber('timesteps', values.timesteps, manifest.recommendedTimesteps ?? 10);
+// By default as many timesteps as any profile serves a request that names none: its anytime
+// cap where it runs auto by default, else its recommended timesteps; 10 where none says.
+const served = Object.values(profilesOf(manifest)).map((p) =>
+  p.anytime?.default ? p.anytime.maxTimesteps : (p.recommendedTimesteps ?? 0),
+);
+const timesteps = wholeNumber('timesteps', values.timesteps, Math.max(...served) || 10);
 const images = await calibrationImages(manifest.input).catch((err: Error) => {
   console.error(`calibration images: ${err.message}`);
   process.exit(1);
