@@ -25,12 +25,7 @@ import {
 import { accuracyChart, anytimeChart, mceChart, svgToPng } from '../robustness/chart.js';
 import { evaluate, studySize, type ConditionResult } from '../robustness/evaluate.js';
 import { ImageSetError } from '../robustness/image-set.js';
-import {
-  BENCHMARK_CORRUPTIONS,
-  FAMILIES,
-  FAMILY_OF,
-  type Corruption,
-} from '../robustness/imagenet-c/index.js';
+import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';
 import {
   ALEXNET_ERRORS,
   baselineFromResults,
@@ -367,12 +362,9 @@ function servedDefault(
   const row = auto ? rows.auto.find((r) => sameRule(r.rule!, rule)) : rows.fixed[fixedT];
   const zero = rows.fixed[0]!;
   if (!row) return undefined;
-  const severities = (c: string) => results.filter((r) => r.condition.corruption === c).length;
-  const benchmark = Object.keys(row.corruptions).filter((c) =>
-    (BENCHMARK_CORRUPTIONS as readonly string[]).includes(c),
+  const served = relativeMce(
+    servedResults(results, auto ? { rule, cap: rows.fixed.length - 1 } : { timesteps: fixedT }),
   );
-  const ce = (r: typeof row) =>
-    benchmark.reduce((s, c) => s + severities(c) * (1 - r.corruptions[c]!.accuracy), 0);
   const familyMean = (r: typeof row, f: string) => {
     const members = Object.keys(r.corruptions).filter((c) => FAMILY_OF[c as Corruption] === f);
     return members.length
@@ -401,14 +393,9 @@ function servedDefault(
       meanTimesteps: row.corrupted.meanTimesteps,
     },
     families,
-    relativeMce: benchmark.length ? ce(row) / ce(zero) : null,
-    // the same with its bootstrap interval, from each image's answers where the policy stops
-    relativeMceInterval95: (() => {
-      const served = relativeMce(
-        servedResults(results, auto ? { rule, cap: rows.fixed.length - 1 } : { timesteps: fixedT }),
-      );
-      return served.replicates ? served.interval95[1]! : null;
-    })(),
+    // mCE against t = 0 with its bootstrap interval, from each image's answers where the policy stops
+    relativeMce: Number.isFinite(served.relative[1]) ? served.relative[1]! : null,
+    relativeMceInterval95: served.replicates ? served.interval95[1]! : null,
   };
 }
 

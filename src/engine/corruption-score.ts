@@ -17,12 +17,12 @@ export interface ScoreNormalisation {
 
 /** The score of one input from its PCoders' errors at t = 0. */
 export function corruptionScore(errorsAtZero: ArrayLike<number>, norm: ScoreNormalisation): number {
-  let score = 0;
-  for (let i = 0; i < norm.logErrorMean.length; i++) {
-    const z = (logError(errorsAtZero[i]!) - norm.logErrorMean[i]!) / norm.logErrorStd[i]!;
-    score = Math.max(score, Math.abs(z));
-  }
-  return score;
+  return Math.max(0, ...errorZ(errorsAtZero, norm).map(Math.abs));
+}
+
+/** Each PCoder's z of ln e_i(0) against the clean images'. */
+function errorZ(errorsAtZero: ArrayLike<number>, norm: ScoreNormalisation): number[] {
+  return norm.logErrorMean.map((mean, i) => (logError(errorsAtZero[i]!) - mean) / norm.logErrorStd[i]!);
 }
 
 /**
@@ -31,10 +31,7 @@ export function corruptionScore(errorsAtZero: ArrayLike<number>, norm: ScoreNorm
  * there the dynamics have nothing to explain away. The anytime gate reads this one.
  */
 export function largestErrorZ(errorsAtZero: ArrayLike<number>, norm: ScoreNormalisation): number {
-  let largest = -Infinity;
-  for (let i = 0; i < norm.logErrorMean.length; i++)
-    largest = Math.max(largest, (logError(errorsAtZero[i]!) - norm.logErrorMean[i]!) / norm.logErrorStd[i]!);
-  return largest;
+  return Math.max(...errorZ(errorsAtZero, norm));
 }
 
 /** The normalisation from clean images' errors at t = 0 (one array of e_i(0) per image). */

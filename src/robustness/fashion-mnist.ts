@@ -37,12 +37,3 @@ export async function loadFashion(split: 'train' | 't10k', dir = FASHION_DIR): P
   if (labels.dims[0] !== count) throw new Error(`${split}: ${count} images but ${labels.dims[0]} labels`);
   return { images: images.data, labels: labels.data, count, height, width };
 }
-
-/** Image `index` as floats in [0, 1]. */
-export function imageAt(data: Dataset, index: number): Float32Array {
-  const size = data.height * data.width;
-  const out = new Float32Array(size);
-  const base = index * size;
-  for (let k = 0; k < size; k++) out[k] = data.images[base + k]! / 255;
-  return out;
-}

@@ -36,6 +36,8 @@ export interface OpenImage {
   image: StudyImage;
   /** the model input of the image as it is */
   clean: Float32Array;
+  /** the file as read, for the corruptions (decoded again without the model's colour step) */
+  bytes?: Buffer;
   /** sRGB (or grey) pixels at the model's size, decoded when a corruption first needs them */
   pixels?: RawPixels;
 }
@@ -74,7 +76,7 @@ export class StudyInputs {
     }
     try {
       const bytes = await readFile(source.file);
-      return { image, clean: (await preprocess(bytes, this.spec)).tensor };
+      return { image, bytes, clean: (await preprocess(bytes, this.spec)).tensor };
     } catch (err) {
       const reason = err instanceof ServiceError ? err.message : (err as Error).message.split('\n')[0]!;
       if (!this.options.skipUnreadable)
@@ -90,9 +92,7 @@ export class StudyInputs {
     const assets = await (this.#assets ??= loadCorruptionAssets());
     const corrupted = await Promise.all(
       opened.map(async (o) => {
-        o.pixels ??= (
-          await decodeAtModelSize(await readFile((o.image.source as { file: string }).file), this.spec, 'rgb')
-        ).pixels;
+        o.pixels ??= (await decodeAtModelSize(o.bytes!, this.spec, 'rgb')).pixels;
         const seed = corruptionSeed(
           condition.corruption,
           condition.severity,
