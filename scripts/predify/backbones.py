@@ -1,18 +1,16 @@
-"""Backbones as flat sequences of named modules, cut into encoder blocks and a head.
-
-Any backbone works if its forward pass is the composition of a list of modules: an
-`nn.Sequential`, or a torchvision-style model with `features`, `avgpool` and `classifier`
-(VGG, EfficientNet, ...), whose `features` children are listed one by one as `features.K`.
-"""
+"""Backbones: our own small CNN and torchvision's classifiers, cut into encoder blocks and a head
+where their PCoders sit (tracing.py says where that may be)."""
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from .config import ModelConfig
+from .tracing import CutError, cut
 
 
 def fashion_cnn(num_classes: int = 10) -> nn.Sequential:
@@ -40,61 +38,50 @@ def fashion_cnn(num_classes: int = 10) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
+def torchvision_classifiers() -> list[str]:
+    """Every classification model the installed torchvision builds, by name."""
+    import torchvision
+    from torchvision.models import list_models
+
+    return sorted(list_models(module=torchvision.models))
+
+
+def torchvision_backbone(arch: str, num_classes: int) -> nn.Module:
+    """torchvision's `arch` with random weights and `num_classes` outputs, in eval mode, with no
+    module working in place (as the Predify package sets every module of the network)."""
+    from torchvision.models import get_model
+
+    if arch not in torchvision_classifiers():
+        raise ValueError(f"unknown backbone {arch!r}: not a torchvision classification model")
+    with warnings.catch_warnings():
+        # GoogLeNet and Inception v3 warn that their default weight initialisation will change.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        model = get_model(arch, weights=None, num_classes=num_classes).eval()
+    for m in model.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    return model
+
+
 def build_backbone(spec: dict) -> nn.Module:
     arch = spec["arch"]
     num_classes = int(spec.get("num_classes", 10))
     # Random weights are seeded so that a test model is the same on every machine.
     torch.manual_seed(int(spec.get("seed", 0)))
     if arch == "fashion-cnn":
-        model: nn.Module = fashion_cnn(num_classes)
-    elif arch in ("vgg16", "efficientnet_b0"):
-        import torchvision
-
-        model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-    else:
-        raise ValueError(f"unknown backbone arch {arch!r}: use fashion-cnn, vgg16 or efficientnet_b0")
-    return model.eval()
+        return fashion_cnn(num_classes).eval()
+    return torchvision_backbone(arch, num_classes)
 
 
-def flatten_backbone(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    if isinstance(model, nn.Sequential):
-        return list(model.named_children())
-    if all(hasattr(model, a) for a in ("features", "avgpool", "classifier")):
-        seq = [(f"features.{name}", m) for name, m in model.features.named_children()]
-        return seq + [
-            ("avgpool", model.avgpool),
-            ("flatten", nn.Flatten(1)),
-            ("classifier", model.classifier),
-        ]
-    raise ValueError(
-        f"{type(model).__name__} is neither nn.Sequential nor a features/avgpool/classifier model"
-    )
+def split_backbone(model: nn.Module, cuts: list[str]) -> tuple[list[nn.Module], nn.Module]:
+    """Encoder blocks E_1..E_n (E_i ends with the output of the module at cuts[i]) and the head
+    H, cut from the backbone's traced forward pass (tracing.py)."""
+    try:
+        return cut(model, cuts)
+    except CutError as err:
+        raise ValueError(str(err)) from None
 
 
-def _sequential(named: list[tuple[str, nn.Module]]) -> nn.Sequential:
-    # Module names may not contain dots; the originals stay in the checkpoint.
-    return nn.Sequential(OrderedDict((name.replace(".", "_"), m) for name, m in named))
-
-
-def split_backbone(model: nn.Module, cuts: list[str]) -> tuple[list[nn.Sequential], nn.Sequential]:
-    """Encoder blocks E_1..E_n (E_i ends with the layer named cuts[i]) and the head H."""
-    seq = flatten_backbone(model)
-    names = [name for name, _ in seq]
-    blocks: list[nn.Sequential] = []
-    start = 0
-    for cut in cuts:
-        if cut not in names:
-            raise ValueError(f"PCoder layer {cut!r} is not in the backbone; layers are {names}")
-        end = names.index(cut) + 1
-        if end <= start:
-            raise ValueError(f"PCoder layer {cut!r} is not after the previous PCoder's layer")
-        blocks.append(_sequential(seq[start:end]))
-        start = end
-    if start == len(seq):
-        raise ValueError("the last PCoder must leave at least one layer for the head")
-    head = _sequential(seq[start:])
-    return blocks, head
-
-
-def split_config(model: nn.Module, cfg: ModelConfig) -> tuple[list[nn.Sequential], nn.Sequential]:
+def split_config(model: nn.Module, cfg: ModelConfig) -> tuple[list[nn.Module], nn.Module]:
     return split_backbone(model, [pc.layer for pc in cfg.pcoders])

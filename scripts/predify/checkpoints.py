@@ -134,8 +134,15 @@ class PackageCheckpoint:
         if not self.backbone:
             raise ConfigError("checkpoint: no 'backbone.' weights (is it a Predify network's state_dict()?)")
 
-    def hyperparameters(self, config_sets: list[dict[str, float]], shared: bool) -> list[dict[str, float]]:
-        """The buffers' values where the checkpoint has them, else the config's."""
+    def hyperparameters(self, config_sets: list[dict[str, float]], shared: bool) -> list[tuple[dict[str, float], bool]]:
+        """Each PCoder's set, and whether it came from the checkpoint's buffers.
+
+        The rule: the buffers win. The package's network registers ffm/fbm/erm as buffers
+        initialised from the TOML, `load_state_dict` overwrites them, and its dynamics read them;
+        training the hyperparameters (ff_part, ...) changes them. A checkpoint whose buffers are
+        laid out for the other setting of shared_hyperparameters is refused: the package's
+        network could not load it.
+        """
         if shared and self.separate:
             raise ConfigError("checkpoint holds per-PCoder hyperparameters (ffm1, ...) but the config says shared_hyperparameters = true")
         if not shared and self.shared:
@@ -144,7 +151,11 @@ class PackageCheckpoint:
         for i, hp in enumerate(config_sets, 1):
             get = (lambda k: self.shared.get(k)) if shared else (lambda k: self.separate.get(f"{k}{i}"))
             values = {"feedforward": get("ffm"), "feedback": get("fbm"), "pc": get("erm")}
-            out.append({k: (hp[k] if v is None else v) for k, v in values.items()})
+            if any(v is None for v in values.values()) and any(v is not None for v in values.values()):
+                missing = [k for k, v in zip(("ffm", "fbm", "erm"), values.values()) if v is None]
+                raise ConfigError(f"checkpoint holds some of PCoder {i}'s hyperparameter buffers but not {', '.join(missing)}")
+            from_buffers = values["feedforward"] is not None
+            out.append(({k: (hp[k] if v is None else v) for k, v in values.items()}, from_buffers))
         return out
 
 

@@ -16,8 +16,9 @@ A config is a JSON file in the spirit of the Predify package's YAML configs. Exa
       ]
     }
 
-`layer` names a module of the backbone's flattened sequence (see backbones.py); the PCoder sits
-right after it. A predictor is a list of layers applied in order; the last convolution's output
+`layer` is a module path into the backbone (`relu1`, `features.3` or `features[3]`); the PCoder
+replaces that module's output, which must carry the whole state of the computation
+(tracing.py). A predictor is a list of layers applied in order; the last convolution's output
 channels default to the channel count of the level below, and an upsample without `size` goes
 to the spatial size of the level below. Hyperparameters may be set per PCoder, overriding the
 shared set; they follow the rule in hyperparameters.py (the top PCoder's lambda is ignored).

@@ -53,6 +53,7 @@ class PCoderEntry:
     module: str
     predictor: str | None
     hyperparameters: dict[str, float]  # feedforward, feedback, pc, as the config gives them
+    hyperparameters_given: bool = True  # False: the package's defaults, the TOML has none
 
 
 @dataclass
@@ -68,6 +69,12 @@ class PredifyToml:
         """Each PCoder's set as the package runs it: with shared ones, the first PCoder's."""
         sets = [pc.hyperparameters for pc in self.pcoders]
         return [dict(sets[0]) for _ in sets] if self.shared_hyperparameters else [dict(s) for s in sets]
+
+    def hyperparameter_origins(self) -> list[str]:
+        """Where each PCoder's set comes from: 'TOML' or 'package default'."""
+        given = [pc.hyperparameters_given for pc in self.pcoders]
+        given = [given[0]] * len(given) if self.shared_hyperparameters else given
+        return ["TOML" if g else "package default" for g in given]
 
 
 def read_toml(path: str | Path) -> PredifyToml:
@@ -126,7 +133,7 @@ def parse_toml(raw: dict[str, Any], where: str = "config") -> PredifyToml:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(f"{here}: hyperparameter '{key}' must be a number, got {v!r}")
             values[key] = float(v)
-        pcoders.append(PCoderEntry(module, predictor, values))
+        pcoders.append(PCoderEntry(module, predictor, values, "hyperparameters" in pc))
     return PredifyToml(
         name=name,
         imports=imports,

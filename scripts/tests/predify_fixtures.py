@@ -27,7 +27,7 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
 from predify.package_reference import measure_c_sqrt  # noqa: E402
-from predify.predify_toml import build_predictor_expression, read_toml  # noqa: E402
+from predify.predify_toml import build_predictor_expression, default_predictor, read_toml  # noqa: E402
 
 NUDGE = 0.05
 
@@ -46,6 +46,21 @@ def random_backbone(arch: str, num_classes: int, size: tuple[int, int, int], see
             for _ in range(3):
                 net(torch.randn(4, *size))
     return net.eval()
+
+
+def default_shapes(net: nn.Module, cfg) -> tuple[list[tuple], list[tuple]]:
+    """Each PCoder's (C, H, W) and the level below's at the config's input size, found with
+    forward hooks as the package's generator finds them."""
+    shapes = []
+    hooks = [
+        eval(f"net.{pc.module}", {"net": net}).register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))  # noqa: S307
+        for pc in cfg.pcoders
+    ]
+    with torch.no_grad():
+        net(torch.ones(1, *cfg.input_size))
+    for h in hooks:
+        h.remove()
+    return shapes, [tuple(cfg.input_size), *shapes[:-1]]
 
 
 def timm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,7 +112,10 @@ def main() -> None:
     size = (cfg.input_size[0], args.input_size, args.input_size)
     net = random_backbone(args.backbone, args.num_classes, size, args.seed)
     torch.manual_seed(args.seed + 1)
-    predictors = [build_predictor_expression(pc.predictor, cfg.imports) for pc in cfg.pcoders]
+    predictors = [
+        build_predictor_expression(pc.predictor, cfg.imports) if pc.predictor else default_predictor(src, target)
+        for pc, src, target in zip(cfg.pcoders, *default_shapes(net, cfg))
+    ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

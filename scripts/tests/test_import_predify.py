@@ -18,6 +18,7 @@ from torch import nn
 
 import import_predify
 from predify.predify_toml import default_predictor
+from predify.tracing import TracedBackbone, shapes_at
 
 ROOT = Path(__file__).resolve().parents[2]
 PEFF = ROOT / "models" / "predify" / "pefficientnet_b0.toml"
@@ -77,10 +78,10 @@ EXPECTED_DEFAULTS = {
 @pytest.mark.parametrize("arch", EXPECTED_DEFAULTS)
 def test_default_predictor_rule(arch):
     modules, expected = EXPECTED_DEFAULTS[arch]
-    backbone = import_predify.build_backbone(arch, 1000)
-    cuts = [import_predify.resolve_module(backbone, arch, m, i + 1)[0] for i, m in enumerate(modules)]
-    blocks, _ = import_predify.split_backbone(backbone, cuts)
-    shapes = import_predify.shapes_at(blocks, (3, 224, 224))
+    traced = TracedBackbone(import_predify.build_backbone(arch, 1000))
+    names = import_predify.resolve_places(traced, arch, modules)
+    blocks, _ = traced.split([traced.calls_of(name)[0] for name in names])
+    shapes = shapes_at(blocks, (3, 224, 224), modules)
     got = [describe(default_predictor(shapes[i + 1], shapes[i])) for i in range(len(modules))]
     assert got == expected
     # PEfficientNetB0's predictors in the paper are exactly this rule's.
@@ -92,11 +93,11 @@ def test_default_predictor_rule(arch):
 
 
 def test_timm_module_names_resolve_to_the_same_places():
-    backbone = import_predify.build_backbone("efficientnet_b0", 10)
-    assert import_predify.resolve_module(backbone, "efficientnet_b0", "act1", 1)[0] == "features.0"
-    assert import_predify.resolve_module(backbone, "efficientnet_b0", "blocks[6]", 8)[0] == "features.7"
-    # The stem's own activation inside torchvision's features[0] is the same output.
-    assert import_predify.resolve_module(backbone, "efficientnet_b0", "features[0][2]", 1)[0] == "features.0"
+    traced = TracedBackbone(import_predify.build_backbone("efficientnet_b0", 10))
+    assert import_predify.resolve_places(traced, "efficientnet_b0", ["act1", "blocks[6]"]) == ["features.0", "features.7"]
+    # The stem's own activation inside torchvision's features[0] gives the same output.
+    (stem,) = import_predify.resolve_places(traced, "efficientnet_b0", ["features[0][2]"])
+    assert traced.calls_of(stem) == traced.calls_of("features.0")
 
 
 def run(args, tmp_path, capsys):
@@ -205,7 +206,11 @@ REFUSALS = [
     ("bad TOML", lambda t: ("name = [", None), "not valid TOML"),
     ("no input_size", lambda t: ('name = "N"\n[[pcoders]]\nmodule = "features[0]"', None), "'input_size' is missing"),
     ("unknown module", lambda t: (SMALL.format(scaling="false", shared="false").replace("features[2]", "features[42]"), None), "PCoder 3: module 'features[42]' is not in the efficientnet_b0 backbone"),
-    ("module inside a step", lambda t: (SMALL.format(scaling="false", shared="false").replace('"features[1]"', '"features[1][0].block"'), None), "PCoder 2: module 'features[1][0].block' ends inside a step"),
+    (
+        "module inside a residual branch",
+        lambda t: (SMALL.format(scaling="false", shared="false").replace('"features[2]"', '"features[2][1].block"'), None),
+        "PCoder 3: module 'features[2][1].block' is not on the main path",
+    ),
     (
         "code in a predictor",
         lambda t: (SMALL.format(scaling="false", shared="false").replace('module = "features[1]"', 'module = "features[1]"\npredictor = "__import__(\'os\').system(\'touch /tmp/pwned\')"'), None),
