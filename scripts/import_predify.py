@@ -239,7 +239,10 @@ def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageRefere
     except CutError as err:
         raise ConfigError(str(err)) from None
     names = resolve_places(traced, arch, [pc.module for pc in cfg.pcoders])
-    blocks, _head = traced.split([traced.calls_of(name)[0] for name in names])
+    try:
+        blocks, _head = traced.split([traced.calls_of(name)[0] for name in names])
+    except CutError as err:
+        raise ConfigError(str(err)) from None
     channels = cfg.input_size[0]
     size = (channels, args.input_size or cfg.input_size[1], args.input_size or cfg.input_size[2])
     paths = [pc.module for pc in cfg.pcoders]

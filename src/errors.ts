@@ -41,6 +41,23 @@ export const errors = {
     500,
     (path: string) => `model file not found: ${path}`,
   ),
+  modelPermissionDenied: define(
+    'PREDIFY_ERR_MODEL_PERMISSION_DENIED',
+    500,
+    (path: string, uid: number | undefined) =>
+      `permission denied reading ${path}${uid === undefined ? '' : ` (the server runs as uid ${uid})`}: ` +
+      'model directories must be readable by it (chmod -R a+rX on the model directory)',
+  ),
+  modelNotADirectory: define(
+    'PREDIFY_ERR_MODEL_NOT_A_DIRECTORY',
+    500,
+    (path: string) => `${path}: a part of this path is a file, not a directory (MODEL_DIR names a directory)`,
+  ),
+  modelUnreadable: define(
+    'PREDIFY_ERR_MODEL_UNREADABLE',
+    500,
+    (path: string, reason: string) => `cannot read ${path}: ${reason}`,
+  ),
   manifestInvalid: define(
     'PREDIFY_ERR_MANIFEST_INVALID',
     500,

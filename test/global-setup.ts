@@ -1,15 +1,16 @@
 /**
- * The paper's networks as a user brings them: PVGG16 and PEfficientNetB0 from the Predify TOML
+ * Predify networks as a user brings them: PVGG16 and PEfficientNetB0 from the Predify TOML
  * files in models/predify/, with seeded random weights saved in the layouts users have
  * (PVGG16: the package's own state dict; PEfficientNetB0: the published per-PCoder files with
- * a timm backbone), imported by scripts/import_predify.py at 32x32. Done once: the result is
+ * a timm backbone), and ResNet-18, MobileNetV3-Small, ConvNeXt-Tiny and DenseNet-121 from the
+ * package's state dict, imported by scripts/import_predify.py at 32x32. Done once: the result is
  * cached under build/test-models and redone only when the toolchain or the TOML files change.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PAPER_MODELS, ROOT, TEST_MODELS, type PaperModel } from './paths.js';
+import { ANY_CNN_MODELS, PAPER_MODELS, ROOT, TEST_MODELS, type PaperModel } from './paths.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -60,7 +61,7 @@ function importModel(model: PaperModel, out: string): void {
 }
 
 export default function setup(): void {
-  for (const model of PAPER_MODELS) {
+  for (const model of [...PAPER_MODELS, ...ANY_CNN_MODELS]) {
     const out = path.join(TEST_MODELS, model.name);
     const stamp = path.join(out, '.toolchain-hash');
     const want = toolchainHash(model);

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
+import { fileError } from './file-errors.js';
 import {
   createGraph,
   type Graph,
@@ -178,9 +179,9 @@ async function sha256(file: string): Promise<string> {
 /** Checks a file against the manifest's digest; `checked` spares hashing a shared file twice. */
 async function verify(file: string, expected: string, checked: Map<string, Promise<string>>): Promise<void> {
   try {
-    await access(file);
-  } catch {
-    throw errors.modelNotFound(file);
+    await access(file, constants.R_OK);
+  } catch (err) {
+    throw fileError(err, file);
   }
   let digest = checked.get(file);
   if (!digest) checked.set(file, (digest = sha256(file)));

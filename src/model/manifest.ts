@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { errors } from '../errors.js';
+import { fileError } from './file-errors.js';
 import { hyperparameterProblems, normaliseHyperparameters } from './hyperparameters.js';
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -252,8 +253,8 @@ export async function readManifest(modelDir: string): Promise<Manifest> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw errors.modelNotFound(file);
+  } catch (err) {
+    throw fileError(err, file);
   }
   let raw: unknown;
   try {

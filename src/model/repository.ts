@@ -6,6 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
+import { fileError } from './file-errors.js';
 import { graphsToOpen, MANIFEST_FILE, readManifest, type GraphSet, type Manifest } from './manifest.js';
 
 export interface ModelEntry {
@@ -27,8 +28,12 @@ export async function modelDirectories(modelDir: string): Promise<string[]> {
   let entries;
   try {
     entries = await readdir(modelDir, { withFileTypes: true });
-  } catch {
-    throw errors.modelNotFound(path.join(modelDir, MANIFEST_FILE));
+  } catch (err) {
+    // A missing MODEL_DIR is reported as its missing manifest, the file a model directory needs.
+    throw fileError(
+      err,
+      (err as NodeJS.ErrnoException).code === 'ENOENT' ? path.join(modelDir, MANIFEST_FILE) : modelDir,
+    );
   }
   // Symbolic links count as what they point to: a repository is often a set of links.
   const isDirectory = (file: string) =>
@@ -58,8 +63,8 @@ export async function readRepository(modelDir: string, which: GraphSet = 'served
       const spec = manifest.graphs[name]!;
       // Each session holds its own copy of shared weights: a data file counts once per graph.
       for (const file of [spec.file, ...(spec.data ? [spec.data.file] : [])].map((f) => path.join(dir, f))) {
-        const info = await stat(file).catch(() => {
-          throw errors.modelNotFound(file);
+        const info = await stat(file).catch((err: unknown) => {
+          throw fileError(err, file);
         });
         graphBytes += info.size;
       }

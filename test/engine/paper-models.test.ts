@@ -1,9 +1,11 @@
 /**
- * The paper's networks as users bring them (Predify TOML + checkpoint, random weights, 32x32;
- * imported by test/global-setup.ts): run by the engine, they match the Predify package's
- * semantics (golden outputs of scripts/predify/package_reference.py, which runs the
- * backbone with forward hooks as the package does) at batch 1 for t = 0..5, and the API
- * serves them.
+ * Predify networks as users bring them (Predify TOML + checkpoint, random weights, 32x32;
+ * imported by test/global-setup.ts): the paper's PVGG16 and PEfficientNetB0, and ResNet-18,
+ * MobileNetV3-Small, ConvNeXt-Tiny and DenseNet-121 cut by tracing their forward passes. Run by
+ * the engine, they match the Predify package's semantics (golden outputs of
+ * scripts/predify/package_reference.py, which runs the whole backbone with forward hooks as the
+ * package does: at a residual stage the hook replaces the stage's output) at batch 1 for
+ * t = 0..5, and the API serves them.
  */
 import path from 'node:path';
 import sharp from 'sharp';
@@ -13,9 +15,9 @@ import { PredictiveLoop } from '../../src/engine/predictive-loop.js';
 import { readGolden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { buildTestApp, openModel } from '../helpers.js';
-import { PAPER_MODELS, TEST_MODELS } from '../paths.js';
+import { ANY_CNN_MODELS, PAPER_MODELS, TEST_MODELS } from '../paths.js';
 
-describe.each(PAPER_MODELS)('$name', ({ name, pcoders }) => {
+describe.each([...PAPER_MODELS, ...ANY_CNN_MODELS])('$name', ({ name, pcoders }) => {
   const dir = path.join(TEST_MODELS, name);
   let model: LoadedModel;
   // Loaded once: the VGG16 graphs weigh ~850 MB.
