@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CPU image with podman on a local Node base image, runs it, waits for /readyz,
 # classifies a shipped sample, and stops the container (SIGTERM) checking it exits cleanly.
+# Then serves a model directory imported as root under a strict umask, mounted read-only, as the
+# image's non-root user, and checks that a directory that user may not read is refused by name.
 #
 #   scripts/container-smoke.sh            (needs root: apt-get install -y podman runc debootstrap)
 set -euo pipefail
@@ -20,14 +22,19 @@ echo "CPU image size: ${size_mb} MB (budget ${budget_mb} MB)"
 [ "$size_mb" -le "$budget_mb" ] || { echo "the CPU image is over its ${budget_mb} MB budget" >&2; exit 1; }
 
 # These sandboxes refuse raising rlimits; podman's defaults raise them, so pin lower ones.
-cid=$(podman_ run -d --network=host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -e PORT="$port" predify-serve:smoke)
-trap 'podman_ rm -f "$cid" >/dev/null 2>&1 || true' EXIT
+run_() { podman_ run --network=host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -e PORT="$port" "$@"; }
+wait_ready() {
+  for _ in $(seq 1 60); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.5
+  done
+  curl -sf "http://127.0.0.1:$port/readyz"
+}
+cid=$(run_ -d predify-serve:smoke)
+models=$(mktemp -d)
+trap 'podman_ rm -f "$cid" >/dev/null 2>&1 || true; rm -rf "$models"' EXIT
 
-for _ in $(seq 1 60); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-  sleep 0.5
-done
-curl -sf "http://127.0.0.1:$port/readyz"
+wait_ready
 echo
 answer=$(curl -sf -X POST -H 'content-type: image/png' \
   --data-binary @models/fashion-pc/samples/0002-trouser.png "http://127.0.0.1:$port/classify?timesteps=8")
@@ -40,3 +47,26 @@ podman_ stop -t 15 "$cid" >/dev/null
 code=$(podman_ inspect "$cid" --format '{{.State.ExitCode}}')
 [ "$code" = "0" ] || { echo "container exited with $code after SIGTERM" >&2; podman_ logs "$cid" | tail -5; exit 1; }
 echo "container stopped cleanly on SIGTERM (exit 0)"
+
+podman_ rm -f "$cid" >/dev/null
+# A model directory imported as root (umask 077, as a hardened shell has it) and mounted as the
+# README shows is served by the image's non-root user.
+(umask 077 && /usr/bin/python3 scripts/import_predify.py --config models/predify/presnet18.toml \
+  --backbone resnet18 --random-weights 1 --input-size 32 --golden 0 --out "$models/presnet18" | head -1)
+cid=$(run_ -d -e MODEL_DIR=/models/presnet18 -v "$models/presnet18:/models/presnet18:ro" predify-serve:smoke)
+wait_ready
+echo
+curl -sf -X POST -H 'content-type: image/png' --data-binary @models/fashion-pc/samples/0002-trouser.png \
+  "http://127.0.0.1:$port/classify?timesteps=2" | node -e '
+  const a = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  if (a.model !== "presnet18" || a.steps.length !== 3) { console.error("unexpected answer", a); process.exit(1); }
+  console.log(`the imported model answered as the non-root user: ${a.model}, ${a.steps.length} steps`);'
+podman_ stop -t 15 "$cid" >/dev/null
+
+# A directory that user may not read is refused with its own code and path, not "not found".
+chmod 700 "$models/presnet18"
+if log=$(run_ --rm -e MODEL_DIR=/models/presnet18 -v "$models/presnet18:/models/presnet18:ro" predify-serve:smoke 2>&1); then
+  echo "the server started on a model directory it cannot read" >&2; exit 1
+fi
+echo "$log" | grep -q 'PREDIFY_ERR_MODEL_PERMISSION_DENIED' || { echo "expected PREDIFY_ERR_MODEL_PERMISSION_DENIED, got:" >&2; echo "$log" | tail -3 >&2; exit 1; }
+echo "an unreadable model directory is refused: $(echo "$log" | grep -o 'permission denied reading [^"]*' | head -1)"

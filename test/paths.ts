@@ -30,7 +30,13 @@ export const PAPER_MODELS: readonly PaperModel[] = [
   },
 ];
 export const ANY_CNN_MODELS: readonly PaperModel[] = [
-  { name: 'presnet18', toml: 'models/predify/presnet18.toml', backbone: 'resnet18', pcoders: 4, layout: 'package' },
+  {
+    name: 'presnet18',
+    toml: 'models/predify/presnet18.toml',
+    backbone: 'resnet18',
+    pcoders: 4,
+    layout: 'package',
+  },
   {
     name: 'pmobilenet-v3-small',
     toml: 'test/fixtures/predify/pmobilenet_v3_small.toml',

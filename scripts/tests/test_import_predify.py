@@ -285,3 +285,14 @@ def test_published_layout_with_a_timm_backbone(tmp_path, capsys):
     # One predictor file too few is refused.
     code, err, _ = run([*args, "--predictor-weights", *predictors[:7], "--backbone-weights", str(fx / "backbone.pth")], tmp_path, capsys)
     assert code == 2 and "7 files for 8 PCoders" in err
+
+
+def test_help_names_documents_that_exist(capsys):
+    with pytest.raises(SystemExit):
+        import_predify.parse_args(["--help"])
+    text = capsys.readouterr().out
+    import re
+
+    docs = re.findall(r"docs/[\w./-]+\.md", text)
+    assert docs and all((ROOT / d).is_file() for d in docs), docs
+    assert "RUNS THAT FILE's CODE" in text
