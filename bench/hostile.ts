@@ -106,6 +106,77 @@ const rows = [
     );
     return `closed ${Math.round(quantile(closes, 1))} ms or less after the answer (all 20)`;
   }),
+  await during('20 early answers (415) with a 2 KB body dribbled a byte every 100 ms', async () => {
+    const closes = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const s = await open();
+        const done = timings(s, performance.now());
+        s.write(head(1, 2048, 'text/plain'));
+        const timer = setInterval(() => s.writable && s.write('x'), 100);
+        const [answer, close] = await Promise.race([
+          done,
+          sleep(10_000).then(() => [0, Infinity] as [number, number]),
+        ]);
+        clearInterval(timer);
+        s.destroy();
+        return close - answer;
+      }),
+    );
+    return `kept, then cut ${Math.round(quantile(closes, 0))}-${Math.round(quantile(closes, 1))} ms after the answer (bound: 64 KiB within 1 s)`;
+  }),
+  await during('20 connections x 50 pipelined mixed requests (200, 400, 415, 404, 422)', async () => {
+    const post = (url: string, type: string, body: string) =>
+      `POST ${url} HTTP/1.1\r\nHost: b\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body, 'latin1')}\r\n\r\n${body}`;
+    const kinds = [
+      post('/classify?timesteps=1', 'image/png', image),
+      post('/classify?timesteps=abc', 'image/png', image),
+      post('/classify', 'text/plain', 'hello'),
+      post('/nowhere', 'text/plain', 'abc'),
+      post('/classify', 'image/png', 'not a png'),
+    ];
+    const counts = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const s = await open();
+        let raw = '';
+        s.setEncoding('latin1');
+        s.on('data', (d: string) => (raw += d));
+        s.write(Array.from({ length: 50 }, (_, i) => kinds[i % kinds.length]).join(''), 'latin1');
+        const until = performance.now() + 20_000;
+        while ((raw.match(/HTTP\/1\.1 /g) ?? []).length < 50 && performance.now() < until && !s.destroyed)
+          await sleep(20);
+        s.destroy();
+        return (raw.match(/HTTP\/1\.1 /g) ?? []).length;
+      }),
+    );
+    return `${counts.reduce((a, b) => a + b, 0)}/1000 answered (fewest on one connection: ${Math.min(...counts)})`;
+  }),
+  await during('20 malformed chunked bodies (bad, negative, 2^72 sizes; 40 KB extension)', async () => {
+    const bodies = [
+      'zz\r\nab\r\n',
+      '-5\r\nab\r\n',
+      'ffffffffffffffffff\r\nab\r\n',
+      `5;${'e'.repeat(40_000)}\r\nhello\r\n`,
+    ];
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const s = await open();
+        let raw = '';
+        s.setEncoding('latin1');
+        s.on('data', (d: string) => (raw += d));
+        s.on('error', () => {});
+        const closed = new Promise((resolve) => s.on('close', resolve));
+        s.write(
+          `POST /classify HTTP/1.1\r\nHost: b\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n${bodies[i % 4]}`,
+        );
+        await Promise.race([closed, sleep(5000)]);
+        s.destroy();
+        return /^HTTP\/1\.1 (\d+)[\s\S]*"code":"PREDIFY_ERR_/.exec(raw)?.[1] ?? 'nothing';
+      }),
+    );
+    const tally = new Map<string, number>();
+    for (const status of statuses) tally.set(status, (tally.get(status) ?? 0) + 1);
+    return `${[...tally].map(([status, n]) => `${n} x ${status}`).join(', ')} (JSON answers before the close)`;
+  }),
   await during('100 slowloris connections, a header line every second', async () => {
     const closes = await Promise.all(
       Array.from({ length: 100 }, async () => {

@@ -14,6 +14,7 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import { errorBody, errors } from './errors.js';
 import { installApiKeyAuth } from './http/api-key.js';
 import { answerError } from './http/answer-error.js';
+import { installEarlyAnswers } from './http/early-answers.js';
 import { installDeadline } from './http/deadline.js';
 import { swaggerOptions } from './http/openapi.js';
 import { installRequestLifetime } from './http/request-lifetime.js';
@@ -81,14 +82,8 @@ export async function buildApp({
   // First, so that every later hook can hang what it takes on the request's lifetime.
   installRequestLifetime(app);
 
-  // While draining, keep-alive connections must not hold the server open after their
-  // in-flight request has been answered.
-  // An answer given before the body has arrived (a 415, a 401, a refusal for load) closes the
-  // connection too: otherwise the rest of the body is read, and a client dribbling it holds
-  // the connection, each byte resetting the keep-alive timer.
-  app.addHook('onSend', async (request, reply) => {
-    if (state.closing || !request.raw.complete) reply.header('connection', 'close');
-  });
+  // Answers given before the body is in keep the connection within a bound (early-answers.ts).
+  installEarlyAnswers(app, () => state.closing === true);
 
   // Headers for browsers: no sniffing, no framing, no referrer, scripts only from here.
   // HSTS and upgrading requests to https belong to whatever terminates TLS in front of us;

@@ -190,6 +190,11 @@ export const errors = {
     408,
     (ms: number) => `the request headers did not arrive within ${ms} ms`,
   ),
+  chunkExtensionsTooLarge: define(
+    'PREDIFY_ERR_CHUNK_EXTENSIONS_TOO_LARGE',
+    413,
+    () => 'a chunk extension of the chunked body is longer than the server reads (16 KiB)',
+  ),
   headersTooLarge: define(
     'PREDIFY_ERR_HEADERS_TOO_LARGE',
     431,

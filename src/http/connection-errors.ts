@@ -6,7 +6,8 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { errorBody, errors, type ServiceError } from '../errors.js';
-import { hasOpenRequest } from './request-lifetime.js';
+import { isDraining } from './early-answers.js';
+import { openRequests } from './request-lifetime.js';
 
 function rawAnswer(err: ServiceError): string {
   const body = JSON.stringify(errorBody(err.statusCode, err.message, err.code));
@@ -19,18 +20,46 @@ function rawAnswer(err: ServiceError): string {
   );
 }
 
-/** Fastify's `clientErrorHandler`: what a socket is told when Node cannot parse its request. */
+/** The error Node's parser reported, as the JSON answer it deserves. */
+function answerFor(err: Error & { code?: string; reason?: string }, headersTimeoutMs: number): ServiceError {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return errors.headersTimeout(headersTimeoutMs);
+    case 'HPE_HEADER_OVERFLOW':
+      return errors.headersTooLarge();
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return errors.chunkExtensionsTooLarge();
+    default:
+      return errors.malformedHttp(err.reason ?? err.code ?? 'unparseable');
+  }
+}
+
+/**
+ * Fastify's `clientErrorHandler`: what a socket is told when Node cannot parse its request,
+ * in its headers or in its body's framing (a bad chunk size, an overlong chunk extension).
+ * The answer goes after the answers of the requests pipelined before the broken one, then the
+ * connection closes: nothing after the broken framing can be read.
+ */
 export function clientErrorHandler(headersTimeoutMs: number) {
   return (err: Error & { code?: string; reason?: string }, socket: Socket): void => {
-    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    if (err.code === 'ECONNRESET' || !socket.writable || isDraining(socket)) return void socket.destroy();
+    const open = openRequests(socket);
+    // The broken request is the one whose body was being read; those before it await answers.
+    const broken = open.find((r) => r.message && !r.message.complete);
     // A request already under way has its own deadline, which answered it in JSON a second
-    // before Node's limit: what remains is a connection to close.
-    if (hasOpenRequest(socket)) return void socket.destroy();
-    let answer: ServiceError;
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = errors.headersTimeout(headersTimeoutMs);
-    else if (err.code === 'HPE_HEADER_OVERFLOW') answer = errors.headersTooLarge();
-    else answer = errors.malformedHttp(err.reason ?? err.code ?? 'unparseable');
-    socket.end(rawAnswer(answer));
+    // before Node's limit: what remains is a connection to close. So is one whose answer has
+    // begun: a second answer cannot be written into it.
+    if (broken?.answerStarted || (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && open.length > 0))
+      return void socket.destroy();
+    const answer = rawAnswer(answerFor(err, headersTimeoutMs));
+    const before = open.filter((r) => r !== broken);
+    const write = () => (socket.writable ? socket.end(answer) : socket.destroy());
+    if (before.length === 0) return void write();
+    let waiting = before.length;
+    for (const r of before)
+      r.finally(() => {
+        if (--waiting === 0) write();
+      });
   };
 }
 

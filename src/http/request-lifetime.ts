@@ -11,6 +11,7 @@
  * request that was not answered is abandoned through one signal, from the moment its
  * headers arrived: while its body is read, while it is decoded, queued or computed.
  */
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
@@ -26,9 +27,19 @@ export class RequestLifetime {
   readonly #cleanups: (() => void)[] = [];
   #ended = false;
   readonly #answered: () => boolean;
+  readonly #started: () => boolean;
+  /** the request's own message, to tell whether its body is still arriving */
+  readonly message: IncomingMessage | undefined;
 
-  constructor(answered: () => boolean) {
+  constructor(answered: () => boolean, started: () => boolean = answered, message?: IncomingMessage) {
     this.#answered = answered;
+    this.#started = started;
+    this.message = message;
+  }
+
+  /** Whether any byte of its answer has been written: then nothing else may be. */
+  get answerStarted(): boolean {
+    return this.#started();
   }
 
   /**
@@ -82,15 +93,19 @@ function watchSocket(socket: Socket, lifetime: RequestLifetime): void {
   lifetime.finally(() => open.delete(lifetime));
 }
 
-/** True while a request that arrived on `socket` has not ended (its headers came in). */
-export const hasOpenRequest = (socket: Socket) => (pending.get(socket)?.size ?? 0) > 0;
+/** The requests that arrived on `socket` and have not ended, in the order they came. */
+export const openRequests = (socket: Socket): RequestLifetime[] => [...(pending.get(socket) ?? [])];
 
 /** Gives every request its lifetime. Register before any hook that takes something. */
 export function installRequestLifetime(app: FastifyInstance): void {
   app.decorateRequest('lifetime', null as unknown as RequestLifetime);
   app.addHook('onRequest', async (request: FastifyRequest, reply) => {
     const res = reply.raw;
-    const lifetime = new RequestLifetime(() => res.writableFinished);
+    const lifetime = new RequestLifetime(
+      () => res.writableFinished,
+      () => res.headersSent,
+      request.raw,
+    );
     request.lifetime = lifetime;
     res.once('close', () => lifetime.end());
     const socket = request.raw.socket as Socket | null;

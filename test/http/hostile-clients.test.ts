@@ -1,8 +1,9 @@
 /**
  * Clients that leave, dawdle or misbehave, over real sockets. Whatever a request holds is
  * released exactly once however it ends; work for a client that has gone is never computed;
- * an answer given before the body is in closes the connection; the parser's own refusals are
- * JSON like every other error.
+ * an answer given before the body is in keeps the connection while the rest arrives within a
+ * bound, and pipelined requests behind it are answered; the parser's own refusals, in the
+ * headers or in a chunked body's framing, are JSON like every other error.
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -217,14 +218,37 @@ describe('work for a client that has gone is never computed', () => {
   });
 });
 
-describe('early answers close the connection', () => {
-  /** Announces a 5 MB body and sends a byte of it every 100 ms. */
-  async function dribble(head: string) {
+/** Each HTTP answer in `raw`, in order: its status, its headers and its body. */
+function answers(raw: string): { status: number; headers: string; body: string }[] {
+  const out = [];
+  let at = 0;
+  while (at < raw.length) {
+    const end = raw.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const headers = raw.slice(at, end);
+    const length = Number(/content-length: (\d+)/i.exec(headers)?.[1] ?? 0);
+    out.push({ status: Number(headers.slice(9, 12)), headers, body: raw.slice(end + 4, end + 4 + length) });
+    at = end + 4 + length;
+  }
+  return out;
+}
+
+const post = (url: string, type: string, body: Buffer | string) =>
+  Buffer.concat([
+    Buffer.from(
+      `POST ${url} HTTP/1.1\r\nHost: t\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`,
+    ),
+    Buffer.from(body),
+  ]);
+
+describe('early answers', () => {
+  /** Announces a body (by length, or chunked) and sends a byte of it every 100 ms. */
+  async function dribble(head: string, chunked = false) {
     const w = await watch();
     w.socket.write(head);
-    const timer = setInterval(() => w.socket.writable && w.socket.write('x'), 100);
+    const timer = setInterval(() => w.socket.writable && w.socket.write(chunked ? '1\r\nx\r\n' : 'x'), 100);
     const answeredAt = await w.answeredAt();
-    const closedAt = await Promise.race([w.closedAt, sleep(3000).then(() => Infinity)]);
+    const closedAt = await Promise.race([w.closedAt, sleep(4000).then(() => Infinity)]);
     clearInterval(timer);
     w.socket.destroy();
     return { raw: w.text(), afterAnswerMs: closedAt - answeredAt };
@@ -243,11 +267,116 @@ describe('early answers close the connection', () => {
       `GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: ${length}\r\n\r\n`,
       200,
     ],
-  ])('%s', async (_name, head, status) => {
+  ])('close the connection when the announced body is beyond the bound: %s', async (_name, head, status) => {
     const { raw, afterAnswerMs } = await dribble(head);
     expect(raw.startsWith(`HTTP/1.1 ${status} `), raw.slice(0, 80)).toBe(true);
     expect(raw).toMatch(/connection: close/i);
     expect(afterAnswerMs).toBeLessThan(1000);
+  });
+
+  it.each([
+    ['a small body announced by length', classifyHead(1, 2000, 'text/plain'), false],
+    ['a chunked body', 'POST /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', true],
+  ])('keep the connection for the bound, then cut a dribbler: %s', async (_name, head, chunked) => {
+    const { raw, afterAnswerMs } = await dribble(head, chunked);
+    expect(raw).not.toMatch(/connection: close/i);
+    // Cut DRAIN.ms (1 s) after the answer, not at the keep-alive or request timeout.
+    expect(afterAnswerMs).toBeGreaterThanOrEqual(900);
+    expect(afterAnswerMs).toBeLessThan(2000);
+  });
+
+  it('cut a fast body when it goes past the bound of bytes', async () => {
+    const w = await watch();
+    w.socket.write('POST /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n');
+    const answeredAt = await w.answeredAt();
+    const chunk = `4000\r\n${'x'.repeat(0x4000)}\r\n`;
+    for (let i = 0; i < 16 && w.socket.writable; i++) {
+      w.socket.write(chunk);
+      await sleep(5);
+    }
+    const closedAt = await Promise.race([w.closedAt, sleep(3000).then(() => Infinity)]);
+    expect(answers(w.text())[0]!.status).toBe(404);
+    expect(closedAt - answeredAt).toBeLessThan(900);
+  });
+
+  it('answer 50 pipelined requests in order, refusals among them, and close after unparseable JSON', async () => {
+    const kinds: [Buffer, number][] = [
+      [post('/classify?timesteps=1', 'image/png', sample), 200],
+      [post('/classify?timesteps=abc', 'image/png', sample), 400],
+      [post('/classify', 'text/plain', 'hello'), 415],
+      [post('/nowhere', 'text/plain', 'abc'), 404],
+      [post('/classify', 'image/png', 'not a png'), 422],
+      [Buffer.from('GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n'), 200],
+      [post('/v2/models/nope/infer', 'application/json', '{"inputs":[]}'), 404],
+    ];
+    const sent = Array.from({ length: 49 }, (_, i) => kinds[i % kinds.length]!);
+    sent.push([post('/v2/models/fashion-pc/infer', 'application/json', '{"inputs": [tru'), 400]);
+    const w = await watch();
+    w.socket.write(Buffer.concat(sent.map(([bytes]) => bytes)));
+    await Promise.race([w.closedAt, sleep(10_000)]);
+    const got = answers(w.text());
+    expect(got).toHaveLength(sent.length);
+    // Requests to /classify beyond MAX_QUEUE + BATCH in flight are refused for load (503), in
+    // their place; everything else gets its own answer.
+    const classify = sent.map(([bytes]) => bytes.toString('latin1').startsWith('POST /classify'));
+    expect(got.map((a, i) => (classify[i] && a.status === 503 ? sent[i]![1] : a.status))).toEqual(
+      sent.map(([, status]) => status),
+    );
+    expect(got.filter((a) => a.status === 200).length).toBeGreaterThanOrEqual(7);
+    expect(got.slice(0, -1).every((a) => !/connection: close/i.test(a.headers))).toBe(true);
+    expect(got.at(-1)!.headers).toMatch(/connection: close/i);
+    expect(w.socket.destroyed || w.socket.readableEnded).toBe(true);
+  });
+});
+
+describe('malformed chunked bodies', () => {
+  const head =
+    'POST /classify HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n';
+  const cases: [string, string, number, string][] = [
+    ['a chunk size that is not hexadecimal', 'zz\r\nab\r\n0\r\n\r\n', 400, 'PREDIFY_ERR_MALFORMED_HTTP'],
+    ['a negative chunk size', '-5\r\nab\r\n', 400, 'PREDIFY_ERR_MALFORMED_HTTP'],
+    ['a chunk size of 2^72', 'ffffffffffffffffff\r\nab\r\n', 400, 'PREDIFY_ERR_MALFORMED_HTTP'],
+    [
+      'a 40 KB chunk extension',
+      `5;${'e'.repeat(40_000)}\r\nhello\r\n0\r\n\r\n`,
+      413,
+      'PREDIFY_ERR_CHUNK_EXTENSIONS_TOO_LARGE',
+    ],
+  ];
+
+  it.each(cases)('answer %s in JSON, then close', async (_name, body, status, code) => {
+    const w = await watch();
+    w.socket.write(head + body);
+    await Promise.race([w.closedAt, sleep(3000)]);
+    const got = answers(w.text());
+    expect(got).toHaveLength(1);
+    expect(got[0]!.status).toBe(status);
+    expect(got[0]!.headers).toMatch(/connection: close/i);
+    expect(JSON.parse(got[0]!.body)).toMatchObject({ statusCode: status, code });
+    expect(w.socket.destroyed || w.socket.readableEnded).toBe(true);
+  });
+
+  it('give no second answer when the broken framing comes after an early answer', async () => {
+    const w = await watch();
+    w.socket.write('POST /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n');
+    await w.answeredAt();
+    await sleep(50);
+    w.socket.write('zz\r\nab\r\n');
+    await Promise.race([w.closedAt, sleep(3000)]);
+    expect(answers(w.text()).map((a) => a.status)).toEqual([404]);
+    expect(w.socket.destroyed || w.socket.readableEnded).toBe(true);
+  });
+
+  it('answer after the requests pipelined before the broken one, in order', async () => {
+    const w = await watch();
+    // The first is computing (slowed steps) when the broken framing arrives.
+    w.socket.write(
+      Buffer.concat([post('/classify?timesteps=6', 'image/png', sample), Buffer.from(head + 'zz\r\n')]),
+    );
+    await Promise.race([w.closedAt, sleep(5000)]);
+    const got = answers(w.text());
+    expect(got.map((a) => a.status)).toEqual([200, 400]);
+    expect(JSON.parse(got[1]!.body).code).toBe('PREDIFY_ERR_MALFORMED_HTTP');
   });
 });
 
