@@ -73,8 +73,14 @@ const schema = z
         ),
       )
       .default([]),
-    // Unset: the model's recommendation for the profile in use (FALLBACK_TIMESTEPS without one).
-    DEFAULT_TIMESTEPS: wholeNumber('DEFAULT_TIMESTEPS', 0, 1024).optional(),
+    // Unset: what the profile in use says (auto where its calibrated rule is the default, else
+    // its recommended timesteps, else FALLBACK_TIMESTEPS). `auto`: every request that names no
+    // timesteps runs until its dynamics settle, up to the profile's cap.
+    DEFAULT_TIMESTEPS: z
+      .union([z.literal('auto'), wholeNumber('DEFAULT_TIMESTEPS', 0, 1024)], {
+        error: 'DEFAULT_TIMESTEPS must be auto or a whole number from 0 to 1024',
+      })
+      .optional(),
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
     AUTO_MAX_TIMESTEPS: integer('AUTO_MAX_TIMESTEPS', 1, 1024, 10),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
@@ -114,7 +120,7 @@ const schema = z
       'ENGINE_FAULTS=1 injects engine deaths for tests and rehearsals; it is refused with NODE_ENV=production',
     path: ['ENGINE_FAULTS'],
   })
-  .refine((c) => c.DEFAULT_TIMESTEPS === undefined || c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
+  .refine((c) => typeof c.DEFAULT_TIMESTEPS !== 'number' || c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
     message: 'DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS',
     path: ['DEFAULT_TIMESTEPS'],
   });

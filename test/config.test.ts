@@ -68,7 +68,13 @@ describe('loadConfig', () => {
     [{ DEFAULT_TIMESTEPS: '10', MAX_TIMESTEPS: '5' }, /DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ BODY_LIMIT_BYTES: '1.5' }, /BODY_LIMIT_BYTES must be a whole number/],
+    [{ DEFAULT_TIMESTEPS: 'soon' }, /^[^;]*DEFAULT_TIMESTEPS must be auto or a whole number from 0 to 1024$/],
   ])('refuses %o, naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it("takes DEFAULT_TIMESTEPS=auto, the shipped profiles' own default, whatever MAX_TIMESTEPS is", () => {
+    expect(loadConfig({ DEFAULT_TIMESTEPS: 'auto', MAX_TIMESTEPS: '2' }).DEFAULT_TIMESTEPS).toBe('auto');
+    expect(loadConfig({ DEFAULT_TIMESTEPS: '3' }).DEFAULT_TIMESTEPS).toBe(3);
   });
 });

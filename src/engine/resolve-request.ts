@@ -14,8 +14,8 @@ import { settleRuleProblem, type SettleRule } from './settling.js';
 
 /** The service's settings that shape a request that leaves something out. */
 export interface RequestDefaults {
-  /** timesteps of a request that names none; unset: the profile's recommendation */
-  defaultTimesteps?: number | undefined;
+  /** timesteps of a request that names none; unset: what the profile says */
+  defaultTimesteps?: number | 'auto' | undefined;
   maxTimesteps: number;
   defaultTopk: number;
   /** the cap of an anytime request that names none, where its profile has none */
@@ -54,16 +54,27 @@ export const FALLBACK_TIMESTEPS = 8;
 
 /** The timesteps a request on a profile with `recommended` timesteps gets when it names none. */
 export const timestepsFor = (defaults: RequestDefaults, recommended: number | undefined) =>
-  Math.min(defaults.defaultTimesteps ?? recommended ?? FALLBACK_TIMESTEPS, defaults.maxTimesteps);
+  Math.min(
+    (typeof defaults.defaultTimesteps === 'number' ? defaults.defaultTimesteps : undefined) ??
+      recommended ??
+      FALLBACK_TIMESTEPS,
+    defaults.maxTimesteps,
+  );
 
 /**
- * Whether a request on `profile` that names no timesteps runs timesteps=auto: its calibrated
- * rule says so, and the operator has not set DEFAULT_TIMESTEPS for every request.
+ * Whether a request on `profile` that names no timesteps runs timesteps=auto: the operator set
+ * DEFAULT_TIMESTEPS=auto, or left it unset and the profile's calibrated rule says so.
  */
 export const autoByDefault = (
   defaults: RequestDefaults,
   profile: { anytime?: { default?: boolean } } | undefined,
-) => defaults.defaultTimesteps === undefined && profile?.anytime?.default === true;
+) =>
+  defaults.defaultTimesteps === 'auto' ||
+  (defaults.defaultTimesteps === undefined && profile?.anytime?.default === true);
+
+/** The cap timesteps=auto runs to on a profile that calibrated `calibrated` (MAX_TIMESTEPS wins). */
+export const autoCap = (defaults: RequestDefaults, calibrated: number | undefined) =>
+  Math.min(calibrated ?? defaults.autoMaxTimesteps, defaults.maxTimesteps);
 
 export function resolveRequest(
   manifest: Manifest,
@@ -87,9 +98,7 @@ export function resolveRequest(
   const calibrated = found.anytime;
   // The request's own cap must be allowed; the profile's or the service's is kept within it.
   if (asked.maxTimesteps !== undefined) checkTimesteps(asked.maxTimesteps, defaults.maxTimesteps);
-  const timesteps =
-    asked.maxTimesteps ??
-    Math.min(calibrated?.maxTimesteps ?? defaults.autoMaxTimesteps, defaults.maxTimesteps);
+  const timesteps = asked.maxTimesteps ?? autoCap(defaults, calibrated?.maxTimesteps);
   const confidence = asked.confidence ?? calibrated?.confidence;
   const settle: SettleRule = {
     tolerance: asked.tolerance ?? calibrated?.tolerance ?? DEFAULT_SETTLE.tolerance,

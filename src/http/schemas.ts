@@ -166,7 +166,15 @@ export const modelsSchema = z.object({
               tolerance: z.number(),
               patience: z.number().int(),
               confidence: z.number().optional(),
-              maxTimesteps: z.number().int(),
+              maxTimesteps: z
+                .number()
+                .int()
+                .meta({ description: 'the cap auto runs to here: the calibrated one, within MAX_TIMESTEPS' }),
+              calibratedMaxTimesteps: z
+                .number()
+                .int()
+                .optional()
+                .meta({ description: 'present when MAX_TIMESTEPS lowered the calibrated cap: what it was' }),
               default: z.boolean().meta({ description: 'requests that name no timesteps run auto' }),
             })
             .nullable()

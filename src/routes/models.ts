@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Classifier } from '../engine/classifier.js';
-import { autoByDefault } from '../engine/resolve-request.js';
+import { autoByDefault, autoCap } from '../engine/resolve-request.js';
 import { errors } from '../errors.js';
 import { body, code, COMMON_ERRORS, errorResponses } from '../http/responses.js';
 import { modelsSchema } from '../http/schemas.js';
@@ -36,7 +36,10 @@ function describe(classifier: Classifier, isDefault: boolean) {
             tolerance: p.anytime.tolerance,
             patience: p.anytime.patience,
             ...(p.anytime.confidence !== undefined ? { confidence: p.anytime.confidence } : {}),
-            maxTimesteps: p.anytime.maxTimesteps,
+            maxTimesteps: autoCap(classifier.defaults, p.anytime.maxTimesteps),
+            ...(autoCap(classifier.defaults, p.anytime.maxTimesteps) < p.anytime.maxTimesteps
+              ? { calibratedMaxTimesteps: p.anytime.maxTimesteps }
+              : {}),
             default: autoByDefault(classifier.defaults, p),
           }
         : null,

@@ -63,6 +63,17 @@ describe('resolveRequest', () => {
     });
   });
 
+  it('runs auto on every profile when DEFAULT_TIMESTEPS=auto, within MAX_TIMESTEPS', () => {
+    const auto = { ...defaults, defaultTimesteps: 'auto' as const };
+    const exported = resolveRequest(manifest, auto, { profile: 'exported' });
+    expect(exported.settle).toMatchObject(DEFAULT_SETTLE);
+    expect(exported.timesteps).toBe(defaults.autoMaxTimesteps);
+    expect(resolveRequest(manifest, auto, {}).ruleSource).toBe('calibrated');
+    // MAX_TIMESTEPS lowers the calibrated cap.
+    expect(resolveRequest(manifest, { ...auto, maxTimesteps: 2 }, {}).timesteps).toBe(2);
+    expect(resolveRequest(manifest, auto, { timesteps: 3 }).timesteps).toBe(3);
+  });
+
   it('lets DEFAULT_TIMESTEPS override the recommendation, and caps defaults at the maximum', () => {
     expect(resolveRequest(manifest, { ...defaults, defaultTimesteps: 7 }, {}).timesteps).toBe(7);
     expect(

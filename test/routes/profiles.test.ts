@@ -144,6 +144,19 @@ describe('GET /models', () => {
     expect((await classify(app, 'profile=feedback')).json().timesteps).toBe(5);
     await app.close();
   });
+
+  it('advertises the cap auto runs to under MAX_TIMESTEPS, and the calibrated one it lowered', async () => {
+    const { app } = await buildTestApp({ DEFAULT_TIMESTEPS: 'auto', MAX_TIMESTEPS: '2' });
+    const [m] = (await app.inject('/models')).json().models;
+    const robust = m.profiles.find((p: { name: string }) => p.name === 'robust');
+    expect(robust.defaultTimesteps).toBe('auto');
+    expect(robust.anytime.maxTimesteps).toBe(2);
+    expect(robust.anytime.calibratedMaxTimesteps).toBeGreaterThan(2);
+    expect(m.profiles.every((p: { defaultTimesteps: unknown }) => p.defaultTimesteps === 'auto')).toBe(true);
+    const answer = (await classify(app, 'profile=exported')).json();
+    expect(answer.stop.maxTimesteps).toBe(2);
+    await app.close();
+  });
 });
 
 describe('manifest profiles', () => {
