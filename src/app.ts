@@ -137,7 +137,7 @@ export async function buildApp({
 
   // Before the routes, so that it sees each of them: the document is made from their schemas.
   await app.register(swagger, swaggerOptions(config));
-  await app.register(healthRoutes, { state });
+  await app.register(healthRoutes, { state, strict: config.STRICT_READINESS });
   await app.register(modelRoutes, { state });
   await app.register(metricsRoutes, { metrics });
   await app.register(classifyRoutes, { config, state, metrics });

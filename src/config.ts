@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { RequestDefaults } from './engine/resolve-request.js';
+import { describeLookalikes, lookalikes } from './config-lookalikes.js';
 import { errors } from './errors.js';
 
 /** The default model ships with the package, next to src/ and dist/. */
@@ -108,6 +109,12 @@ const schema = z
       .enum(['0', '1'])
       .default('0')
       .transform((v) => v === '1'),
+    // `false`: /readyz stays ready while some models restart, as long as one is ready; requests
+    // for a restarting model get 503 with Retry-After. `true`: ready only when every model is.
+    STRICT_READINESS: z
+      .enum(['true', 'false'])
+      .default('true')
+      .transform((v) => v === 'true'),
     NODE_ENV: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -177,10 +184,18 @@ export function engineSettings(config: Config) {
   };
 }
 
-/** Parses the environment once; an invalid value names the variable. */
+/**
+ * Parses the environment once; an invalid value names the variable. Under NODE_ENV=production
+ * a variable that looks like one of ours but is not (MODELDIR) is refused too: elsewhere it is
+ * a warning (lookalikes()).
+ */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // Empty variables count as unset, as in most shells' `VAR= cmd` idiom.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  if (env['NODE_ENV'] === 'production') {
+    const found = lookalikes(env, CONFIG_VARIABLES);
+    if (found.length > 0) throw errors.configInvalid(describeLookalikes(found));
+  }
   const parsed = schema.safeParse(present);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`).join('; ');

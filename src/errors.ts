@@ -36,6 +36,16 @@ export const errors = {
     500,
     (detail: string) => `invalid configuration: ${detail}`,
   ),
+  portInUse: define(
+    'PREDIFY_ERR_PORT_IN_USE',
+    500,
+    (host: string, port: number) => `cannot listen on ${host}:${port}: the port is in use (set PORT)`,
+  ),
+  listenFailed: define(
+    'PREDIFY_ERR_LISTEN_FAILED',
+    500,
+    (host: string, port: number, reason: string) => `cannot listen on ${host}:${port}: ${reason}`,
+  ),
   modelNotFound: define(
     'PREDIFY_ERR_MODEL_NOT_FOUND',
     500,
@@ -233,4 +243,19 @@ export const errors = {
 /** The JSON body of every error answer. */
 export function errorBody(statusCode: number, message: string, code?: string) {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', ...(code ? { code } : {}), message };
+}
+
+/** Why the server could not listen, as a start-up error with its own code. */
+export function listenError(err: unknown, host: string, port: number): ServiceError {
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'EADDRINUSE') return errors.portInUse(host, port);
+  const reason =
+    code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME'
+      ? `HOST '${host}' does not resolve to an address (set HOST to an address or a name this machine resolves)`
+      : code === 'EADDRNOTAVAIL'
+        ? `HOST '${host}' is not an address of this machine`
+        : code === 'EACCES'
+          ? `not permitted (ports below 1024 need privileges; the image listens on 8080)`
+          : `${code ?? ''} ${err instanceof Error ? err.message : String(err)}`.trim();
+  return errors.listenFailed(host, port, reason);
 }

@@ -2,7 +2,9 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { engineSettings, loadConfig, type Config } from './config.js';
+import { lookalikes } from './config-lookalikes.js';
+import { CONFIG_VARIABLES, engineSettings, loadConfig, type Config } from './config.js';
+import { listenError } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { openModels } from './open-models.js';
 import type { ServiceState } from './service-state.js';
@@ -16,6 +18,21 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const logger = pino({ level: config.LOG_LEVEL });
+  // Refused under NODE_ENV=production (loadConfig); said here everywhere else.
+  for (const l of lookalikes(process.env, CONFIG_VARIABLES))
+    logger.warn(
+      { variable: l.name, meant: l.meant },
+      `${l.name} is not a setting (did you mean ${l.meant}?)`,
+    );
+  if (process.env['MODEL_DIR'] === undefined || process.env['MODEL_DIR'] === '')
+    logger.info({ dir: config.MODEL_DIR }, 'MODEL_DIR is not set: serving the shipped demo model');
+  if (config.API_KEYS.length > 0)
+    logger.info({ apiKeys: config.API_KEYS.length }, `API keys on: ${config.API_KEYS.length} accepted`);
+  else
+    logger[config.NODE_ENV === 'production' ? 'warn' : 'info'](
+      { apiKeys: 0 },
+      'API keys off: API_KEYS is empty, every route answers without a key',
+    );
   const state: ServiceState = {};
   const metrics = createMetrics();
   const app = await buildApp({ config, state, logger, metrics });
@@ -47,7 +64,14 @@ async function main(): Promise<void> {
   };
 
   // Listen first so that /healthz answers and /readyz says 503 while the model loads.
-  await app.listen({ port: config.PORT, host: config.HOST });
+  try {
+    await app.listen({ port: config.PORT, host: config.HOST });
+  } catch (err) {
+    const refusal = listenError(err, config.HOST, config.PORT);
+    logger.fatal({ code: refusal.code }, refusal.message);
+    await state.models?.close();
+    process.exit(1);
+  }
   try {
     ({ models: state.models } = await openModels(config, { logger, metrics, onGiveUp }));
   } catch (err) {

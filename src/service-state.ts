@@ -10,3 +10,13 @@ export interface ServiceState {
   /** when a request was last refused because the engine queue was full (ms since epoch) */
   overloadedAt?: number;
 }
+
+/**
+ * Whether the server takes requests, for /readyz and the protocol's server-ready: loaded, not
+ * closing, and every model ready (`strict`) or at least one (`STRICT_READINESS=false`).
+ */
+export function modelsReady(state: ServiceState, strict: boolean): boolean {
+  if (!state.models || state.closing || state.failed) return false;
+  const ready = (m: { status: string }) => m.status === 'ready';
+  return strict ? state.models.all.every(ready) : state.models.all.some(ready);
+}

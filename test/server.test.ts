@@ -183,6 +183,72 @@ describe('server process', () => {
     expect(await server.exited).not.toBe(0);
     expect(server.output()).toMatch(/invalid configuration: PORT: PORT must be a whole number/);
   });
+
+  /** The process's fatal lines: exactly one, with its code, and no stack trace anywhere. */
+  const fatalLine = (output: string) => {
+    expect(output).not.toMatch(/"stack"|\n\s+at /);
+    const fatal = output.split('\n').filter((l) => l.includes('"level":60'));
+    expect(fatal).toHaveLength(1);
+    return JSON.parse(fatal[0]!) as { code: string; msg: string };
+  };
+
+  it('exits with one coded line, no stack, when the port is in use or HOST does not resolve', async () => {
+    const port = await freePort();
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
+    try {
+      const taken = start({ PORT: String(port) });
+      expect(await taken.exited).toBe(1);
+      expect(fatalLine(taken.output())).toEqual(
+        expect.objectContaining({
+          code: 'PREDIFY_ERR_PORT_IN_USE',
+          msg: `cannot listen on 127.0.0.1:${port}: the port is in use (set PORT)`,
+        }),
+      );
+    } finally {
+      holder.close();
+    }
+    const nowhere = start({ PORT: String(await freePort()), HOST: 'no-such-host.invalid' });
+    expect(await nowhere.exited).toBe(1);
+    expect(fatalLine(nowhere.output())).toEqual(
+      expect.objectContaining({
+        code: 'PREDIFY_ERR_LISTEN_FAILED',
+        msg: expect.stringContaining("HOST 'no-such-host.invalid' does not resolve"),
+      }),
+    );
+  });
+
+  it('names an unknown DEFAULT_MODEL with its code', async () => {
+    const server = start({ PORT: String(await freePort()), DEFAULT_MODEL: 'nope' });
+    expect(await server.exited).toBe(1);
+    expect(fatalLine(server.output())).toEqual(
+      expect.objectContaining({ code: 'PREDIFY_ERR_UNKNOWN_MODEL', msg: expect.stringContaining("'nope'") }),
+    );
+  });
+
+  it('says at start-up what it serves and whether keys are on, and warns of look-alike variables', async () => {
+    const server = await startReady({ MODELDIR: '/nonexistent', API_KEYS: '' });
+    const out = server.output();
+    expect(out).toMatch(
+      /"variable":"MODELDIR","meant":"MODEL_DIR".*MODELDIR is not a setting \(did you mean MODEL_DIR\?\)/,
+    );
+    expect(out).toMatch(/MODEL_DIR is not set: serving the shipped demo model/);
+    expect(out).toMatch(/"apiKeys":0.*API keys off/);
+    server.child.kill('SIGTERM');
+    await server.exited;
+    const keyed = await startReady({ API_KEYS: 'a-key-of-sixteen-chars,another-key-of-16-chars' });
+    expect(keyed.output()).toMatch(/"apiKeys":2.*API keys on: 2 accepted/);
+    keyed.child.kill('SIGTERM');
+    await keyed.exited;
+  });
+
+  it('refuses look-alike variables in production, naming each', async () => {
+    const server = start({ PORT: String(await freePort()), NODE_ENV: 'production', MODELDIR: '/models' });
+    expect(await server.exited).toBe(1);
+    expect(fatalLine(server.output()).msg).toBe(
+      'invalid configuration: MODELDIR is not a setting (did you mean MODEL_DIR?)',
+    );
+  });
 });
 
 describe('engine supervision in the real process (ENGINE_FAULTS=1, SIGUSR2)', () => {

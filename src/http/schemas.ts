@@ -204,6 +204,10 @@ export const readySchema = z.object({
   status: z.enum(['ready', 'loading', 'closing', 'overloaded', 'restarting']),
   model: z.string().optional().meta({ description: 'the default model' }),
   models: z.array(z.string()).optional().meta({ description: 'every model served' }),
+  restarting: z
+    .array(z.string())
+    .optional()
+    .meta({ description: 'models whose engine is being restarted: their requests get 503 meanwhile' }),
 });
 
 // The Open Inference Protocol's bodies (requests: src/protocol/open-inference.ts).

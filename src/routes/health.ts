@@ -4,14 +4,14 @@ import { errorBodySchema, healthSchema, readySchema } from '../http/schemas.js';
 import { body, code } from '../http/responses.js';
 import { errors } from '../errors.js';
 import '../http/route-config.js';
-import type { ServiceState } from '../service-state.js';
+import { modelsReady, type ServiceState } from '../service-state.js';
 
 /** A refusal for a full queue this recent makes /readyz say so: the balancer should look elsewhere. */
 const OVERLOAD_WINDOW_MS = 1000;
 
 export default async function healthRoutes(
   instance: FastifyInstance,
-  { state }: { state: ServiceState },
+  { state, strict }: { state: ServiceState; strict: boolean },
 ): Promise<void> {
   const app = instance.withTypeProvider<ZodTypeProvider>();
   // Alive unless an engine died and could not be restarted: then the orchestrator should
@@ -36,11 +36,11 @@ export default async function healthRoutes(
     {
       config: { public: true },
       schema: {
-        summary: 'Readiness: the model is loaded and the server is taking requests',
+        summary: 'Readiness: the models are loaded and the server is taking requests',
         response: {
-          200: body('ready', readySchema),
+          200: body('ready (with STRICT_READINESS=false, `restarting` lists models not ready)', readySchema),
           503: body(
-            `loading, closing, restarting a dead engine, or overloaded in the last second; the event loop's overload is our error body (${code(errors.underPressure)})`,
+            `loading; closing (draining, or an engine could not be restarted); restarting a dead engine (every model's with STRICT_READINESS=false); overloaded (a request refused for a full queue in the last second); the event loop's overload is our error body (${code(errors.underPressure)})`,
             readySchema.or(errorBodySchema),
           ),
         },
@@ -49,11 +49,17 @@ export default async function healthRoutes(
     async (_request, reply) => {
       if (!state.models) return reply.status(503).send({ status: 'loading' });
       if (state.closing || state.failed) return reply.status(503).send({ status: 'closing' });
-      if (state.models.all.some((m) => m.status !== 'ready'))
-        return reply.header('retry-after', '1').status(503).send({ status: 'restarting' });
+      const restarting = state.models.all.filter((m) => m.status !== 'ready').map((m) => m.name);
+      if (!modelsReady(state, strict))
+        return reply.header('retry-after', '1').status(503).send({ status: 'restarting', restarting });
       if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
         return reply.header('retry-after', '1').status(503).send({ status: 'overloaded' });
-      return { status: 'ready' as const, model: state.models.default.name, models: state.models.names };
+      return {
+        status: 'ready' as const,
+        model: state.models.default.name,
+        models: state.models.names,
+        ...(restarting.length > 0 ? { restarting } : {}),
+      };
     },
   );
 }

@@ -30,7 +30,7 @@ import {
   SCORE_OUTPUT,
   defaultOutputs,
 } from '../protocol/open-inference.js';
-import type { ServiceState } from '../service-state.js';
+import { modelsReady, type ServiceState } from '../service-state.js';
 import { VERSION } from '../version.js';
 
 interface Options {
@@ -95,8 +95,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     },
   };
   app.get('/health/ready', { config: { public: true }, schema: readySchema }, async (_request, reply) => {
-    const ready =
-      state.models !== undefined && !state.closing && state.models.all.every((m) => m.status === 'ready');
+    const ready = modelsReady(state, config.STRICT_READINESS);
     return reply.status(ready ? 200 : 400).send({ ready });
   });
 
