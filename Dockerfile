@@ -10,6 +10,9 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 # cpu or cuda: which base and which onnxruntime providers the runtime stage gets
 ARG RUNTIME=cpu
+# The user the server runs as, in both images: node:*-slim's `node` (uid 1000). Kubernetes
+# manifests that set runAsUser (deploy/kubernetes/) use the same id; a test holds them together.
+ARG APP_UID=1000
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -17,6 +20,7 @@ WORKDIR /app
 # CUDA stage below fetches them explicitly.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json ./
+COPY scripts/check-node.mjs scripts/build.mjs ./scripts/
 RUN npm ci --no-fund --no-audit
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -40,11 +44,19 @@ ENV EXECUTION_PROVIDERS=cpu
 # The server handles SIGTERM itself (close-with-grace), so node can run as PID 1.
 
 FROM ${CUDA_IMAGE} AS base-cuda
+ARG APP_UID
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
-# tini forwards SIGTERM to Node and reaps; the CUDA base has no init of its own.
+# tini forwards SIGTERM to Node and reaps; the CUDA base has no init of its own. Ubuntu 24.04
+# bases already have a user with uid 1000 (ubuntu): it becomes `node`, so that the uid is the
+# CPU image's.
 RUN apt-get update && apt-get install -y --no-install-recommends tini ca-certificates \
   && rm -rf /var/lib/apt/lists/* \
-  && (id -u node >/dev/null 2>&1 || useradd --create-home --uid 1001 node)
+  && if ! id -u node >/dev/null 2>&1; then \
+       existing=$(getent passwd "${APP_UID}" | cut -d: -f1); \
+       if [ -n "$existing" ]; then \
+         usermod -l node -d /home/node -m "$existing" && groupmod -n node "$(id -gn node)"; \
+       else useradd --create-home --uid "${APP_UID}" node; fi; \
+     fi
 ENV EXECUTION_PROVIDERS=cuda,cpu
 ENTRYPOINT ["/usr/bin/tini", "--"]
 
@@ -54,6 +66,9 @@ FROM build-cuda AS deps-cuda
 FROM deps-${RUNTIME} AS deps
 
 FROM base-${RUNTIME} AS runtime
+ARG APP_UID
+# Both bases must give the same uid (deploy/kubernetes/deployment.yaml's runAsUser).
+RUN test "$(id -u node)" = "${APP_UID}"
 WORKDIR /app
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
 COPY --from=deps /app/node_modules ./node_modules

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { errors } from '../errors.js';
 import { loadConfig, requestDefaults } from '../config.js';
 import { Classifier } from '../engine/classifier.js';
 import { LocalEngine } from '../engine/local-engine.js';
@@ -31,9 +32,22 @@ export interface ClassifyRequest {
   timesteps?: number | 'auto';
   /** timesteps=auto: the cap */
   maxTimesteps?: number;
-  topk: number;
+  /** unset: the service's default (DEFAULT_TOPK, 5), the server's own in server mode */
+  topk?: number;
   profile?: string;
 }
+
+/** Codes of answers that refuse the command's options rather than an image: usage errors. */
+export const OPTION_ERRORS: readonly string[] = [
+  errors.queryInvalid.code,
+  errors.unknownProfile.code,
+  errors.timestepsOutOfRange.code,
+  errors.settleInvalid.code,
+  errors.unknownModel.code,
+];
+
+/** The options given cannot be run (an unknown profile, too many timesteps): exit 2. */
+export class UsageError extends Error {}
 
 export interface ClassifySource {
   /** what the answers come from, for the first line of output */
@@ -75,7 +89,12 @@ export async function localSource(
   return {
     description: `${classifier.name} (${modelDir}, ${engine.providers.join(', ')})`,
     async classify(file, asked) {
-      const request = classifier.resolve(asked);
+      let request;
+      try {
+        request = classifier.resolve(asked);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       const bytes = await readImageFile(file);
       const image = await preprocess(bytes, classifier.manifest.input).catch((err: Error) => {
         throw new ImageError(err.message);
@@ -115,7 +134,8 @@ export function serverSource(base: string, apiKey: string | undefined, model?: s
     description: root,
     async classify(file, { timesteps, maxTimesteps, topk, profile }) {
       const bytes = await readImageFile(file);
-      const query = new URLSearchParams({ topk: String(topk) });
+      const query = new URLSearchParams();
+      if (topk !== undefined) query.set('topk', String(topk));
       if (timesteps !== undefined) query.set('timesteps', String(timesteps));
       if (maxTimesteps !== undefined) query.set('max_timesteps', String(maxTimesteps));
       if (profile !== undefined) query.set('profile', profile);
@@ -137,9 +157,8 @@ export function serverSource(base: string, apiKey: string | undefined, model?: s
         const what =
           body && 'message' in body ? `${body.code ?? res.status}: ${body.message}` : `HTTP ${res.status}`;
         // The server judged this image or these options; a 5xx or an auth failure ends the run.
-        const options = body && 'code' in body && body.code === 'PREDIFY_ERR_QUERY_INVALID';
-        if (res.status >= 400 && res.status < 500 && res.status !== 401 && !options)
-          throw new ImageError(what);
+        if (body && 'code' in body && OPTION_ERRORS.includes(body.code ?? '')) throw new UsageError(what);
+        if (res.status >= 400 && res.status < 500 && res.status !== 401) throw new ImageError(what);
         throw new Error(`${root}: ${what}`);
       }
       return { ...body, inferenceMs: body.timings.inferenceMs };

@@ -15,6 +15,7 @@ import {
   ImageError,
   localSource,
   serverSource,
+  UsageError,
   type CliResult,
   type ClassifySource,
 } from './classify-source.js';
@@ -30,7 +31,8 @@ const usage = `usage: predify-classify <image or directory>... [--model DIR | --
                calibration chose it, else its recommended timesteps)
   --max-timesteps  with --timesteps auto: the cap (default: the profile's, else 10)
   --profile    hyperparameter profile (default: the model's default profile)
-  --topk       classes listed per timestep with --json (default 3)
+  --topk       classes listed per timestep with --json (default: the service's, 5;
+               with --server, that server's DEFAULT_TOPK)
   --providers  execution providers for --model, e.g. cuda,cpu (default cpu)
   --json       one JSON object per image instead of tables
 
@@ -75,7 +77,7 @@ const maxTimesteps =
   values['max-timesteps'] === undefined
     ? undefined
     : wholeNumber('max-timesteps', values['max-timesteps'], 0);
-const topk = wholeNumber('topk', values.topk, 3);
+const topk = values.topk === undefined ? undefined : wholeNumber('topk', values.topk, 1);
 const providers = values.providers.split(',').map((p) => p.trim().toLowerCase());
 for (const p of providers)
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(p))
@@ -147,7 +149,7 @@ const many = files.length > 1;
 const progress = many ? progressReporter(`classifying with ${source.description}`, 'images') : undefined;
 const width = Math.min(60, Math.max(...files.map((f) => f.length)));
 const request = {
-  topk,
+  ...(topk !== undefined ? { topk } : {}),
   ...(timesteps !== undefined ? { timesteps } : {}),
   ...(maxTimesteps !== undefined ? { maxTimesteps } : {}),
   ...(values.profile ? { profile: values.profile } : {}),
@@ -179,7 +181,7 @@ try {
   }
 } catch (err) {
   await source.close();
-  fail((err as Error).message, 1);
+  fail((err as Error).message, err instanceof UsageError ? 2 : 1);
 }
 await source.close();
 if (many && !values.json) console.error(`${files.length - failed} of ${files.length} images classified`);

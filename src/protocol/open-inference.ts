@@ -168,7 +168,7 @@ export function imagesOf(request: InferRequest, manifest: Manifest, maxBatch: nu
     );
   const batch = shape.length === 4 ? shape[0]! : 1;
   if (batch < 1 || batch > maxBatch)
-    throw new ProtocolError(`batch size must be between 1 and ${maxBatch}, got ${batch}`);
+    throw new ProtocolError(`batch size must be between 1 and ${maxBatch} (BATCH_MAX_SIZE), got ${batch}`);
 
   const size = channels * height * width;
   const flat = new Float32Array(batch * size);

@@ -155,7 +155,29 @@ describe('failures', () => {
     const unknown = await run([image, '--server', server, '--model-name', 'resnet'], {
       PREDIFY_API_KEY: KEY,
     });
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/PREDIFY_ERR_UNKNOWN_MODEL/);
+  });
+
+  it('options the model cannot run are usage errors (exit 2), here and against a server', async () => {
+    const image = path.join(SAMPLES, '0004-shirt.png');
+    const local = await run([image, '--profile', 'nope']);
+    expect(local.code).toBe(2);
+    expect(local.stderr).toMatch(/no profile 'nope'/);
+    expect((await run([image, '--timesteps', '5000'])).code).toBe(2);
+    const remote = await run([image, '--server', server, '--profile', 'nope'], { PREDIFY_API_KEY: KEY });
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/PREDIFY_ERR_(UNKNOWN_PROFILE|QUERY_INVALID).*profile/);
+  });
+
+  it("lists the service's default top-k (DEFAULT_TOPK, 5) per timestep, the server's own against one", async () => {
+    const image = path.join(SAMPLES, '0004-shirt.png');
+    const local = JSON.parse((await run([image, '--json', '--timesteps', '1'])).stdout);
+    expect(local.steps[0].topk).toHaveLength(5);
+    const remote = JSON.parse(
+      (await run([image, '--json', '--timesteps', '1', '--server', server], { PREDIFY_API_KEY: KEY })).stdout,
+    );
+    expect(remote.steps[0].topk).toHaveLength(5);
+    expect(JSON.parse((await run([image, '--json', '--topk', '2'])).stdout).steps[0].topk).toHaveLength(2);
   });
 });

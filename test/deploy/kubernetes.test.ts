@@ -56,6 +56,12 @@ describe('deploy/kubernetes', () => {
       config.SHUTDOWN_DRAIN_MS + preStop * 1000,
     );
     expect(pod.securityContext.runAsNonRoot).toBe(true);
+    // The user the images run as (the Dockerfile's APP_UID, checked in the image build).
+    const dockerfile = await readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
+    const uid = Number(/^ARG APP_UID=(\d+)$/m.exec(dockerfile)?.[1]);
+    expect(pod.securityContext.runAsUser).toBe(uid);
+    expect(dockerfile).toMatch(/^RUN test "\$\(id -u node\)" = "\$\{APP_UID\}"$/m);
+    expect(dockerfile).toMatch(/^USER node$/m);
     // A dead engine worker is replaced within the process: liveness must not give up on the
     // pod before one restart, with all its backoff, has had its chance.
     const liveness = container.livenessProbe;

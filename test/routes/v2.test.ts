@@ -174,7 +174,7 @@ describe('errors use the protocol body', () => {
     [
       'batch over the limit',
       { inputs: [input({ shape: [5, 1, 28, 28] })] },
-      /batch size must be between 1 and 4/,
+      /batch size must be between 1 and 4 \(BATCH_MAX_SIZE\)/,
     ],
     ['strings in data', { inputs: [input({ data: ['a'] })] }, /inputs\.0\.data\.0: must be numbers/],
     [
