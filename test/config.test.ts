@@ -38,6 +38,7 @@ describe('loadConfig', () => {
       ENGINE_MAX_RESTARTS: 10,
       ENGINE_WATCHDOG_MS: 60_000,
       ENGINE_FAULTS: false,
+      STRICT_READINESS: true,
       LOG_LEVEL: 'info',
     });
   });
