@@ -120,12 +120,13 @@ describe('server process', () => {
     [
       'a graph file that is not ONNX (checksum updated to match)',
       async (dir: string) => {
-        await writeFile(path.join(dir, 'step.onnx'), 'not a protobuf');
+        // The loop graph: served models run every call through it (graphsToOpen).
+        await writeFile(path.join(dir, 'loop.onnx'), 'not a protobuf');
         const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
-        manifest.graphs.step.sha256 = createHash('sha256').update('not a protobuf').digest('hex');
+        manifest.graphs.loop.sha256 = createHash('sha256').update('not a protobuf').digest('hex');
         await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
       },
-      /PREDIFY_ERR_GRAPH_INVALID.*model failed to load: \S+\/step\.onnx: onnxruntime cannot load it/,
+      /PREDIFY_ERR_GRAPH_INVALID.*model failed to load: \S+\/loop\.onnx: onnxruntime cannot load it/,
     ],
     [
       'a graph whose checksum does not match',

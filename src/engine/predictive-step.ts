@@ -97,19 +97,24 @@ export class PredictiveStepper {
   #buffers: Float32Array[][] = [];
   /** Seconds spent inside onnxruntime, for the loop-overhead benchmark. */
   sessionSeconds = 0;
-  /** The step graph, when this stepper runs each timestep through it. */
+  /** The step graph, when this stepper runs each timestep through it and it is open. */
   readonly #step: Graph | undefined;
-  /** The loop graph, when this stepper may run several timesteps per call. */
+  /**
+   * The loop graph, when it is open: several timesteps per call, and single timesteps too when
+   * the step graph is not open (served models open only the loop graph: graphsToOpen).
+   */
   readonly #loop: Graph | undefined;
   readonly #names: { r: string[]; p: string[]; g: string[] };
 
   constructor(model: LoadedModel, options: StepperOptions = {}) {
     this.model = model;
-    this.#step = options.stepGraph === false ? undefined : model.step;
-    this.#loop = this.#step && model.loop;
+    const whole = options.stepGraph !== false;
+    this.#step = whole ? model.step : undefined;
+    this.#loop = whole ? model.loop : undefined;
     const { input, pcoders } = model.manifest;
     if (
       !this.#step &&
+      !this.#loop &&
       (model.encoders.length < pcoders.length || model.feedback.length < pcoders.length || !model.head)
     )
       throw new Error(
@@ -159,7 +164,7 @@ export class PredictiveStepper {
     const lastStep = samples.every((s) => s.t === s.last);
     const steady = this.#isSteady(samples);
     const x = this.#images(samples, steady);
-    if (this.#step) return (await this.#wholeSteps(samples, x, 1, lastStep))[0]!;
+    if (this.#step || this.#loop) return (await this.#wholeSteps(samples, x, 1, lastStep))[0]!;
     let below: FloatTensor = { data: x, dims: this.#dims(-1, batch) };
     const errors = samples.map(() => new Float32Array(this.pcoderCount));
 
@@ -200,7 +205,7 @@ export class PredictiveStepper {
   }
 
   /**
-   * Timesteps through the step graph (k = 1) or the loop graph (k > 1): the update of every r_i
+   * Timesteps through the step graph (k = 1, when open) or the loop graph: the update of every r_i
    * happens inside the graph, so this only lays out each sample's state and weights as batch
    * tensors, and takes the new state back as views into the graph's outputs.
    */
@@ -210,7 +215,7 @@ export class PredictiveStepper {
     k: number,
     lastStep: boolean,
   ): Promise<SampleStep[][]> {
-    const loop = k > 1;
+    const loop = k > 1 || !this.#step;
     const graph = loop ? this.#loop! : this.#step!;
     const [into, outOf] = loop ? ['init_', 'final_'] : ['', 'next_'];
     const batch = samples.length;

@@ -220,19 +220,21 @@ export type GraphSpec = z.infer<typeof graphSpec>;
 export type InputSpec = Manifest['input'];
 
 /**
- * Which of a manifest's graphs a model needs. Served, a model with a step graph runs each
- * timestep through it, several at once through its loop graph, and E_1 once per sample: its
- * other graphs would hold another copy of every weight for nothing (each session keeps its
- * own). `single-step` leaves the loop graph closed, for an engine that computes one timestep per
- * call (half the memory of the two); `all` opens everything, for tools that run graph by graph
- * or compare the graphs.
+ * Which of a manifest's graphs a model needs. Served, a model with a loop graph runs every call
+ * through it, one timestep or several (the loop graph at one iteration is the step graph), and
+ * E_1 once per sample: each session keeps its own copy of its weights, so opening the step
+ * graph beside the loop graph would hold every weight twice. `single-step` opens the step graph
+ * instead, for an engine that computes one timestep per call; `all` opens everything, for tools
+ * that run graph by graph or compare the graphs.
  */
 export type GraphSet = 'served' | 'single-step' | 'all';
 
 export function graphsToOpen(m: Manifest, which: GraphSet): string[] {
-  const loop = m.loop !== undefined && which !== 'single-step' ? [m.loop] : [];
-  const whole = [...(m.step ? [m.step] : []), ...loop];
-  if (which !== 'all' && m.step !== undefined) return [m.pcoders[0]!.encoder, ...whole];
+  if (which !== 'all' && m.step !== undefined) {
+    const whole = which === 'served' && m.loop !== undefined ? m.loop : m.step;
+    return [m.pcoders[0]!.encoder, whole];
+  }
+  const whole = [...(m.step ? [m.step] : []), ...(m.loop ? [m.loop] : [])];
   return [...new Set([...m.pcoders.flatMap((pc) => [pc.encoder, pc.feedback]), m.head, ...whole])];
 }
 
