@@ -85,7 +85,15 @@ const schema = z
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
     AUTO_MAX_TIMESTEPS: integer('AUTO_MAX_TIMESTEPS', 1, 1024, 10),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
-    BATCH_MAX_SIZE: integer('BATCH_MAX_SIZE', 1, 1024, 32),
+    // `auto`: each engine measures its own throughput at load and keeps the smallest batch size
+    // within 3% of the best (src/engine/batch-tuning.ts); a number fixes it.
+    BATCH_MAX_SIZE: z
+      .union([z.literal('auto'), wholeNumber('BATCH_MAX_SIZE', 1, 1024)], {
+        error: 'BATCH_MAX_SIZE must be auto or a whole number from 1 to 1024',
+      })
+      .default('auto'),
+    // How long an engine may spend measuring batch sizes at load (BATCH_MAX_SIZE=auto).
+    BATCH_TUNE_BUDGET_MS: integer('BATCH_TUNE_BUDGET_MS', 100, 600_000, 5000),
     BATCH_MAX_DELAY_MS: integer('BATCH_MAX_DELAY_MS', 0, 10_000, 2),
     CONTINUOUS_BATCHING: z
       .enum(['true', 'false'])
@@ -176,6 +184,7 @@ export function engineSettings(config: Config) {
     graphOptimization: config.ORT_GRAPH_OPTIMIZATION,
     cpuMemArena: config.ORT_CPU_MEM_ARENA,
     maxBatch: config.BATCH_MAX_SIZE,
+    tuneBudgetMs: config.BATCH_TUNE_BUDGET_MS,
     maxDelayMs: config.BATCH_MAX_DELAY_MS,
     continuous: config.CONTINUOUS_BATCHING,
     maxQueue: config.MAX_QUEUE,

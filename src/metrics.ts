@@ -22,6 +22,12 @@ export function createMetrics() {
       buckets: latencyBuckets,
       registers: [registry],
     }),
+    engineBatchSize: new Gauge({
+      name: 'predify_engine_batch_size',
+      help: "Most samples a model's engine steps together, and how that was chosen (fixed, measured, recorded)",
+      labelNames: ['model', 'source'] as const,
+      registers: [registry],
+    }),
     classifyInFlight: new Gauge({
       name: 'predify_classify_in_flight',
       help: 'Classification requests received and not yet answered',

@@ -44,7 +44,7 @@ export async function openModels(
   const open = async (dir: string, loaded?: LoadedModel) => {
     const settings = { ...engineSettings(config), modelDir: dir };
     let engine: InferenceEngine;
-    if (loaded) engine = new LocalEngine(loaded, settings);
+    if (loaded) engine = await LocalEngine.serve(loaded, settings, logger);
     // In a worker (a child process or a thread), onnxruntime's synchronous runs never block the HTTP thread.
     // Supervised: a worker that dies is replaced (src/engine/supervised-engine.ts).
     else if (config.ENGINE_WORKER) {
@@ -68,6 +68,11 @@ export async function openModels(
       );
     } else engine = await LocalEngine.open(settings, logger);
     if (metrics) engine.onStep = metrics.recordStep;
+    if (metrics && engine.batch)
+      metrics.engineBatchSize.set(
+        { model: engine.manifest.name, source: engine.batch.source },
+        engine.batch.size,
+      );
     engines.set(engine.manifest.name, engine);
     classifiers.push(new Classifier(engine, defaults));
   };

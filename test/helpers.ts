@@ -39,6 +39,8 @@ export async function buildTestApp(
     MODEL_DIR: modelDir,
     ENGINE_WORKER: 'false',
     ORT_INTRA_OP_THREADS: '1',
+    // Fixed, so that building an app does not measure batch sizes (test/engine/batch-tuning.test.ts does).
+    BATCH_MAX_SIZE: '32',
     ...env,
   });
   const state: ServiceState = {};

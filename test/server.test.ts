@@ -69,6 +69,14 @@ describe('server process', () => {
     const body = await res.json();
     expect(body.steps).toHaveLength(9);
     expect(body.prediction.label).toBe('Ankle boot');
+    // BATCH_MAX_SIZE=auto (the default): the engine worker measured its batch size before the
+    // server said ready, and /models says what it chose.
+    const log = server.output();
+    const measured = log.indexOf('"msg":"batch size ');
+    expect(measured).toBeGreaterThan(0);
+    expect(measured).toBeLessThan(log.indexOf('"msg":"ready: '));
+    const models = await (await fetch(`${server.base}/models`)).json();
+    expect(models.models[0].batch.source).toBe('measured');
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     // One JSON log line per request, with a request id.

@@ -84,6 +84,11 @@ export class Classifier {
     return this.#engine.providers;
   }
 
+  /** the batch size its engine steps at, and how it was chosen */
+  get batch() {
+    return this.#engine.batch;
+  }
+
   /** Fills in what a request leaves out; an unknown profile or too many timesteps is a 400. */
   resolve(asked: AskedRequest): ResolvedRequest {
     return resolveRequest(this.manifest, this.defaults, asked, this.profiles);

@@ -126,7 +126,7 @@ port.onMessage((msg: ToWorker) => {
     injectFault(msg.kind);
   }
 });
-post({ type: 'ready', manifest: engine.manifest, providers: [...engine.providers] });
+post({ type: 'ready', manifest: engine.manifest, providers: [...engine.providers], batch: engine.batch });
 
 /** The deaths an operator rehearses; the main thread only sends these when ENGINE_FAULTS=1. */
 function injectFault(kind: FaultKind): void {

@@ -2,6 +2,7 @@
 import type { GraphSet, Manifest } from '../model/manifest.js';
 import type { SessionSettings } from '../model/onnx-backend.js';
 import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
+import type { BatchChoice } from './batch-tuning.js';
 import type { FaultKind } from './worker-protocol.js';
 
 /** ready; restarting after its worker died; failed: no worker could be had */
@@ -15,6 +16,8 @@ export interface InferenceEngine {
   injectFault?(kind: FaultKind): void;
   /** execution providers the sessions really use */
   readonly providers: readonly string[];
+  /** the batch size it steps at, and how it was chosen */
+  readonly batch?: BatchChoice;
   submit(job: EngineJob): Promise<EngineResult>;
   /** called after every engine step, for metrics */
   onStep: ((stats: StepStats) => void) | undefined;
@@ -23,7 +26,10 @@ export interface InferenceEngine {
 
 export interface EngineSettings extends SessionSettings {
   modelDir: string;
-  maxBatch: number;
+  /** `auto`: measured when the model is loaded (src/engine/batch-tuning.ts) */
+  maxBatch: number | 'auto';
+  /** how long measuring may take, with maxBatch auto */
+  tuneBudgetMs?: number;
   maxDelayMs: number;
   continuous: boolean;
   maxQueue: number;

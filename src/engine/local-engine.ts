@@ -2,6 +2,7 @@
 import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
+import { chooseBatch, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
 import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
 import { PredictiveStepper } from './predictive-step.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
@@ -11,23 +12,67 @@ export class LocalEngine implements InferenceEngine {
   readonly stepper: PredictiveStepper;
   readonly #scheduler: BatchScheduler;
   readonly #profiles: ReturnType<typeof profileCoefficients>;
+  readonly batch: BatchChoice;
 
   constructor(
     model: LoadedModel,
     settings: Pick<
       EngineSettings,
-      'maxBatch' | 'maxDelayMs' | 'continuous' | 'maxQueue' | 'stepsPerCall' | 'multiStep'
-    >,
+      'maxDelayMs' | 'continuous' | 'maxQueue' | 'stepsPerCall' | 'multiStep'
+    > & {
+      maxBatch: number;
+    },
+    batch?: BatchChoice,
+    stepper = new PredictiveStepper(model),
   ) {
     this.model = model;
-    this.stepper = new PredictiveStepper(model);
+    this.stepper = stepper;
     this.#scheduler = new BatchScheduler(this.stepper, settings);
     this.#profiles = profileCoefficients(model.manifest);
+    this.batch = batch ?? { size: settings.maxBatch, source: 'fixed', curve: [] };
   }
 
   static async open(settings: EngineSettings, log: Logger): Promise<LocalEngine> {
     const model = await loadModel(settings.modelDir, settings, log, graphSetFor(settings));
-    return new LocalEngine(model, settings);
+    try {
+      return await LocalEngine.serve(model, settings, log);
+    } catch (err) {
+      await model.release();
+      throw err;
+    }
+  }
+
+  /** An engine for `model`, its batch size fixed, recorded or measured now (BATCH_MAX_SIZE=auto). */
+  static async serve(
+    model: LoadedModel,
+    settings: Omit<EngineSettings, 'modelDir' | 'providers' | 'intraOpThreads'> &
+      Partial<Pick<EngineSettings, 'intraOpThreads'>>,
+    log?: Logger,
+  ): Promise<LocalEngine> {
+    const stepper = new PredictiveStepper(model);
+    const provider = model.graphs[model.graphs.length - 1]?.provider ?? 'cpu';
+    const batch = await chooseBatch({
+      maxBatch: settings.maxBatch,
+      budgetMs: settings.tuneBudgetMs ?? 5000,
+      threads: settings.intraOpThreads ?? 0,
+      provider,
+      tuning: model.manifest.batchTuning,
+      measure: (size) => stepperThroughput(stepper, size, TUNING.minMs),
+    });
+    if (batch.source !== 'fixed') {
+      const curve = batch.curve.map((p) => `${p.size}: ${Math.round(p.sampleStepsPerSecond)}`).join(', ');
+      log?.info(
+        {
+          model: model.manifest.name,
+          batch: batch.size,
+          source: batch.source,
+          curve: batch.curve,
+          ms: batch.ms,
+        },
+        `batch size ${batch.size} (${batch.source}${batch.ms !== undefined ? ` in ${Math.round(batch.ms)} ms` : ''}; sample-steps/s by size ${curve})`,
+      );
+    }
+    return new LocalEngine(model, { ...settings, maxBatch: batch.size }, batch, stepper);
   }
 
   get manifest() {

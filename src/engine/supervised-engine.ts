@@ -17,6 +17,7 @@ import { errors } from '../errors.js';
 import type { Manifest } from '../model/manifest.js';
 import type { Logger } from '../model/onnx-backend.js';
 import type { EngineSettings, EngineStatus, InferenceEngine } from './inference-engine.js';
+import type { BatchChoice } from './batch-tuning.js';
 import { WorkerEngine, type WorkerOptions } from './worker-engine.js';
 import type { FaultKind } from './worker-protocol.js';
 
@@ -44,6 +45,8 @@ export const restartBackoffMs = (attempt: number) =>
 export class SupervisedEngine implements InferenceEngine {
   readonly manifest: Manifest;
   readonly providers: readonly string[];
+  /** chosen by the first worker; workers started after a death reuse it rather than measure */
+  readonly batch: BatchChoice;
   readonly #settings: EngineSettings;
   readonly #logLevel: string;
   readonly #options: SupervisionOptions;
@@ -63,7 +66,8 @@ export class SupervisedEngine implements InferenceEngine {
   ) {
     this.manifest = worker.manifest;
     this.providers = worker.providers;
-    this.#settings = settings;
+    this.batch = worker.batch;
+    this.#settings = { ...settings, maxBatch: worker.batch.size };
     this.#logLevel = logLevel;
     this.#options = options;
     this.#log = log;

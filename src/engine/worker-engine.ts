@@ -5,6 +5,7 @@ import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
 import type { EngineSettings, InferenceEngine } from './inference-engine.js';
 import type { SampleStep } from './predictive-step.js';
 import { openChannel, type EngineChannel, type Isolation } from './engine-channel.js';
+import type { BatchChoice } from './batch-tuning.js';
 import type { FaultKind, FromWorker, ToWorker } from './worker-protocol.js';
 
 interface Pending {
@@ -41,6 +42,7 @@ export class WorkerEngine implements InferenceEngine {
     worker: EngineChannel,
     manifest: Manifest,
     providers: readonly string[],
+    readonly batch: BatchChoice,
     options: WorkerOptions,
   ) {
     this.#worker = worker;
@@ -100,7 +102,8 @@ export class WorkerEngine implements InferenceEngine {
       worker.onExit((how) => reject(new Error(`engine worker exited with ${how} while starting`)));
       worker.onMessage(([msg]) => {
         worker.offAll();
-        if (msg?.type === 'ready') resolve(new WorkerEngine(worker, msg.manifest, msg.providers, options));
+        if (msg?.type === 'ready')
+          resolve(new WorkerEngine(worker, msg.manifest, msg.providers, msg.batch, options));
         else {
           reject(
             msg?.type === 'start-failed'

@@ -1,5 +1,6 @@
 import type { Manifest } from '../model/manifest.js';
 import type { StepStats } from './batch-scheduler.js';
+import type { BatchChoice } from './batch-tuning.js';
 import type { SampleStep } from './predictive-step.js';
 import type { SettleRule, StopReason } from './settling.js';
 
@@ -30,7 +31,7 @@ export type FaultKind = 'throw' | 'exit' | 'hang' | 'crash';
  * calls and serialization.
  */
 export type FromWorker =
-  | { type: 'ready'; manifest: Manifest; providers: string[] }
+  | { type: 'ready'; manifest: Manifest; providers: string[]; batch: BatchChoice }
   | { type: 'start-failed'; code: string; message: string }
   | { type: 'step'; id: number; step: SampleStep }
   | { type: 'done'; id: number; queueMs: number; inferenceMs: number; stop?: StopReason }

@@ -195,6 +195,18 @@ export const modelsSchema = z.object({
         .meta({ description: 'null: the model has no calibrated corruption score, and answers carry null' }),
       timesteps: z.object({ default: defaultTimesteps, max: z.number().int() }),
       executionProviders: z.array(z.string()),
+      batch: z
+        .object({
+          size: z.number().int().meta({ description: 'most samples the engine steps together' }),
+          source: z.enum(['fixed', 'measured', 'recorded']).meta({
+            description: 'BATCH_MAX_SIZE a number; measured at load (auto); recorded by npm run tune',
+          }),
+          curve: z
+            .array(z.object({ size: z.number().int(), sampleStepsPerSecond: z.number() }))
+            .meta({ description: 'throughput by batch size, as measured or recorded' }),
+          stoppedAt: z.enum(['budget', 'past the peak']).optional(),
+        })
+        .nullable(),
     }),
   ),
 });

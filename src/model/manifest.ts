@@ -105,6 +105,23 @@ const profile = z.object({
   calibration: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * Batch sizes measured by `npm run tune`, by execution provider: the engine serves at `size`
+ * without measuring at start-up when the machine matches (src/engine/batch-tuning.ts).
+ */
+const batchTuning = z.record(
+  z.string(),
+  z.object({
+    size: z.number().int().min(1),
+    curve: z.array(z.object({ size: z.number().int().min(1), sampleStepsPerSecond: z.number().positive() })),
+    /** the machine's logical cores and ORT_INTRA_OP_THREADS when it was measured */
+    cpus: z.number().int().min(1),
+    threads: z.number().int().min(0),
+    measuredAt: z.string(),
+  }),
+);
+export type BatchTuning = z.infer<typeof batchTuning>;
+
 /** The profile made of the hyperparameters in `pcoders`, always present. */
 export const EXPORTED_PROFILE = 'exported';
 
@@ -141,6 +158,7 @@ const manifestSchema = z
       .default({}),
     /** the profile a request gets when it names none */
     defaultProfile: z.string().default(EXPORTED_PROFILE),
+    batchTuning: batchTuning.optional(),
   })
   .superRefine((m, ctx) => {
     const issue = (p: (string | number)[], message: string) =>

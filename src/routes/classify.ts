@@ -105,10 +105,14 @@ export default async function classifyRoutes(
   // Admission control before the body is read: when the engine's queue and batch are already
   // full, a request is refused at once instead of being read and decoded only to be refused
   // by the engine. Under a flood this keeps the cores for the requests already admitted.
-  const capacity = config.MAX_QUEUE > 0 ? config.MAX_QUEUE + config.BATCH_MAX_SIZE : Infinity;
+  // The batch is each engine's own (BATCH_MAX_SIZE=auto measures it): the largest counts.
+  const capacity = () =>
+    config.MAX_QUEUE > 0
+      ? config.MAX_QUEUE + Math.max(0, ...(state.models?.all ?? []).map((m) => m.batch?.size ?? 0))
+      : Infinity;
   let inFlight = 0;
   app.addHook('onRequest', async (request) => {
-    if (inFlight >= capacity) throw errors.overloaded(inFlight);
+    if (inFlight >= capacity()) throw errors.overloaded(inFlight);
     inFlight++;
     metrics.classifyInFlight.inc();
     request.lifetime.finally(() => {

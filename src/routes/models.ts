@@ -53,6 +53,14 @@ function describe(classifier: Classifier, isDefault: boolean) {
       max: classifier.defaults.maxTimesteps,
     },
     executionProviders: [...providers],
+    batch: classifier.batch
+      ? {
+          size: classifier.batch.size,
+          source: classifier.batch.source,
+          curve: classifier.batch.curve,
+          ...(classifier.batch.stoppedAt ? { stoppedAt: classifier.batch.stoppedAt } : {}),
+        }
+      : null,
   };
 }
 

@@ -31,6 +31,7 @@ import {
   defaultOutputs,
 } from '../protocol/open-inference.js';
 import { modelsReady, type ServiceState } from '../service-state.js';
+import { TUNING } from '../engine/batch-tuning.js';
 import { VERSION } from '../version.js';
 
 interface Options {
@@ -184,7 +185,13 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
         throw new ProtocolError(
           `model ${manifest.name} has no calibrated corruption score: ask for other outputs`,
         );
-      const images = imagesOf(body, manifest, config.BATCH_MAX_SIZE);
+      // A request's batch is an API limit, not the engine's batch: with BATCH_MAX_SIZE=auto, the
+      // largest size the engine may choose.
+      const images = imagesOf(
+        body,
+        manifest,
+        config.BATCH_MAX_SIZE === 'auto' ? TUNING.maxSize : config.BATCH_MAX_SIZE,
+      );
       const p = body.parameters ?? {};
       const resolved = classifier.resolve({
         profile: p.profile,
