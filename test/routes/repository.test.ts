@@ -183,9 +183,9 @@ describe('a repository that cannot be served', () => {
         const manifest = path.join(dir, 'bad', 'manifest.json');
         const m = JSON.parse(await readFile(manifest, 'utf8'));
         await writeFile(manifest, JSON.stringify({ ...m, name: 'other' }));
-        await writeFile(path.join(dir, 'bad', 'step.onnx'), 'not onnx');
+        await writeFile(path.join(dir, 'bad', 'loop.onnx'), 'not onnx');
       },
-      /bad\/step\.onnx/,
+      /bad\/loop\.onnx/,
       'PREDIFY_ERR_CHECKSUM_MISMATCH',
     ],
     [

@@ -1,0 +1,127 @@
+/**
+ * BATCH_MAX_SIZE=auto against fixed sizes, and the served model against the Predify-style
+ * PyTorch loop, in one run: 32 connections POST /classify?timesteps=8 to a server started with
+ * each batch setting in turn (fixed 8, 16, 32, and auto), and the PyTorch reference loop
+ * (scripts/bench_reference.py, 2 threads, no HTTP) classifies the same model at batch 1, 8 and
+ * 32. Reports images/s, p50, the size auto chose, auto against the best fixed size, and the
+ * server against PyTorch at its best batch size.
+ *
+ *   npm run bench:batch [-- --model models/fashion-pc --duration 10 --connections 32 --reference]
+ *
+ * The PyTorch loop needs the model's checkpoint.pt (our own models); imported models are
+ * compared across batch settings only (`--no-reference`).
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import {
+  DEFAULT_MODEL,
+  machine,
+  meanBatchSize,
+  paperModel,
+  pytorchReference,
+  startServer,
+  table,
+} from './lib.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: DEFAULT_MODEL },
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '32' },
+    sizes: { type: 'string', default: '8,16,32' },
+    'no-reference': { type: 'boolean', default: false },
+  },
+});
+const T = 8;
+const duration = Number(values.duration);
+const connections = Number(values.connections);
+// "pefficientnet_b0" or "pvgg16": the paper's network at 224, imported on first use.
+const modelDir = existsSync(values.model) ? path.resolve(values.model) : paperModel(values.model).dir;
+const sample = existsSync(path.join(modelDir, 'samples'))
+  ? path.join(modelDir, 'samples', '0000-ankle-boot.png')
+  : path.join(DEFAULT_MODEL, 'samples', '0000-ankle-boot.png');
+const body = await readFile(sample);
+
+console.log(
+  `# batch size by measurement: ${path.basename(modelDir)}, ${connections} connections, T = ${T}, ${duration} s each\n# ${machine()}\n`,
+);
+
+interface Row {
+  setting: string;
+  chosen: number;
+  rps: number;
+  p50: number;
+  meanBatch: number;
+  failures: number;
+}
+const rows: Row[] = [];
+for (const setting of [...values.sizes.split(','), 'auto']) {
+  const server = await startServer({ MODEL_DIR: modelDir, BATCH_MAX_SIZE: setting });
+  const models = (await (await fetch(`${server.base}/models`)).json()) as {
+    models: { batch: { size: number } }[];
+  };
+  const r = await autocannon({
+    url: `${server.base}/classify?timesteps=${T}`,
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body,
+    connections,
+    duration,
+  });
+  const meanBatch = meanBatchSize(await server.metrics());
+  await server.stop();
+  rows.push({
+    setting: setting === 'auto' ? 'auto' : `fixed ${setting}`,
+    chosen: models.models[0]!.batch.size,
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    meanBatch,
+    failures: r.non2xx + r.errors,
+  });
+}
+
+const fixed = rows.filter((r) => r.setting !== 'auto');
+const bestFixed = fixed.reduce((a, b) => (b.rps > a.rps ? b : a));
+const auto = rows.find((r) => r.setting === 'auto')!;
+console.log(
+  table(
+    ['BATCH_MAX_SIZE', 'batch size', 'images/s', 'p50 (ms)', 'mean batch', 'failures'],
+    rows.map((r) => [r.setting, r.chosen, r.rps, r.p50, r.meanBatch, r.failures]),
+  ),
+);
+console.log(
+  `\nauto (chose ${auto.chosen}) / best fixed (${bestFixed.setting}): ${(auto.rps / bestFixed.rps).toFixed(3)}× images/s (target ≥ 0.95×)`,
+);
+
+if (!values['no-reference'] && existsSync(path.join(modelDir, 'checkpoint.pt'))) {
+  const batches = [1, 8, 32];
+  const reference = pytorchReference([
+    '--model',
+    modelDir,
+    '--timesteps',
+    String(T),
+    '--threads',
+    '2',
+    '--seconds',
+    '5',
+    '--batches',
+    ...batches.map(String),
+  ]);
+  const images = reference.results.map((r) => r.sampleStepsPerSecond / (T + 1));
+  const best = Math.max(...images);
+  const bestBatch = batches[images.indexOf(best)]!;
+  console.log(
+    `\nPyTorch ${reference.torch} reference loop, 2 threads, no HTTP: ${batches
+      .map((b, k) => `batch ${b} ${images[k]!.toFixed(1)}`)
+      .join(', ')} images/s (best: batch ${bestBatch})`,
+  );
+  const fixed32 = rows.find((r) => r.setting === 'fixed 32');
+  for (const r of [fixed32, auto, bestFixed].filter((x): x is Row => x !== undefined))
+    console.log(
+      `served ${r.setting} / PyTorch at batch ${bestBatch}: ${(r.rps / best).toFixed(2)}× (target ≥ 1.2×)`,
+    );
+}
+if (rows.some((r) => r.failures > 0)) process.exitCode = 1;
