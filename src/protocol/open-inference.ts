@@ -142,8 +142,21 @@ export function tensorMetadata(manifest: Manifest) {
       { name: 'probabilities', datatype: 'FP32', shape: [-1, -1, manifest.labels.length] },
       { name: 'predictions', datatype: 'INT64', shape: [-1, -1] },
       { name: 'pcoder_errors', datatype: 'FP32', shape: [-1, -1, manifest.pcoders.length] },
+      // Every output an answer may carry is listed: clients check answers against metadata.
+      { name: AUTO_OUTPUT, datatype: 'INT64', shape: [-1] },
       ...(manifest.corruptionScore ? [{ name: SCORE_OUTPUT, datatype: 'FP32', shape: [-1] }] : []),
     ],
+  };
+}
+
+/** When each output is in an answer that names no outputs (the model metadata's parameters). */
+export function outputConditions(manifest: Manifest): Record<string, string> {
+  return {
+    outputs_always: OUTPUT_NAMES.join(','),
+    [`output_${AUTO_OUTPUT}`]: 'when the request runs timesteps=auto (asked, or the profile default)',
+    ...(manifest.corruptionScore
+      ? { [`output_${SCORE_OUTPUT}`]: 'always (the model has a calibrated score)' }
+      : {}),
   };
 }
 

@@ -24,6 +24,7 @@ import '../http/route-config.js';
 import {
   imagesOf,
   inferRequestSchema,
+  outputConditions,
   outputsOf,
   ProtocolError,
   tensorMetadata,
@@ -123,6 +124,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
         profiles: Object.keys(classifier.profiles).join(','),
         labels: manifest.labels.join(','),
         pcoders: manifest.pcoders.map((pc) => pc.name).join(','),
+        ...outputConditions(manifest),
       },
     };
   });

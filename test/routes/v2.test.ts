@@ -64,10 +64,35 @@ describe('server and model metadata', () => {
         { name: 'probabilities', datatype: 'FP32', shape: [-1, -1, 10] },
         { name: 'predictions', datatype: 'INT64', shape: [-1, -1] },
         { name: 'pcoder_errors', datatype: 'FP32', shape: [-1, -1, 3] },
+        { name: 'timesteps', datatype: 'INT64', shape: [-1] },
         { name: 'corruption_score', datatype: 'FP32', shape: [-1] },
       ],
     });
     expect(body.parameters.profile_default).toBe(manifest.defaultProfile);
+    expect(body.parameters.output_timesteps).toMatch(/timesteps=auto/);
+  });
+
+  it('lists in the metadata every output an answer carries, with its datatype', async () => {
+    const metadata = (await app.inject(`/v2/models/${NAME}`)).json() as {
+      outputs: { name: string; datatype: string }[];
+    };
+    const listed = new Map(metadata.outputs.map((o) => [o.name, o.datatype]));
+    const input = golden.cases[0]!.input;
+    const bodies = [
+      {}, // the profile's default: timesteps=auto on the shipped model
+      { parameters: { timesteps: 2 } },
+      { parameters: { timesteps: 'auto', profile: 'exported' } },
+      { parameters: { timesteps: 1, profile: 'exported' } },
+    ];
+    for (const extra of bodies) {
+      const res = await infer({
+        inputs: [{ name: 'input', shape: [1, 1, 28, 28], datatype: 'FP32', data: input }],
+        ...extra,
+      });
+      expect(res.statusCode, JSON.stringify(extra)).toBe(200);
+      for (const out of res.json().outputs as { name: string; datatype: string }[])
+        expect(listed.get(out.name), `${out.name} after ${JSON.stringify(extra)}`).toBe(out.datatype);
+    }
   });
 
   it('an unknown model is a 404 with an error body', async () => {
