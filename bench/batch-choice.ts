@@ -15,8 +15,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import {
+  classifyLoad,
   DEFAULT_MODEL,
   machine,
   meanBatchSize,
@@ -63,16 +63,8 @@ for (const setting of [...values.sizes.split(','), 'auto']) {
   const models = (await (await fetch(`${server.base}/models`)).json()) as {
     models: { batch: { size: number } }[];
   };
-  const r = await autocannon({
-    url: `${server.base}/classify?timesteps=${T}`,
-    method: 'POST',
-    headers: { 'content-type': 'image/png' },
-    body,
-    connections,
-    duration,
-    // PEfficientNetB0 at 224 answers in seconds under load; a timeout is a failure, not an answer.
-    timeout: 120,
-  });
+  // PEfficientNetB0 at 224 answers in seconds under load; a timeout is a failure, not an answer.
+  const r = await classifyLoad(server.base, body, { timesteps: T, connections, duration, timeout: 120 });
   const meanBatch = meanBatchSize(await server.metrics());
   await server.stop();
   rows.push({

@@ -43,6 +43,28 @@ const classify = (timesteps = 1) =>
     body: new Uint8Array(sample),
   });
 
+/**
+ * 20 requests refused early (415) while their `length`-byte bodies are dribbled a byte every
+ * 100 ms: ms from each answer to the server's close.
+ */
+function earlyAnswers(length: number): Promise<number[]> {
+  return Promise.all(
+    Array.from({ length: 20 }, async () => {
+      const s = await open();
+      const done = timings(s, performance.now());
+      s.write(head(1, length, 'text/plain'));
+      const timer = setInterval(() => s.writable && s.write('x'), 100);
+      const [answer, close] = await Promise.race([
+        done,
+        sleep(10_000).then(() => [0, Infinity] as [number, number]),
+      ]);
+      clearInterval(timer);
+      s.destroy();
+      return close - answer;
+    }),
+  );
+}
+
 /** Runs `probe` while polling /healthz and sampling RSS. */
 async function during(name: string, probe: () => Promise<string>): Promise<(string | number)[]> {
   const health: number[] = [];
@@ -89,39 +111,11 @@ const rows = [
     return `${computed} sample-steps computed for them (a full run would be ${200 * 65}); a request 2 s later took ${Math.round(performance.now() - t)} ms`;
   }),
   await during('20 early answers (415) with a 5 MB body dribbled a byte every 100 ms', async () => {
-    const closes = await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        const s = await open();
-        const done = timings(s, performance.now());
-        s.write(head(1, 5 << 20, 'text/plain'));
-        const timer = setInterval(() => s.writable && s.write('x'), 100);
-        const [answer, close] = await Promise.race([
-          done,
-          sleep(10_000).then(() => [0, Infinity] as [number, number]),
-        ]);
-        clearInterval(timer);
-        s.destroy();
-        return close - answer;
-      }),
-    );
+    const closes = await earlyAnswers(5 << 20);
     return `closed ${Math.round(quantile(closes, 1))} ms or less after the answer (all 20)`;
   }),
   await during('20 early answers (415) with a 2 KB body dribbled a byte every 100 ms', async () => {
-    const closes = await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        const s = await open();
-        const done = timings(s, performance.now());
-        s.write(head(1, 2048, 'text/plain'));
-        const timer = setInterval(() => s.writable && s.write('x'), 100);
-        const [answer, close] = await Promise.race([
-          done,
-          sleep(10_000).then(() => [0, Infinity] as [number, number]),
-        ]);
-        clearInterval(timer);
-        s.destroy();
-        return close - answer;
-      }),
-    );
+    const closes = await earlyAnswers(2048);
     return `kept, then cut ${Math.round(quantile(closes, 0))}-${Math.round(quantile(closes, 1))} ms after the answer (bound: 64 KiB within 1 s)`;
   }),
   await during('20 connections x 50 pipelined mixed requests (200, 400, 415, 404, 422)', async () => {

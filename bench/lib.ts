@@ -138,6 +138,29 @@ export async function startServer(env: Record<string, string>): Promise<Server> 
   };
 }
 
+/** `connections` clients posting `body` to /classify?timesteps=`timesteps` for `duration` s. */
+export async function classifyLoad(
+  base: string,
+  body: Buffer,
+  {
+    timesteps,
+    connections,
+    duration,
+    timeout = 10,
+  }: { timesteps: number; connections: number; duration: number; timeout?: number },
+): Promise<import('autocannon').Result> {
+  const { default: autocannon } = await import('autocannon');
+  return autocannon({
+    url: `${base}/classify?timesteps=${timesteps}`,
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body,
+    connections,
+    duration,
+    timeout,
+  });
+}
+
 /** A value of a Prometheus series in text format. */
 export function metric(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(series + ' '));

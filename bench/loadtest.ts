@@ -11,9 +11,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import {
+  classifyLoad,
   engineEnv,
   engineThroughput,
   machine,
@@ -48,14 +48,7 @@ for (const [name, env] of configurations) {
     ...engineEnv(values),
     ...env,
   });
-  const r = await autocannon({
-    url: `${server.base}/classify?timesteps=${T}`,
-    method: 'POST',
-    headers: { 'content-type': 'image/png' },
-    body,
-    connections,
-    duration,
-  });
+  const r = await classifyLoad(server.base, body, { timesteps: T, connections, duration });
   const batch = meanBatchSize(await server.metrics());
   await server.stop();
   const ok = r.requests.total > 0 && r.non2xx === 0 && r.errors === 0;
