@@ -71,8 +71,10 @@ const model = await loadModel(
 const provider = model.graphs[model.graphs.length - 1]!.provider;
 const stepper = new PredictiveStepper(model);
 console.error(`tune: ${model.manifest.name} on ${provider}, ${minMs} ms per size and pass`);
+// Every size, whatever the first pass suggests: the curve is the record.
 const measured = await measureCurve((size) => stepperThroughput(stepper, size, minMs), {
   budgetMs: Number.POSITIVE_INFINITY,
+  stopPastPeak: false,
 });
 await model.release();
 const size = pickSize(measured.curve);

@@ -54,6 +54,8 @@ export interface MeasureOptions {
   maxSize?: number;
   budgetMs: number;
   now?: () => number;
+  /** stop once throughput has clearly fallen for two sizes (default); false: every size */
+  stopPastPeak?: boolean;
 }
 
 /**
@@ -65,7 +67,7 @@ export interface MeasureOptions {
  */
 export async function measureCurve(
   measure: (size: number) => Promise<number>,
-  { maxSize = TUNING.maxSize, budgetMs, now = () => performance.now() }: MeasureOptions,
+  { maxSize = TUNING.maxSize, budgetMs, now = () => performance.now(), stopPastPeak = true }: MeasureOptions,
 ): Promise<Pick<BatchChoice, 'curve' | 'stoppedAt' | 'ms'>> {
   const started = now();
   const curve: BatchPoint[] = [];
@@ -84,7 +86,7 @@ export async function measureCurve(
     curve.push({ size, sampleStepsPerSecond: rate });
     const best = Math.max(...curve.map((p) => p.sampleStepsPerSecond));
     falling = rate < 0.85 * best ? falling + 1 : 0;
-    if (falling >= 2) {
+    if (stopPastPeak && falling >= 2) {
       stoppedAt = 'past the peak';
       break;
     }

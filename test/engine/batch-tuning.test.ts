@@ -80,6 +80,10 @@ describe('measureCurve', () => {
     expect(c.map((p) => p.size)).toEqual([1, 2, 4, 8, 16, 32]);
     expect(stoppedAt).toBe('past the peak');
     expect(pickSize(c)).toBe(8);
+    // npm run tune measures every size regardless.
+    const all = fake((s) => (s <= 8 ? 100 * s : 800 / (s / 8) ** 2));
+    const full = await measureCurve(all.measure, { budgetMs: 1e9, now: all.now, stopPastPeak: false });
+    expect(full.curve).toHaveLength(7);
   });
 
   it('keeps the better of two measurements of a size: noise only slows one down', async () => {
