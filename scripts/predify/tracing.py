@@ -143,7 +143,11 @@ class TracedBackbone:
                 dependent.add(n)
         self.dependent = dependent
 
-        # A node is a place when no edge between image-dependent nodes jumps over it.
+        # A node is a place when no edge between image-dependent nodes jumps over it in the
+        # graph's order. That order is one topological order of many, but the test does not
+        # depend on which: a node neither before nor after n in the dependency sense still
+        # derives from the image through n's ancestors and feeds the result through n's
+        # descendants, so some edge into or out of it jumps over n in any order.
         crossing = [0] * (len(nodes) + 1)
         for n in nodes:
             if n not in dependent:
