@@ -3,6 +3,7 @@
 // last build: `npm start`, `npm run classify` and the study commands build first, and a full
 // tsc run takes seconds that a command which has nothing to rebuild should not pay. The
 // incremental build info lives in build/; `--force` rebuilds regardless.
+import './check-node.mjs';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import path from 'node:path';

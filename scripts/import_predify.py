@@ -81,11 +81,10 @@ def build_backbone(arch: str, num_classes: int) -> nn.Module:
         raise ConfigError(f"--backbone: {err}") from None
 
 
-def classes_in(state: dict[str, torch.Tensor], arch: str) -> int | None:
+def classes_in(state: dict[str, torch.Tensor], imagenet: nn.Module) -> int | None:
     """The number of classes a torchvision backbone's weights were trained for: the length of
     the tensors that have 1000 rows in the ImageNet model (the last layer's weight and bias)."""
-    torch.manual_seed(0)
-    reference = build_backbone(arch, 1000).state_dict()
+    reference = imagenet.state_dict()
     rows = {int(state[k].shape[0]) for k, v in reference.items() if v.dim() >= 1 and v.shape[0] == 1000 and k in state and state[k].dim() >= 1}
     return rows.pop() if len(rows) == 1 else None
 
@@ -227,9 +226,13 @@ def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageRefere
         backbone, module_sha = user_backbone(args.backbone_module)
         origin = {"module": Path(args.backbone_module.rpartition(":")[0]).name, "factory": args.backbone_module.rpartition(":")[2], "sha256": module_sha}
     else:
-        classes = (classes_in(backbone_state, args.backbone) if backbone_state else None) or 1000
         torch.manual_seed(args.random_weights or 0)
-        backbone = build_backbone(args.backbone, classes)
+        backbone = build_backbone(args.backbone, 1000)
+        # Built again only when the weights are for another number of classes.
+        classes = (classes_in(backbone_state, backbone) if backbone_state else None) or 1000
+        if classes != 1000:
+            torch.manual_seed(args.random_weights or 0)
+            backbone = build_backbone(args.backbone, classes)
         origin = {"torchvision": args.backbone}
     if backbone_state is not None:
         load_into(backbone, backbone_state, "backbone weights")

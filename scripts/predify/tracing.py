@@ -112,7 +112,14 @@ class TracedBackbone:
             raise CutError(f"torch.fx cannot trace {what}: too many modules had to be kept whole")
         self.graph = graph
         self.module = fx.GraphModule(model, graph)
-        self.calls = tracer.calls
+        # Each module's outputs in call order, and the modules called once by the node they output.
+        self.outputs: dict[str, list[fx.Node]] = {}
+        for name, node in tracer.calls:
+            self.outputs.setdefault(name, []).append(node)
+        self.called_once: dict[fx.Node, list[str]] = {}
+        for name, called in self.outputs.items():
+            if len(called) == 1 and name:
+                self.called_once.setdefault(called[0], []).append(name)
         self.modules = dict(model.named_modules())
 
         nodes = list(graph.nodes)
@@ -165,15 +172,14 @@ class TracedBackbone:
     # -- what a module path names -------------------------------------------------------------
 
     def calls_of(self, name: str) -> list[fx.Node]:
-        return [node for called, node in self.calls if called == name]
+        return self.outputs.get(name, [])
 
     def is_place(self, node: fx.Node) -> bool:
         return node in self.dependent and node is not self.input and self.crossed[self.index[node]] == 0
 
     def names_at(self, node: fx.Node) -> list[str]:
         """Module paths whose (single) call outputs `node`, most specific first."""
-        names = [name for name, n in self.calls if n is node and len(self.calls_of(name)) == 1 and name]
-        return sorted(set(names), key=lambda s: (-s.count("."), s))
+        return sorted(self.called_once.get(node, []), key=lambda s: (-s.count("."), s))
 
     def nearest_places(self, node: fx.Node) -> list[str]:
         """The module outputs just before and just after `node` where a PCoder may sit."""

@@ -10,7 +10,7 @@ import { EXECUTION_PROVIDERS } from '../config.js';
 import { machineKey, measureCurve, pickSize, stepperThroughput, TUNING } from '../engine/batch-tuning.js';
 import { PredictiveStepper } from '../engine/predictive-step.js';
 import { graphSetFor } from '../engine/inference-engine.js';
-import { loadModel } from '../model/load-model.js';
+import { loadModel, timestepProvider } from '../model/load-model.js';
 import { MANIFEST_FILE, parseManifest } from '../model/manifest.js';
 import type { ExecutionProvider } from '../model/onnx-backend.js';
 import { parseCli, wholeNumber } from './args.js';
@@ -68,7 +68,7 @@ const model = await loadModel(
   console.error(`tune: ${err.message}`);
   process.exit(1);
 });
-const provider = model.graphs[model.graphs.length - 1]!.provider;
+const provider = timestepProvider(model);
 const stepper = new PredictiveStepper(model);
 console.error(`tune: ${model.manifest.name} on ${provider}, ${minMs} ms per size and pass`);
 // Every size, whatever the first pass suggests: the curve is the record.

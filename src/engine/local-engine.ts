@@ -1,6 +1,6 @@
 /** The engine on the calling thread: for the CLI, tests and benchmarks. */
 import type { Logger } from '../model/onnx-backend.js';
-import { loadModel, type LoadedModel } from '../model/load-model.js';
+import { loadModel, timestepProvider, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
 import { chooseBatch, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
 import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
@@ -50,12 +50,11 @@ export class LocalEngine implements InferenceEngine {
     log?: Logger,
   ): Promise<LocalEngine> {
     const stepper = new PredictiveStepper(model);
-    const provider = model.graphs[model.graphs.length - 1]?.provider ?? 'cpu';
     const batch = await chooseBatch({
       maxBatch: settings.maxBatch,
       budgetMs: settings.tuneBudgetMs ?? 5000,
       threads: settings.intraOpThreads ?? 0,
-      provider,
+      provider: timestepProvider(model),
       tuning: model.manifest.batchTuning,
       measure: (size) => stepperThroughput(stepper, size, TUNING.minMs),
     });

@@ -215,6 +215,13 @@ async function openGraph(
  * Opens a model directory: validates the manifest, verifies every graph's checksum and
  * signature, and creates one onnxruntime session per graph.
  */
+/**
+ * The provider the model's timesteps run on: that of its loop or step graph, which hold nearly
+ * all of its weights (graph by graph, its first graph's). What batch tuning is recorded under.
+ */
+export const timestepProvider = (model: LoadedModel): string =>
+  (model.loop ?? model.step ?? model.graphs[0])?.provider ?? 'cpu';
+
 export async function loadModel(
   dir: string,
   settings: SessionSettings,

@@ -105,11 +105,15 @@ export default async function classifyRoutes(
   // Admission control before the body is read: when the engine's queue and batch are already
   // full, a request is refused at once instead of being read and decoded only to be refused
   // by the engine. Under a flood this keeps the cores for the requests already admitted.
-  // The batch is each engine's own (BATCH_MAX_SIZE=auto measures it): the largest counts.
-  const capacity = () =>
-    config.MAX_QUEUE > 0
-      ? config.MAX_QUEUE + Math.max(0, ...(state.models?.all ?? []).map((m) => m.batch?.size ?? 0))
-      : Infinity;
+  // The batch is each engine's own (BATCH_MAX_SIZE=auto measures it at load, and a restarted
+  // engine keeps it): the largest counts, known once the models are loaded.
+  let loaded: number | undefined;
+  const capacity = () => {
+    if (config.MAX_QUEUE === 0) return Infinity;
+    if (loaded === undefined && state.models)
+      loaded = config.MAX_QUEUE + Math.max(0, ...state.models.all.map((m) => m.batch?.size ?? 0));
+    return loaded ?? config.MAX_QUEUE;
+  };
   let inFlight = 0;
   app.addHook('onRequest', async (request) => {
     if (inFlight >= capacity()) throw errors.overloaded(inFlight);

@@ -118,24 +118,12 @@ describe('npm run corrupt', () => {
   });
 
   it('refuses unknown corruptions and severities, naming them', async () => {
-    const unknown = await failure([
-      '--images',
-      path.join(dir, 'in'),
-      '--out',
-      path.join(dir, 'x'),
-      '--corruptions',
-      'fog,haze',
-    ]);
+    const refused = (...options: string[]) =>
+      failure(['--images', path.join(dir, 'in'), '--out', path.join(dir, 'x'), ...options]);
+    const unknown = await refused('--corruptions', 'fog,haze');
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown corruption 'haze'/);
-    const severity = await failure([
-      '--images',
-      path.join(dir, 'in'),
-      '--out',
-      path.join(dir, 'x'),
-      '--severities',
-      '6',
-    ]);
+    const severity = await refused('--severities', '6');
     expect(severity.stderr).toMatch(/severities are 1..5/);
     const missing = await failure(['--images', path.join(dir, 'nowhere'), '--out', path.join(dir, 'x')]);
     expect(missing.stderr).toMatch(/--images .*nowhere/);
