@@ -68,8 +68,8 @@ async function main(): Promise<void> {
     await app.listen({ port: config.PORT, host: config.HOST });
   } catch (err) {
     const refusal = listenError(err, config.HOST, config.PORT);
+    // Nothing is loaded yet: there is nothing to close.
     logger.fatal({ code: refusal.code }, refusal.message);
-    await state.models?.close();
     process.exit(1);
   }
   try {
