@@ -112,7 +112,7 @@ export async function startServer(env: Record<string, string>): Promise<Server> 
   const port = (probe.address() as { port: number }).port;
   await new Promise((resolve) => probe.close(resolve));
   const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), GRPC_PORT: '0', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const base = `http://127.0.0.1:${port}`;

@@ -9,7 +9,7 @@ single=$(node dist/cli/classify.js models/fashion-pc/samples/0004-shirt.png --ti
 many=$(node dist/cli/classify.js models/fashion-pc/samples --timesteps 4 2>&1 | grep -v '^classifying with')
 
 port=${README_PORT:-18765}
-PORT=$port LOG_LEVEL=warn node dist/server.js &
+PORT=$port GRPC_PORT=0 LOG_LEVEL=warn node dist/server.js &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done

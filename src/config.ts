@@ -31,6 +31,8 @@ const commaList = () =>
 const schema = z
   .object({
     PORT: integer('PORT', 0, 65535, 8080),
+    // The Open Inference Protocol over gRPC, beside HTTP in the same process; 0 turns it off.
+    GRPC_PORT: integer('GRPC_PORT', 0, 65535, 8081),
     HOST: z.string().min(1).default('0.0.0.0'),
     MODEL_DIR: z.string().min(1).default(DEFAULT_MODEL_DIR),
     // Unset: the first model of the repository by directory name.

@@ -39,7 +39,8 @@ export const errors = {
   portInUse: define(
     'PREDIFY_ERR_PORT_IN_USE',
     500,
-    (host: string, port: number) => `cannot listen on ${host}:${port}: the port is in use (set PORT)`,
+    (host: string, port: number, setting = 'PORT') =>
+      `cannot listen on ${host}:${port}: the port is in use (set ${setting})`,
   ),
   listenFailed: define(
     'PREDIFY_ERR_LISTEN_FAILED',
@@ -246,9 +247,9 @@ export function errorBody(statusCode: number, message: string, code?: string) {
 }
 
 /** Why the server could not listen, as a start-up error with its own code. */
-export function listenError(err: unknown, host: string, port: number): ServiceError {
+export function listenError(err: unknown, host: string, port: number, setting = 'PORT'): ServiceError {
   const code = (err as { code?: string } | null)?.code;
-  if (code === 'EADDRINUSE') return errors.portInUse(host, port);
+  if (code === 'EADDRINUSE') return errors.portInUse(host, port, setting);
   const reason =
     code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME'
       ? `HOST '${host}' does not resolve to an address (set HOST to an address or a name this machine resolves)`

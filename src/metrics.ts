@@ -22,6 +22,19 @@ export function createMetrics() {
       buckets: latencyBuckets,
       registers: [registry],
     }),
+    grpcRequests: new Counter({
+      name: 'predify_grpc_requests_total',
+      help: 'gRPC calls answered, by method and status code',
+      labelNames: ['method', 'code'] as const,
+      registers: [registry],
+    }),
+    grpcDuration: new Histogram({
+      name: 'predify_grpc_request_duration_seconds',
+      help: 'Time from call to answer, by gRPC method',
+      labelNames: ['method'] as const,
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
     engineBatchSize: new Gauge({
       name: 'predify_engine_batch_size',
       help: "Most samples a model's engine steps together, and how that was chosen (fixed, measured, recorded)",

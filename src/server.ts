@@ -6,6 +6,7 @@ import { lookalikes } from './config-lookalikes.js';
 import { CONFIG_VARIABLES, engineSettings, loadConfig, type Config } from './config.js';
 import { listenError } from './errors.js';
 import { createMetrics } from './metrics.js';
+import { startGrpc, type GrpcServer } from './grpc/server.js';
 import { openModels } from './open-models.js';
 import type { ServiceState } from './service-state.js';
 
@@ -37,9 +38,10 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const app = await buildApp({ config, state, logger, metrics });
 
+  let grpc: GrpcServer | undefined;
   const drain = async () => {
     state.closing = true;
-    await app.close();
+    await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_DRAIN_MS)]);
     await state.models?.close();
   };
   // close-with-grace treats SIGUSR2 as a request to stop; with ENGINE_FAULTS it means a rehearsal.
@@ -72,6 +74,18 @@ async function main(): Promise<void> {
     logger.fatal({ code: refusal.code }, refusal.message);
     process.exit(1);
   }
+  if (config.GRPC_PORT > 0) {
+    try {
+      const underPressure = (app as { isUnderPressure?: () => boolean }).isUnderPressure?.bind(app);
+      grpc = await startGrpc({ config, state, logger, metrics, ...(underPressure ? { underPressure } : {}) });
+      logger.info({ port: grpc.port }, `gRPC (Open Inference Protocol, grpc.health.v1) on port ${grpc.port}`);
+    } catch (err) {
+      const refusal = listenError(grpcListenCause(err), config.HOST, config.GRPC_PORT, 'GRPC_PORT');
+      logger.fatal({ code: refusal.code }, refusal.message);
+      await app.close();
+      process.exit(1);
+    }
+  }
   try {
     ({ models: state.models } = await openModels(config, { logger, metrics, onGiveUp }));
   } catch (err) {
@@ -101,6 +115,14 @@ async function main(): Promise<void> {
     },
     `ready: ${models.names.join(', ')} on ${providers.join(', ')}`,
   );
+}
+
+/** grpc-js says a port is taken only in its message: made into the error listenError reads. */
+function grpcListenCause(err: unknown): unknown {
+  const message = (err as Error).message ?? '';
+  return /EADDRINUSE|address already in use/i.test(message)
+    ? Object.assign(new Error(message), { code: 'EADDRINUSE' })
+    : err;
 }
 
 await main();

@@ -224,6 +224,7 @@ def export_model(
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "name": cfg.name,
+        "modelVersion": "1",
         "description": cfg.description,
         "input": cfg.input.to_manifest(),
         "labels": cfg.labels,
@@ -269,6 +270,16 @@ def export_model(
             for key in ("profiles", "defaultProfile", "recommendedTimesteps", "anytime", "corruptionScore"):
                 if key in previous:
                     manifest[key] = previous[key]
+            manifest["modelVersion"] = _next_version(previous, graphs)
 
     previous_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _next_version(previous: dict[str, Any], graphs: dict[str, Any]) -> str:
+    """The Open Inference Protocol's model version: kept while the graphs are the same bytes,
+    raised by one when a re-export changed them (new weights are a new version to clients)."""
+    version = str(previous.get("modelVersion", "1"))
+    before = {name: g.get("sha256") for name, g in previous.get("graphs", {}).items()}
+    after = {name: g.get("sha256") for name, g in graphs.items()}
+    return version if before == after else str(int(version) + 1)

@@ -10,28 +10,34 @@ import './route-config.js';
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
-function presentedKey(request: FastifyRequest): string | undefined {
-  const auth = request.headers.authorization;
-  if (auth) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+/** The key a client presents: `authorization: Bearer KEY`, else `x-api-key: KEY` (HTTP headers or gRPC metadata). */
+export function presentedKey(authorization: unknown, apiKey: unknown): string | undefined {
+  if (typeof authorization === 'string' && authorization !== '') {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     return match?.[1];
   }
-  const header = request.headers['x-api-key'];
-  return typeof header === 'string' ? header : undefined;
+  return typeof apiKey === 'string' ? apiKey : undefined;
 }
 
-export function installApiKeyAuth(app: FastifyInstance, keys: readonly string[]): void {
-  if (keys.length === 0) return;
+/** Whether a presented key is one of `keys`; every key passes when there are none. */
+export function keyChecker(keys: readonly string[]): (key: string | undefined) => boolean {
+  if (keys.length === 0) return () => true;
   const known = keys.map(digest);
-  const accepted = (key: string) => {
+  return (key) => {
+    if (key === undefined) return false;
     const presented = digest(key);
     let ok = false;
     for (const ref of known) ok = timingSafeEqual(presented, ref) || ok;
     return ok;
   };
-  app.addHook('onRequest', async (request) => {
+}
+
+export function installApiKeyAuth(app: FastifyInstance, keys: readonly string[]): void {
+  if (keys.length === 0) return;
+  const accepted = keyChecker(keys);
+  app.addHook('onRequest', async (request: FastifyRequest) => {
     if (request.routeOptions.config.public) return;
-    const key = presentedKey(request);
-    if (key === undefined || !accepted(key)) throw errors.unauthorized();
+    if (!accepted(presentedKey(request.headers.authorization, request.headers['x-api-key'])))
+      throw errors.unauthorized();
   });
 }

@@ -243,6 +243,7 @@ export const v2ModelSchema = z.object({
 });
 export const v2InferResponseSchema = z.object({
   model_name: z.string(),
+  model_version: z.string(),
   id: z.string().optional(),
   parameters: z.object({
     timesteps: z

@@ -130,6 +130,14 @@ const manifestSchema = z
     format: z.literal('predify-serve/model'),
     version: z.literal(1),
     name: z.string().regex(/^[\w.-]+$/, 'must be letters, digits, dot, dash or underscore'),
+    /**
+     * The model's version for the Open Inference Protocol (a positive whole number, as its
+     * repositories number them); the exporter raises it when re-exported weights change
+     */
+    modelVersion: z
+      .string()
+      .regex(/^[1-9]\d{0,17}$/, 'must be a positive whole number, as a string')
+      .default('1'),
     description: z.string().default(''),
     input: inputSpec,
     labels: z.array(z.string()).min(2),

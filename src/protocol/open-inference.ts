@@ -1,10 +1,14 @@
 /**
- * The KServe Open Inference Protocol (V2), REST form: request schemas and the mapping between
- * its tensors and our per-timestep classifications. No HTTP here: src/routes/v2.ts serves it.
+ * The KServe Open Inference Protocol (V2): request schemas, model metadata and the names of
+ * tensors, shared by its REST form (src/routes/v2.ts) and its gRPC form (src/grpc/). No transport
+ * here.
  *
- * A model takes one input tensor, `input`: FP32, already preprocessed (normalised like
- * /classify does), shape [N, C, H, W] or [C, H, W]. It answers with up to three outputs, all
- * indexed by timestep t = 0..T:
+ * A model takes one input tensor, `input`, in one of two forms:
+ *   FP32   [N, C, H, W] or [C, H, W]  pixels already preprocessed (normalised like /classify does);
+ *                                      the form listed in the model's metadata
+ *   BYTES  [N] (or [N, 1])            encoded images (PNG, JPEG, WebP, GIF, TIFF), decoded and
+ *                                      preprocessed by the same code as /classify
+ * It answers with up to three outputs, all indexed by timestep t = 0..T:
  *   probabilities  FP32  [N, T+1, classes]  softmax of the head's logits
  *   predictions    INT64 [N, T+1]           the most probable class
  *   pcoder_errors  FP32  [N, T+1, PCoders]  each PCoder's prediction error e_i(t)
@@ -16,9 +20,11 @@
  *   corruption_score  FP32 [N]              how unlike clean data each input looks (t = 0)
  */
 import { z } from 'zod';
-import type { Classification } from '../engine/classifier.js';
-import { argmax, softmax } from '../engine/results.js';
 import type { Manifest } from '../model/manifest.js';
+import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
+
+/** The protocol's extensions this server implements (GET /v2, gRPC ServerMetadata). */
+export const EXTENSIONS = ['binary_tensor_data'] as const;
 
 export const INPUT_NAME = 'input';
 export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as const;
@@ -49,17 +55,16 @@ export class ProtocolError extends Error {
 const parameters = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
 
 /**
- * Numbers, or arrays nested at most MAX_NESTING deep: a tensor's data, flat or nested, in
- * row-major order. Bounded, not recursive, so that a body of ten thousand '[' is a 400 and
- * never a stack overflow.
+ * Numbers (FP32) or strings (BYTES, base64 in JSON), or arrays of them nested at most
+ * MAX_NESTING deep: a tensor's data, flat or nested, in row-major order. Bounded, not
+ * recursive, so that a body of ten thousand '[' is a 400 and never a stack overflow.
  */
-type TensorData = number | TensorData[];
+export type JsonTensorData = number | string | JsonTensorData[];
 const MAX_NESTING = 4;
-function tensorValues(depth: number): z.ZodType<TensorData> {
-  const error = `must be numbers, in arrays nested at most ${MAX_NESTING} deep`;
-  return depth === 0
-    ? z.number({ error })
-    : z.union([z.number(), z.array(tensorValues(depth - 1))], { error });
+function tensorValues(depth: number): z.ZodType<JsonTensorData> {
+  const error = `must be numbers or base64 strings, in arrays nested at most ${MAX_NESTING} deep`;
+  const leaf = z.union([z.number(), z.string()], { error });
+  return depth === 0 ? leaf : z.union([z.number(), z.string(), z.array(tensorValues(depth - 1))], { error });
 }
 const tensorData = z.array(tensorValues(MAX_NESTING - 1));
 
@@ -68,6 +73,9 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
   return z
     .object({
       id: z.string().max(256).optional(),
+      // Some clients repeat the URL's model in the body (Triton's documented examples do).
+      model_name: z.string().optional(),
+      model_version: z.string().optional(),
       parameters: z
         .object({
           timesteps: z
@@ -116,7 +124,13 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
             shape: z.array(z.number().int().min(0)),
             datatype: z.string(),
             parameters: parameters.optional(),
-            data: tensorData.meta({ description: 'numbers, flat or nested up to [N][C][H][W], row-major' }),
+            // Absent when the tensor travels as binary data after the JSON (binary_data_size).
+            data: tensorData
+              .meta({
+                description:
+                  'FP32: numbers, flat or nested up to [N][C][H][W], row-major; BYTES: base64 strings, one an image',
+              })
+              .optional(),
           }),
         )
         .min(1, 'inputs must hold one tensor')
@@ -149,6 +163,18 @@ export function tensorMetadata(manifest: Manifest) {
   };
 }
 
+/** The input's forms: the metadata lists the first, the default; the parameters name both. */
+export function inputForms(manifest: Manifest): Record<string, string> {
+  const { channels, height, width } = manifest.input;
+  const formats = IMAGE_MEDIA_TYPES.map((t) => t.replace('image/', '')).join(', ');
+  return {
+    input_form_default: 'FP32',
+    input_forms:
+      `FP32 [N, ${channels}, ${height}, ${width}]: preprocessed pixels (the default, listed in inputs); ` +
+      `BYTES [N]: encoded images (${formats}), each decoded and preprocessed as /classify does`,
+  };
+}
+
 /** When each output is in an answer that names no outputs (the model metadata's parameters). */
 export function outputConditions(manifest: Manifest): Record<string, string> {
   return {
@@ -160,87 +186,37 @@ export function outputConditions(manifest: Manifest): Record<string, string> {
   };
 }
 
-/**
- * The request's images, each a Float32Array of C*H*W values. Checks name, datatype, shape
- * against the model and the batch limit, and that the data holds exactly as many finite
- * numbers as the shape says.
- */
-export function imagesOf(request: InferRequest, manifest: Manifest, maxBatch: number): Float32Array[] {
-  const input = request.inputs[0]!;
-  if (input.name !== INPUT_NAME)
-    throw new ProtocolError(`unknown input '${input.name}': this model's input is '${INPUT_NAME}'`);
-  if (input.datatype !== 'FP32')
-    throw new ProtocolError(`input datatype must be FP32 (preprocessed pixels), got ${input.datatype}`);
-  const { channels, height, width } = manifest.input;
-  const expected = [channels, height, width];
-  const shape = input.shape;
-  const sample = shape.length === 4 ? shape.slice(1) : shape;
-  if ((shape.length !== 3 && shape.length !== 4) || sample.some((d, k) => d !== expected[k]))
-    throw new ProtocolError(
-      `input shape must be [N, ${expected.join(', ')}] or [${expected.join(', ')}], got [${shape.join(', ')}]`,
-    );
-  const batch = shape.length === 4 ? shape[0]! : 1;
-  if (batch < 1 || batch > maxBatch)
-    throw new ProtocolError(`batch size must be between 1 and ${maxBatch} (BATCH_MAX_SIZE), got ${batch}`);
-
-  const size = channels * height * width;
-  const flat = new Float32Array(batch * size);
-  let count = 0;
-  const fill = (v: TensorData): void => {
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new ProtocolError('input data must be finite numbers');
-      if (count < flat.length) flat[count] = v;
-      count++;
-    } else for (const item of v) fill(item);
+/** A model's metadata as the protocol gives it; `parameters` become gRPC's string properties. */
+export function modelMetadata(
+  manifest: Manifest,
+  served: { profiles: readonly string[]; defaultTimesteps: number | 'auto'; maxTimesteps: number },
+) {
+  return {
+    name: manifest.name,
+    versions: [manifest.modelVersion],
+    platform: 'predify_onnxruntime',
+    ...tensorMetadata(manifest),
+    parameters: {
+      timesteps_default: served.defaultTimesteps,
+      timesteps_max: served.maxTimesteps,
+      profile_default: manifest.defaultProfile,
+      profiles: served.profiles.join(','),
+      labels: manifest.labels.join(','),
+      pcoders: manifest.pcoders.map((pc) => pc.name).join(','),
+      ...inputForms(manifest),
+      ...outputConditions(manifest),
+    } as Record<string, string | number>,
   };
-  for (const item of input.data) fill(item);
-  if (count !== flat.length)
-    throw new ProtocolError(
-      `input data holds ${count} values, shape [${shape.join(', ')}] needs ${flat.length}`,
-    );
-  return Array.from({ length: batch }, (_, n) => flat.subarray(n * size, (n + 1) * size));
 }
 
 /**
- * The protocol's output tensors for a batch of classifications, from what the engine computed:
- * probabilities are the softmax of each timestep's logits, predictions their argmax, and the
- * errors e_i(t) as they came.
+ * The model a versioned request names is served only at its manifest's version: another is
+ * refused rather than answered by a different model.
  */
-export function outputsOf(
-  results: readonly Classification[],
-  manifest: Manifest,
-  wanted: readonly OutputName[] = OUTPUT_NAMES,
-) {
-  const batch = results.length;
-  // Anytime samples stop at their own timesteps: each is padded with its last step.
-  const steps = Math.max(...results.map((r) => r.outputs.length));
-  const classes = manifest.labels.length;
-  const pcoders = manifest.pcoders.length;
-  const outputs = results.flatMap((r) =>
-    Array.from({ length: steps }, (_, t) => r.outputs[Math.min(t, r.outputs.length - 1)]!),
+export function checkVersion(manifest: Manifest, version: string | undefined): void {
+  if (version === undefined || version === '' || version === manifest.modelVersion) return;
+  throw new ProtocolError(
+    `model ${manifest.name} has no version ${version}: this server serves version ${manifest.modelVersion}`,
+    404,
   );
-  const tensors = {
-    probabilities: () => ({
-      datatype: 'FP32',
-      shape: [batch, steps, classes],
-      data: outputs.flatMap((o) => Array.from(softmax(o.logits))),
-    }),
-    predictions: () => ({
-      datatype: 'INT64',
-      shape: [batch, steps],
-      data: outputs.map((o) => argmax(o.logits)),
-    }),
-    pcoder_errors: () => ({
-      datatype: 'FP32',
-      shape: [batch, steps, pcoders],
-      data: outputs.flatMap((o) => Array.from(o.errors)),
-    }),
-    timesteps: () => ({ datatype: 'INT64', shape: [batch], data: results.map((r) => r.timesteps) }),
-    corruption_score: () => ({
-      datatype: 'FP32',
-      shape: [batch],
-      data: results.map((r) => r.corruptionScore ?? Number.NaN),
-    }),
-  } satisfies Record<OutputName, () => object>;
-  return wanted.map((name) => ({ name, ...tensors[name]() }));
 }

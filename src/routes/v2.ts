@@ -21,15 +21,14 @@ import {
   v2ServerSchema,
 } from '../http/schemas.js';
 import '../http/route-config.js';
+import { answerBody, HEADER_LENGTH, inputData, splitBody } from '../protocol/binary-data.js';
+import { infer } from '../protocol/infer.js';
 import {
-  imagesOf,
+  checkVersion,
+  EXTENSIONS,
   inferRequestSchema,
-  outputConditions,
-  outputsOf,
+  modelMetadata,
   ProtocolError,
-  tensorMetadata,
-  SCORE_OUTPUT,
-  defaultOutputs,
 } from '../protocol/open-inference.js';
 import { modelsReady, type ServiceState } from '../service-state.js';
 import { TUNING } from '../engine/batch-tuning.js';
@@ -43,7 +42,17 @@ interface Options {
 const SERVER = { name: 'predify-serve', version: VERSION };
 
 const errorsOf = (statuses: Record<number, string>) => errorResponses(statuses, v2ErrorSchema);
-const params = z.object({ name: z.string().meta({ description: 'the model name (GET /models)' }) });
+const params = z.object({
+  name: z.string().meta({ description: 'the model name (GET /models)' }),
+  version: z.string().optional().meta({ description: "the model's version (its metadata's versions)" }),
+});
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** the bytes after the JSON of a binary-data request (binary tensor data extension) */
+    binaryTail: Buffer | undefined;
+  }
+}
 
 export default async function v2Routes(instance: FastifyInstance, { config, state }: Options): Promise<void> {
   const app = instance.withTypeProvider<ZodTypeProvider>();
@@ -51,8 +60,6 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     if (err instanceof ProtocolError) return reply.status(err.status).send({ error: err.message });
     const problems = validationProblems(err, true);
     if (problems !== undefined) return reply.status(400).send({ error: problems });
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-      return reply.status(415).send({ error: 'the request body must be application/json' });
     const { status, message } = answerError(err, request, reply);
     return reply.status(status).send({ error: message });
   });
@@ -60,10 +67,15 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     reply.status(404).send({ error: `no route for ${request.method} ${request.url.split('?')[0]}` }),
   );
 
-  /** The model called `name`: 404 for one this server does not serve, 503 while loading. */
-  const model = (name: string) => {
+  /**
+   * The model called `name` (at `version`, when named): 404 for one this server does not
+   * serve, 503 while loading.
+   */
+  const model = (name: string, version?: string) => {
     if (!state.models) throw errors.notReady();
-    return state.models.get(name);
+    const classifier = state.models.get(name);
+    checkVersion(classifier.manifest, version);
+    return classifier;
   };
   app.get(
     '/',
@@ -73,7 +85,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
         response: { 200: body('server metadata', v2ServerSchema), ...errorsOf(COMMON_ERRORS) },
       },
     },
-    async () => ({ ...SERVER, extensions: [] }),
+    async () => ({ ...SERVER, extensions: [...EXTENSIONS] }),
   );
 
   // Liveness answers however loaded the process is, like /healthz.
@@ -101,33 +113,28 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     return reply.status(ready ? 200 : 400).send({ ready });
   });
 
+  const versioned = (path: string) => [
+    path,
+    path.replace('/models/:name', '/models/:name/versions/:version'),
+  ];
+
   const modelSchema = {
     summary: 'Open Inference Protocol: model metadata',
     params,
     response: {
       200: body('the input and output tensors', v2ModelSchema),
-      ...errorsOf({ ...COMMON_ERRORS, 404: 'unknown model', 503: 'model loading' }),
+      ...errorsOf({ ...COMMON_ERRORS, 404: 'unknown model or version', 503: 'model loading' }),
     },
   };
-  app.get('/models/:name', { schema: modelSchema }, async (request) => {
-    const classifier = model(request.params.name);
-    const { manifest } = classifier;
-    return {
-      name: classifier.name,
-      versions: [],
-      platform: 'predify_onnxruntime',
-      ...tensorMetadata(manifest),
-      parameters: {
-        timesteps_default: classifier.defaultTimesteps(manifest.defaultProfile),
-        timesteps_max: config.MAX_TIMESTEPS,
-        profile_default: manifest.defaultProfile,
-        profiles: Object.keys(classifier.profiles).join(','),
-        labels: manifest.labels.join(','),
-        pcoders: manifest.pcoders.map((pc) => pc.name).join(','),
-        ...outputConditions(manifest),
-      },
-    };
-  });
+  for (const url of versioned('/models/:name'))
+    app.get(url, { schema: modelSchema }, async (request) => {
+      const classifier = model(request.params.name, request.params.version);
+      return modelMetadata(classifier.manifest, {
+        profiles: Object.keys(classifier.profiles),
+        defaultTimesteps: classifier.defaultTimesteps(classifier.manifest.defaultProfile),
+        maxTimesteps: config.MAX_TIMESTEPS,
+      });
+    });
 
   const modelReadySchema = {
     summary: 'Open Inference Protocol: model ready',
@@ -135,116 +142,106 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     response: {
       200: body('ready', v2ModelReadySchema),
       400: body('not ready', v2ModelReadySchema),
-      ...errorsOf({ ...COMMON_ERRORS, 404: 'unknown model' }),
+      ...errorsOf({ ...COMMON_ERRORS, 404: 'unknown model or version' }),
     },
   };
-  app.get('/models/:name/ready', { schema: modelReadySchema }, async (request, reply) => {
-    const { name } = request.params;
-    const ready = state.models !== undefined && !state.closing && model(name).status === 'ready';
-    return reply.status(ready ? 200 : 400).send({ name, ready });
+  for (const url of versioned('/models/:name/ready'))
+    app.get(url, { schema: modelReadySchema }, async (request, reply) => {
+      const { name, version } = request.params;
+      const ready = state.models !== undefined && !state.closing && model(name, version).status === 'ready';
+      return reply.status(ready ? 200 : 400).send({ name, ready });
+    });
+
+  // JSON, or JSON followed by tensors' bytes (the binary tensor data extension): a client that
+  // sends binary data says so with Inference-Header-Content-Length, whatever its content type.
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    const declared = request.headers[HEADER_LENGTH];
+    const buffer = body as Buffer;
+    if (typeof declared === 'string') {
+      try {
+        const { json, tail } = splitBody(buffer, declared);
+        request.binaryTail = tail;
+        return jsonParser(request, json.toString('utf8'), done);
+      } catch (err) {
+        return done(err as Error);
+      }
+    }
+    const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json' && !type.endsWith('+json'))
+      return done(
+        new ProtocolError(
+          `the request body must be application/json, or JSON then binary tensor data with ${HEADER_LENGTH}`,
+          415,
+        ),
+      );
+    return jsonParser(request, buffer.toString('utf8'), done);
   });
+  app.decorateRequest('binaryTail', undefined);
 
   const inferSchema = {
-    summary: 'Open Inference Protocol: inference on preprocessed FP32 tensors',
+    summary: 'Open Inference Protocol: inference',
     description:
-      'One input tensor `input`, FP32, shape [N, C, H, W] or [C, H, W], normalised as the model expects; ' +
-      'data flat or nested, row-major. parameters.timesteps and parameters.profile as for /classify. ' +
+      'One input tensor `input`: FP32 preprocessed pixels, shape [N, C, H, W] or [C, H, W], normalised as the model expects ' +
+      '(data flat or nested, row-major); or BYTES [N], encoded images (base64 strings in JSON), preprocessed as /classify does. ' +
+      'Either may travel as binary data after the JSON (binary tensor data extension: Inference-Header-Content-Length, ' +
+      'parameters.binary_data_size; outputs with parameters.binary_data, or binary_data_output for all). ' +
+      'parameters.timesteps and parameters.profile as for /classify. ' +
       'Outputs: probabilities [N, T+1, classes], predictions [N, T+1] (INT64), pcoder_errors [N, T+1, PCoders].',
     params,
     body: inferRequestSchema({ maxTimesteps: config.MAX_TIMESTEPS }),
     response: {
-      200: body('per-timestep outputs', v2InferResponseSchema),
+      200: body(
+        'per-timestep outputs (with binary outputs: application/octet-stream, the JSON first)',
+        v2InferResponseSchema,
+      ),
       ...errorsOf({
         400: 'a request the protocol or the model cannot serve: the message names the field',
         ...COMMON_ERRORS,
-        404: 'unknown model',
+        404: 'unknown model or version',
         413: 'body over BODY_LIMIT_BYTES',
-        415: 'not application/json',
+        415: 'neither JSON nor JSON with binary tensor data',
         500: 'the engine failed',
         503: 'model loading, queue full or overloaded',
         504: 'no answer within REQUEST_TIMEOUT_MS',
       }),
     },
   };
-  app.post(
-    '/models/:name/infer',
-    // Tensors as JSON numbers take ~10 bytes a value: the image limit, not the JSON one.
-    {
-      bodyLimit: config.BODY_LIMIT_BYTES,
-      schema: inferSchema,
-      // A model this server does not serve is a 404 whatever the body: the URL is what is wrong.
-      preValidation: async (request) => void model(request.params.name),
-    },
-    async (request) => {
-      const classifier = model(request.params.name);
-      const { manifest } = classifier;
-      const { body } = request;
-      const profiles = Object.keys(classifier.profiles);
-      const asked = body.parameters?.profile;
-      if (asked !== undefined && !profiles.includes(asked))
-        throw new ProtocolError(`parameters.profile must be one of ${profiles.join(', ')}`);
-      if (!manifest.corruptionScore && body.outputs?.some((o) => o.name === SCORE_OUTPUT))
-        throw new ProtocolError(
-          `model ${manifest.name} has no calibrated corruption score: ask for other outputs`,
-        );
-      // A request's batch is an API limit, not the engine's batch: with BATCH_MAX_SIZE=auto, the
-      // largest size the engine may choose.
-      const images = imagesOf(
-        body,
-        manifest,
-        config.BATCH_MAX_SIZE === 'auto' ? TUNING.maxSize : config.BATCH_MAX_SIZE,
-      );
-      const p = body.parameters ?? {};
-      const resolved = classifier.resolve({
-        profile: p.profile,
-        timesteps: p.timesteps,
-        maxTimesteps: p.max_timesteps,
-        tolerance: p.tolerance,
-        patience: p.patience,
-        confidence: p.confidence,
-        topk: 1,
-      });
-      const { profile, timesteps, settle, ruleSource } = resolved;
-
-      // One engine job per image: they share the engine's batches like any other requests.
-      const settled = await Promise.allSettled(
-        images.map((image) =>
-          classifier.classify(image, {
-            timesteps,
-            ...(settle ? { settle } : {}),
-            topk: 1,
-            profile,
-            signal: request.lifetime.signal,
-            requestId: request.id,
-          }),
-        ),
-      );
-      if (pastDeadline(request)) return;
-      const failed = settled.find((s) => s.status === 'rejected');
-      if (failed) throw failed.reason;
-      const results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-      return {
-        model_name: classifier.name,
-        ...(body.id !== undefined ? { id: body.id } : {}),
-        parameters: {
-          timesteps: Math.max(...results.map((r) => r.timesteps)),
-          profile,
-          ...(settle
-            ? {
-                max_timesteps: timesteps,
-                tolerance: settle.tolerance,
-                patience: settle.patience,
-                ...(settle.confidence !== undefined ? { confidence: settle.confidence } : {}),
-                rule: ruleSource ?? 'asked',
-              }
-            : {}),
-        },
-        outputs: outputsOf(
-          results,
-          manifest,
-          body.outputs?.map((o) => o.name) ?? defaultOutputs(manifest, settle !== undefined),
-        ),
-      };
-    },
-  );
+  // A request's batch is an API limit, not the engine's batch: with BATCH_MAX_SIZE=auto, the
+  // largest size the engine may choose.
+  const maxBatch = config.BATCH_MAX_SIZE === 'auto' ? TUNING.maxSize : config.BATCH_MAX_SIZE;
+  for (const url of versioned('/models/:name/infer'))
+    app.post(
+      url,
+      // Tensors as JSON numbers take ~10 bytes a value: the image limit, not the JSON one.
+      {
+        bodyLimit: config.BODY_LIMIT_BYTES,
+        schema: inferSchema,
+        // A model this server does not serve is a 404 whatever the body: the URL is what is wrong.
+        preValidation: async (request) => void model(request.params.name, request.params.version),
+      },
+      async (request, reply) => {
+        const classifier = model(request.params.name, request.params.version);
+        const data = inputData(request.body, request.binaryTail);
+        const answer = await infer({
+          classifier,
+          request: request.body,
+          data,
+          maxBatch,
+          signal: request.lifetime.signal,
+          requestId: request.id,
+        }).catch((err: unknown) => {
+          if (pastDeadline(request)) return undefined;
+          throw err;
+        });
+        if (answer === undefined) return;
+        const out = answerBody(answer, request.body);
+        if ('json' in out) return out.json;
+        return reply
+          .header(HEADER_LENGTH, out.headerLength)
+          .type('application/octet-stream')
+          .send(out.binary);
+      },
+    );
 }

@@ -41,7 +41,11 @@ describe('server and model metadata', () => {
   it('GET /v2 describes the server', async () => {
     const res = await app.inject('/v2');
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual({ name: 'predify-serve', version: pkg.version, extensions: [] });
+    expect(res.json()).toEqual({
+      name: 'predify-serve',
+      version: pkg.version,
+      extensions: ['binary_tensor_data'],
+    });
   });
 
   it('health: live and ready', async () => {
@@ -201,11 +205,11 @@ describe('errors use the protocol body', () => {
       { inputs: [input({ shape: [5, 1, 28, 28] })] },
       /batch size must be between 1 and 4 \(BATCH_MAX_SIZE\)/,
     ],
-    ['strings in data', { inputs: [input({ data: ['a'] })] }, /inputs\.0\.data\.0: must be numbers/],
+    ['strings in FP32 data', { inputs: [input({ data: ['a'] })] }, /FP32 input data must be numbers/],
     [
       'data nested deeper than [N][C][H][W]',
       { inputs: [input({ data: [[[[[[1]]]]]] })] },
-      /inputs\.0\.data\.0: must be numbers, in arrays nested at most 4 deep/,
+      /inputs\.0\.data\.0: must be numbers or base64 strings, in arrays nested at most 4 deep/,
     ],
     [
       'timesteps too many',
@@ -293,8 +297,11 @@ describe('errors use the protocol body', () => {
       415,
       { error: expect.stringContaining('application/json') },
     ]);
-    const missing = await app.inject(`/v2/models/${NAME}/versions/1`);
-    expect([missing.statusCode, Object.keys(missing.json())]).toEqual([404, ['error']]);
+    const missing = await app.inject(`/v2/models/${NAME}/versions/7`);
+    expect([missing.statusCode, missing.json()]).toEqual([
+      404,
+      { error: `model ${NAME} has no version 7: this server serves version 1` },
+    ]);
   });
 
   it('while the model loads: not ready (4xx) and inference is a 503', async () => {
