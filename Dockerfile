@@ -70,16 +70,18 @@ ARG APP_UID
 # Both bases must give the same uid (deploy/kubernetes/deployment.yaml's runAsUser).
 RUN test "$(id -u node)" = "${APP_UID}"
 WORKDIR /app
-ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
+ENV NODE_ENV=production PORT=8080 GRPC_PORT=8081 HOST=0.0.0.0
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY public ./public
+# the gRPC services' definitions, read at start-up (src/grpc/protos.ts)
+COPY proto ./proto
 COPY models/fashion-pc ./models/fashion-pc
 # the frost photographs of the ImageNet-C corruptions (npm run corrupt, the studies), Apache-2.0
 COPY third_party ./third_party
 USER node
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "dist/server.js"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the CPU image with podman on a local Node base image, runs it, waits for /readyz,
-# classifies a shipped sample, and stops the container (SIGTERM) checking it exits cleanly.
+# classifies a shipped sample (over HTTP and gRPC), and stops the container (SIGTERM) checking it exits cleanly.
 # Then serves a model directory imported as root under a strict umask, mounted read-only, as the
 # image's non-root user, and checks that a directory that user may not read is refused by name.
 #
@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port=${SMOKE_PORT:-18080}
+grpc_port=${SMOKE_GRPC_PORT:-18081}
 base=${NODE_IMAGE:-localhost/node:24-bookworm-slim}
 podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
@@ -22,7 +23,7 @@ echo "CPU image size: ${size_mb} MB (budget ${budget_mb} MB)"
 [ "$size_mb" -le "$budget_mb" ] || { echo "the CPU image is over its ${budget_mb} MB budget" >&2; exit 1; }
 
 # These sandboxes refuse raising rlimits; podman's defaults raise them, so pin lower ones.
-run_() { podman_ run --network=host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -e PORT="$port" "$@"; }
+run_() { podman_ run --network=host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -e PORT="$port" -e GRPC_PORT="$grpc_port" "$@"; }
 wait_ready() {
   for _ in $(seq 1 60); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
@@ -42,6 +43,9 @@ echo "$answer" | node -e '
   const a = JSON.parse(require("fs").readFileSync(0, "utf8"));
   if (a.steps.length !== 9 || a.prediction.label !== "Trouser") { console.error("unexpected answer", a.prediction); process.exit(1); }
   console.log(`container answered ${a.prediction.label} (${(a.prediction.confidence * 100).toFixed(1)}%) with ${a.steps.length} steps`);'
+# gRPC from the image (its proto files shipped): the Python client, numbers held to /classify's.
+/usr/bin/python3 scripts/grpc_client.py --grpc "127.0.0.1:$grpc_port" --http "http://127.0.0.1:$port" \
+  models/fashion-pc/samples/0002-trouser.png models/fashion-pc/samples/0008-sandal.png | tail -1
 
 podman_ stop -t 15 "$cid" >/dev/null
 code=$(podman_ inspect "$cid" --format '{{.State.ExitCode}}')

@@ -5,7 +5,7 @@
 # Idempotent: packages already present are left alone.
 set -euo pipefail
 
-packages=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pytest dataset-fashion-mnist chromium)
+packages=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pytest python3-grpcio python3-grpc-tools dataset-fashion-mnist chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,4 +19,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-/usr/bin/python3 -c 'import torch, torchvision, onnx, numpy; print(f"setup-debian: torch {torch.__version__}, torchvision {torchvision.__version__}, onnx {onnx.__version__}")'
+/usr/bin/python3 -c 'import torch, torchvision, onnx, numpy, grpc, grpc_tools; print(f"setup-debian: torch {torch.__version__}, torchvision {torchvision.__version__}, onnx {onnx.__version__}")'

@@ -20,3 +20,22 @@ export function modelsReady(state: ServiceState, strict: boolean): boolean {
   const ready = (m: { status: string }) => m.status === 'ready';
   return strict ? state.models.all.every(ready) : state.models.all.some(ready);
 }
+
+/** A refusal for a full queue this recent makes readiness say so: the balancer should look elsewhere. */
+export const OVERLOAD_WINDOW_MS = 1000;
+
+export type Readiness =
+  | { status: 'ready'; restarting: string[] }
+  | { status: 'loading' | 'closing' | 'overloaded' }
+  | { status: 'restarting'; restarting: string[] };
+
+/** The one readiness of /readyz and of gRPC's health service (its server-wide status). */
+export function readiness(state: ServiceState, strict: boolean): Readiness {
+  if (!state.models) return { status: 'loading' };
+  if (state.closing || state.failed) return { status: 'closing' };
+  const restarting = state.models.all.filter((m) => m.status !== 'ready').map((m) => m.name);
+  if (!modelsReady(state, strict)) return { status: 'restarting', restarting };
+  if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
+    return { status: 'overloaded' };
+  return { status: 'ready', restarting };
+}

@@ -21,7 +21,7 @@ import type { Metrics } from '../metrics.js';
 import { infer } from '../protocol/infer.js';
 import { checkVersion, EXTENSIONS, modelMetadata } from '../protocol/open-inference.js';
 import { TUNING } from '../engine/batch-tuning.js';
-import { modelsReady, type ServiceState } from '../service-state.js';
+import { modelsReady, readiness, type ServiceState } from '../service-state.js';
 import { VERSION } from '../version.js';
 import { fromInferRequest, toInferResponse, type ModelInferRequest } from './messages.js';
 import { healthService, inferenceService } from './protos.js';
@@ -145,11 +145,12 @@ export async function startGrpc(
     }),
   });
 
-  // grpc.health.v1: "" (and the inference service's name) is the server's readiness; a model's
-  // name is that model's. Kubernetes' grpc probes ask for "" unless told otherwise.
+  // grpc.health.v1: "" (and the inference service's name) is the server's readiness, as /readyz
+  // decides it; "liveness" is /healthz's; a model's name is that model's. Kubernetes' grpc
+  // probes ask for "" unless told otherwise.
   const health = (service: string): 'SERVING' | 'NOT_SERVING' | undefined => {
     if (service === '' || service === 'inference.GRPCInferenceService')
-      return modelsReady(state, config.STRICT_READINESS) ? 'SERVING' : 'NOT_SERVING';
+      return readiness(state, config.STRICT_READINESS).status === 'ready' ? 'SERVING' : 'NOT_SERVING';
     if (service === 'liveness') return state.failed ? 'NOT_SERVING' : 'SERVING';
     if (!state.models) return 'NOT_SERVING';
     if (!state.models.names.includes(service)) return undefined;

@@ -4,10 +4,7 @@ import { errorBodySchema, healthSchema, readySchema } from '../http/schemas.js';
 import { body, code } from '../http/responses.js';
 import { errors } from '../errors.js';
 import '../http/route-config.js';
-import { modelsReady, type ServiceState } from '../service-state.js';
-
-/** A refusal for a full queue this recent makes /readyz say so: the balancer should look elsewhere. */
-const OVERLOAD_WINDOW_MS = 1000;
+import { readiness, type ServiceState } from '../service-state.js';
 
 export default async function healthRoutes(
   instance: FastifyInstance,
@@ -47,17 +44,14 @@ export default async function healthRoutes(
       },
     },
     async (_request, reply) => {
-      if (!state.models) return reply.status(503).send({ status: 'loading' });
-      if (state.closing || state.failed) return reply.status(503).send({ status: 'closing' });
-      const restarting = state.models.all.filter((m) => m.status !== 'ready').map((m) => m.name);
-      if (!modelsReady(state, strict))
-        return reply.header('retry-after', '1').status(503).send({ status: 'restarting', restarting });
-      if (state.overloadedAt !== undefined && Date.now() - state.overloadedAt < OVERLOAD_WINDOW_MS)
-        return reply.header('retry-after', '1').status(503).send({ status: 'overloaded' });
+      const ready = readiness(state, strict);
+      if (ready.status === 'loading' || ready.status === 'closing') return reply.status(503).send(ready);
+      if (ready.status !== 'ready') return reply.header('retry-after', '1').status(503).send(ready);
+      const { restarting } = ready;
       return {
         status: 'ready' as const,
-        model: state.models.default.name,
-        models: state.models.names,
+        model: state.models!.default.name,
+        models: state.models!.names,
         ...(restarting.length > 0 ? { restarting } : {}),
       };
     },

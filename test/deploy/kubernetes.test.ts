@@ -7,9 +7,19 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { CONFIG_VARIABLES, loadConfig } from '../../src/config.js';
+import {
+  credentials,
+  loadPackageDefinition,
+  type GrpcObject,
+  type ServiceClientConstructor,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { CONFIG_VARIABLES, loadConfig, type Config } from '../../src/config.js';
+import { PROTO_DIR } from '../../src/grpc/protos.js';
+import { startGrpc } from '../../src/grpc/server.js';
+import type { ServiceState } from '../../src/service-state.js';
 import { restartBackoffMs } from '../../src/engine/supervised-engine.js';
-import { buildTestApp } from '../helpers.js';
+import { buildTestApp, silent } from '../helpers.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { DEFAULT_MODEL, ROOT } from '../paths.js';
 
@@ -27,13 +37,52 @@ const envOf = (container: Doc) =>
   Object.fromEntries((container.env as Doc[]).filter((e) => 'value' in e).map((e) => [e.name, e.value]));
 
 async function checkProbes(container: Doc) {
-  const { app } = await buildTestApp({}, { ready: false });
-  // Liveness must answer while the model loads; readiness must exist and say 503 until it has.
+  const { app, config } = await buildTestApp({}, { ready: false });
+  // Liveness must answer while the model loads; readiness must exist and say not ready until it has.
   const live = container.livenessProbe.httpGet.path;
-  const ready = container.readinessProbe.httpGet.path;
-  expect((await app.inject(live)).statusCode).toBe(200);
-  expect((await app.inject(ready)).statusCode).toBe(503);
-  await app.close();
+  const probe = container.readinessProbe;
+  try {
+    expect((await app.inject(live)).statusCode).toBe(200);
+    if (probe.httpGet) return expect((await app.inject(probe.httpGet.path)).statusCode).toBe(503);
+  } finally {
+    await app.close();
+  }
+  // A grpc probe: on GRPC_PORT, the health service's status for its service ("" unless named).
+  const env = loadConfig(envOf(container));
+  expect(probe.grpc.port).toBe(env.GRPC_PORT);
+  const service = probe.grpc.service ?? '';
+  const loading = await grpcHealth({ config, state: {} }, service);
+  expect(loading).toBe('NOT_SERVING');
+  const { app: loaded, state, config: c } = await buildTestApp();
+  try {
+    expect(await grpcHealth({ config: c, state }, service)).toBe('SERVING');
+  } finally {
+    await loaded.close();
+  }
+}
+
+/** What grpc.health.v1's Check answers a server on `state` for `service`, over a real socket. */
+async function grpcHealth(
+  { config, state }: { config: Config; state: ServiceState },
+  service: string,
+): Promise<string> {
+  const server = await startGrpc({ config, state, logger: silent }, '127.0.0.1:0');
+  const definition = loadSync(path.join(PROTO_DIR, 'health.proto'), { keepCase: true, enums: String });
+  const v1 = ((loadPackageDefinition(definition)['grpc'] as GrpcObject)['health'] as GrpcObject)[
+    'v1'
+  ] as GrpcObject;
+  const Health = v1['Health'] as ServiceClientConstructor;
+  const client = new Health(`127.0.0.1:${server.port}`, credentials.createInsecure());
+  try {
+    return await new Promise((resolve, reject) =>
+      client['Check']!({ service }, (err: Error | null, res: { status: string }) =>
+        err ? reject(err) : resolve(res.status),
+      ),
+    );
+  } finally {
+    client.close();
+    await server.close(100);
+  }
 }
 
 describe('deploy/kubernetes', () => {
@@ -46,6 +95,7 @@ describe('deploy/kubernetes', () => {
     for (const e of container.env as Doc[]) expect(CONFIG_VARIABLES).toContain(e.name);
     const config = loadConfig(env);
     expect(container.ports[0].containerPort).toBe(config.PORT);
+    expect(container.ports.find((p: Doc) => p.name === 'grpc').containerPort).toBe(config.GRPC_PORT);
     expect(container.resources.limits['nvidia.com/gpu']).toBe('1');
     expect(config.EXECUTION_PROVIDERS).toEqual(['cuda', 'cpu']);
     await checkProbes(container);
@@ -78,7 +128,7 @@ describe('deploy/kubernetes', () => {
     const labels = deployment!.spec.template.metadata.labels;
     expect(service!.spec.selector).toEqual(labels);
     const portNames = deployment!.spec.template.spec.containers[0].ports.map((p: Doc) => p.name);
-    expect(portNames).toContain(service!.spec.ports[0].targetPort);
+    for (const port of service!.spec.ports) expect(portNames).toContain(port.targetPort);
     expect(hpa!.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment', name: deployment!.metadata.name });
     expect(hpa!.spec.minReplicas).toBeLessThanOrEqual(hpa!.spec.maxReplicas);
   });

@@ -1,0 +1,76 @@
+"""The gRPC client a platform team would write (scripts/grpc_client.py: stubs generated with
+grpcio-tools from proto/, Debian's python3-grpcio) against the real server: it classifies the
+shipped samples and gets the numbers /classify gives, raw and in `contents`, with API keys on."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = sorted((ROOT / "models" / "fashion-pc" / "samples").glob("*.png"))
+KEY = "python-client-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    node = shutil.which("node")
+    assert node, "node is not on PATH (npm test puts it there)"
+    assert (ROOT / "dist" / "server.js").exists(), "dist/ is built by npm test's pretest"
+    http, grpc_port = free_port(), free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(http), "GRPC_PORT": str(grpc_port),
+           "LOG_LEVEL": "warn", "API_KEYS": KEY}
+    child = subprocess.Popen([node, str(ROOT / "dist" / "server.js")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        child.kill()
+        raise AssertionError(f"server did not become ready: {child.stdout.read().decode()[-2000:]}")
+    yield base, f"127.0.0.1:{grpc_port}"
+    child.terminate()
+    child.wait(timeout=30)
+
+
+@pytest.mark.parametrize("form", [[], ["--contents"]], ids=["raw_input_contents", "contents"])
+def test_client_gets_the_numbers_of_classify(server, form):
+    base, address = server
+    assert len(SAMPLES) >= 4
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "grpc_client.py"), "--grpc", address, "--http", base,
+         "--key", KEY, "--timesteps", "6", *form, *map(str, SAMPLES)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(SAMPLES)} images x 7 timesteps, 0 differ" in run.stdout
+    assert "health=SERVING" in run.stdout
+
+
+def test_client_without_the_key_is_refused(server):
+    _, address = server
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "grpc_client.py"), "--grpc", address, str(SAMPLES[0])],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode != 0
+    assert "UNAUTHENTICATED" in run.stderr
