@@ -37,6 +37,9 @@ const schema = z
     MODEL_DIR: z.string().min(1).default(DEFAULT_MODEL_DIR),
     // Unset: the first model of the repository by directory name.
     DEFAULT_MODEL: z.string().min(1).optional(),
+    // `explicit`: the repository API (POST /v2/repository/...) loads, reloads and unloads the
+    // models of MODEL_DIR while serving; `none`: the models are those found at start-up.
+    MODEL_CONTROL: z.enum(['none', 'explicit']).default('none'),
     MODEL_MEMORY_BUDGET_MB: integer('MODEL_MEMORY_BUDGET_MB', 0, 10_000_000, 0),
     EXECUTION_PROVIDERS: commaList()
       .transform((list) => list.map((p) => p.toLowerCase()))
@@ -136,6 +139,10 @@ const schema = z
     message:
       'ENGINE_FAULTS=1 injects engine deaths for tests and rehearsals; it is refused with NODE_ENV=production',
     path: ['ENGINE_FAULTS'],
+  })
+  .refine((c) => c.MODEL_CONTROL !== 'explicit' || c.API_KEYS.length > 0, {
+    message: 'MODEL_CONTROL=explicit needs API_KEYS: loading models is never open to anyone',
+    path: ['MODEL_CONTROL'],
   })
   .refine((c) => typeof c.DEFAULT_TIMESTEPS !== 'number' || c.DEFAULT_TIMESTEPS <= c.MAX_TIMESTEPS, {
     message: 'DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS',

@@ -118,6 +118,26 @@ export const errors = {
     (name: string, known: readonly string[]) =>
       `unknown model '${name}': this server serves ${known.join(', ')}`,
   ),
+  lastModel: define(
+    'PREDIFY_ERR_LAST_MODEL',
+    409,
+    (name: string) => `model '${name}' is the last one served: load another before unloading it`,
+  ),
+  modelControlOff: define(
+    'PREDIFY_ERR_MODEL_CONTROL_OFF',
+    403,
+    () => 'the repository API is off: start the server with MODEL_CONTROL=explicit (and API_KEYS)',
+  ),
+  noSuchModelDirectory: define(
+    'PREDIFY_ERR_NO_MODEL_DIRECTORY',
+    404,
+    (name: string, dir: string) => `no model directory in ${dir} has a manifest named '${name}'`,
+  ),
+  modelLoadFailed: define(
+    'PREDIFY_ERR_MODEL_LOAD_FAILED',
+    400,
+    (name: string, reason: string) => `failed to load '${name}' (the model served before, if any, still is): ${reason}`,
+  ),
   inputShape: define(
     'PREDIFY_ERR_INPUT_SHAPE',
     400,

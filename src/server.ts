@@ -7,6 +7,7 @@ import { CONFIG_VARIABLES, engineSettings, loadConfig, type Config } from './con
 import { listenError } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { startGrpc, type GrpcServer } from './grpc/server.js';
+import { ModelControl } from './model-control.js';
 import { openModels } from './open-models.js';
 import type { ServiceState } from './service-state.js';
 
@@ -97,6 +98,11 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const { models } = state;
+  if (config.MODEL_CONTROL === 'explicit') {
+    state.control = new ModelControl(config, state, { logger, metrics, onGiveUp });
+    await state.control.adoptServed();
+    logger.info('MODEL_CONTROL=explicit: POST /v2/repository/models/{name}/load and /unload change the models served');
+  }
   if (config.ENGINE_FAULTS) {
     // Rehearsal: SIGUSR2 makes every model's engine worker throw an uncaught exception.
     process.on('SIGUSR2', () => {

@@ -1,8 +1,11 @@
 import type { ModelSet } from './engine/model-set.js';
+import type { ModelControl } from './model-control.js';
 
 /** What the HTTP layer needs to know of the service: the models, once they have all loaded. */
 export interface ServiceState {
   models?: ModelSet;
+  /** the repository API's loads and unloads (MODEL_CONTROL=explicit), once the models are in */
+  control?: ModelControl;
   /** set when shutdown has begun: connections close after their current response */
   closing?: boolean;
   /** why the service cannot go on (an engine could not be restarted): liveness fails */

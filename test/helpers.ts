@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import type { InferenceEngine } from '../src/engine/inference-engine.js';
 import { createMetrics } from '../src/metrics.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';
+import { ModelControl } from '../src/model-control.js';
 import { openModels } from '../src/open-models.js';
 import type { ServiceState } from '../src/service-state.js';
 import { DEFAULT_MODEL } from './paths.js';
@@ -50,6 +51,10 @@ export async function buildTestApp(
     const opened = await openModels(config, { logger: silent, metrics, ...(model ? { model } : {}) });
     state.models = opened.models;
     engine = opened.engines.get(opened.models.default.name);
+    if (config.MODEL_CONTROL === 'explicit') {
+      state.control = new ModelControl(config, state, { logger: silent, metrics });
+      await state.control.adoptServed();
+    }
   }
   const app = await buildApp({ config, state, metrics, ...(logger ? { logger } : {}) });
   // A model passed in belongs to the caller, which releases it.

@@ -54,6 +54,11 @@ export class Classifier {
   /** the model's hyperparameter profiles by name, the exported hyperparameters included */
   readonly profiles: ReturnType<typeof profilesOf>;
   readonly #pcoderNames: string[];
+  /** classifications submitted and not yet answered */
+  #inFlight = 0;
+  #idle: (() => void) | undefined;
+  /** once replaced or unloaded: where later calls go, or why they are refused */
+  #retiredFor: Classifier | Error | undefined;
 
   constructor(engine: InferenceEngine, defaults: RequestDefaults) {
     this.#engine = engine;
@@ -100,8 +105,24 @@ export class Classifier {
     return autoByDefault(this.defaults, p) ? 'auto' : timestepsFor(this.defaults, p?.recommendedTimesteps);
   }
 
-  /** Classifies one image, preprocessed to the model's input. */
+  /**
+   * Classifies one image, preprocessed to the model's input. A request that found this
+   * classifier before it was replaced (a reload) is served by its successor; after an unload it
+   * is refused as the model's requests now are.
+   */
   async classify(image: Float32Array, options: ClassifyOptions): Promise<Classification> {
+    const retired = this.#retiredFor;
+    if (retired instanceof Classifier) return retired.classify(image, options);
+    if (retired) throw retired;
+    this.#inFlight++;
+    try {
+      return await this.#classify(image, options);
+    } finally {
+      if (--this.#inFlight === 0) this.#idle?.();
+    }
+  }
+
+  async #classify(image: Float32Array, options: ClassifyOptions): Promise<Classification> {
     const { labels } = this.manifest;
     const summary = (step: SampleStep) => summariseStep(step, labels, this.#pcoderNames, options.topk);
     const job: EngineJob = { image, timesteps: options.timesteps, profile: options.profile };
@@ -142,5 +163,22 @@ export class Classifier {
 
   close(): Promise<void> {
     return this.#engine.close();
+  }
+
+  /**
+   * Takes no new work (it goes to `next`, or is refused with it), lets the classifications in
+   * flight finish, within `graceMs`, then closes the engine.
+   */
+  async retire(next: Classifier | Error, graceMs: number): Promise<void> {
+    this.#retiredFor = next;
+    if (this.#inFlight > 0)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    await this.close();
   }
 }

@@ -19,7 +19,7 @@ import { errors } from '../errors.js';
 import { keyChecker, presentedKey } from '../http/api-key.js';
 import type { Metrics } from '../metrics.js';
 import { infer } from '../protocol/infer.js';
-import { checkVersion, EXTENSIONS, modelMetadata } from '../protocol/open-inference.js';
+import { checkVersion, extensionsFor, modelMetadata } from '../protocol/open-inference.js';
 import { TUNING } from '../engine/batch-tuning.js';
 import { modelsReady, readiness, type ServiceState } from '../service-state.js';
 import { VERSION } from '../version.js';
@@ -126,7 +126,7 @@ export async function startGrpc(
     ServerMetadata: unary('ServerMetadata', 'keyed', () => ({
       name: 'predify-serve',
       version: VERSION,
-      extensions: [...EXTENSIONS],
+      extensions: extensionsFor(config.MODEL_CONTROL),
     })),
     ModelMetadata: unary('ModelMetadata', 'keyed', (r: { name: string; version: string }) => {
       const classifier = model(r.name, r.version);

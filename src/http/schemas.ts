@@ -241,6 +241,14 @@ export const v2ModelSchema = z.object({
   outputs: z.array(tensorMeta),
   parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
 });
+export const v2RepositoryIndexSchema = z.array(
+  z.object({
+    name: z.string(),
+    version: z.string().optional(),
+    state: z.enum(['READY', 'LOADING', 'UNAVAILABLE']),
+    reason: z.string().optional(),
+  }),
+);
 export const v2InferResponseSchema = z.object({
   model_name: z.string(),
   model_version: z.string(),

@@ -53,22 +53,28 @@ export async function modelDirectories(modelDir: string): Promise<string[]> {
   return dirs;
 }
 
+/** One model directory's manifest and the size of the graphs it would open. */
+export async function readEntry(dir: string, which: GraphSet = 'served'): Promise<ModelEntry> {
+  const manifest = await readManifest(dir);
+  let graphBytes = 0;
+  for (const name of graphsToOpen(manifest, which)) {
+    const spec = manifest.graphs[name]!;
+    // Each session holds its own copy of shared weights: a data file counts once per graph.
+    for (const file of [spec.file, ...(spec.data ? [spec.data.file] : [])].map((f) => path.join(dir, f))) {
+      const info = await stat(file).catch((err: unknown) => {
+        throw fileError(err, file);
+      });
+      graphBytes += info.size;
+    }
+  }
+  return { dir, manifest, graphBytes };
+}
+
 /** Every model's manifest and size, checked before any is loaded: names must differ. */
 export async function readRepository(modelDir: string, which: GraphSet = 'served'): Promise<ModelEntry[]> {
   const entries: ModelEntry[] = [];
   for (const dir of await modelDirectories(modelDir)) {
-    const manifest = await readManifest(dir);
-    let graphBytes = 0;
-    for (const name of graphsToOpen(manifest, which)) {
-      const spec = manifest.graphs[name]!;
-      // Each session holds its own copy of shared weights: a data file counts once per graph.
-      for (const file of [spec.file, ...(spec.data ? [spec.data.file] : [])].map((f) => path.join(dir, f))) {
-        const info = await stat(file).catch((err: unknown) => {
-          throw fileError(err, file);
-        });
-        graphBytes += info.size;
-      }
-    }
+    const { manifest, graphBytes } = await readEntry(dir, which);
     const twin = entries.find((e) => e.manifest.name === manifest.name);
     if (twin)
       throw errors.repositoryInvalid(

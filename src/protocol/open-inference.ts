@@ -24,7 +24,9 @@ import type { Manifest } from '../model/manifest.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
 
 /** The protocol's extensions this server implements (GET /v2, gRPC ServerMetadata). */
-export const EXTENSIONS = ['binary_tensor_data'] as const;
+export function extensionsFor(modelControl: 'none' | 'explicit'): string[] {
+  return ['binary_tensor_data', ...(modelControl === 'explicit' ? ['model_repository'] : [])];
+}
 
 export const INPUT_NAME = 'input';
 export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as const;

@@ -17,6 +17,7 @@ import {
   v2LiveSchema,
   v2ModelReadySchema,
   v2ModelSchema,
+  v2RepositoryIndexSchema,
   v2ReadySchema,
   v2ServerSchema,
 } from '../http/schemas.js';
@@ -25,7 +26,7 @@ import { answerBody, HEADER_LENGTH, inputData, splitBody } from '../protocol/bin
 import { infer } from '../protocol/infer.js';
 import {
   checkVersion,
-  EXTENSIONS,
+  extensionsFor,
   inferRequestSchema,
   modelMetadata,
   ProtocolError,
@@ -85,7 +86,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
         response: { 200: body('server metadata', v2ServerSchema), ...errorsOf(COMMON_ERRORS) },
       },
     },
-    async () => ({ ...SERVER, extensions: [...EXTENSIONS] }),
+    async () => ({ ...SERVER, extensions: extensionsFor(config.MODEL_CONTROL) }),
   );
 
   // Liveness answers however loaded the process is, like /healthz.
@@ -244,4 +245,91 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
           .send(out.binary);
       },
     );
+
+  // The repository extension (Triton's): what MODEL_DIR holds, and loads and unloads while
+  // serving. Off unless MODEL_CONTROL=explicit, which needs API_KEYS.
+  const control = () => {
+    if (config.MODEL_CONTROL !== 'explicit') throw errors.modelControlOff();
+    if (!state.control) throw errors.notReady();
+    return state.control;
+  };
+  const repositoryErrors = errorsOf({
+    ...COMMON_ERRORS,
+    403: 'MODEL_CONTROL is not explicit',
+    503: 'the models are still loading, or the server is closing',
+  });
+  app.post(
+    '/repository/index',
+    {
+      schema: {
+        summary: 'Repository: the models of MODEL_DIR and their state',
+        body: z.object({ ready: z.boolean().optional() }).strict().nullish(),
+        response: { 200: body('one entry per model', v2RepositoryIndexSchema), ...repositoryErrors },
+      },
+    },
+    async (request) => control().index(request.body?.ready === true),
+  );
+  const loadBody = z
+    .object({
+      parameters: z
+        .record(z.string(), z.unknown())
+        .refine((p) => Object.keys(p).length === 0, {
+          message: 'takes no parameters: the model is loaded from its directory in MODEL_DIR',
+        })
+        .optional(),
+    })
+    .strict()
+    .nullish();
+  const repositoryParams = z.object({ name: z.string() });
+  app.post(
+    '/repository/models/:name/load',
+    {
+      schema: {
+        summary: 'Repository: load a model of MODEL_DIR, or reload it from its directory',
+        description:
+          'The new engine starts beside the running ones; requests switch to it once it is ready, and the engine it ' +
+          'replaces finishes what it has. A failed load leaves the model served before serving. ' +
+          'Answers 200 with an empty body once the model serves from its directory as it is now.',
+        params: repositoryParams,
+        body: loadBody,
+        response: {
+          ...errorsOf({
+            ...COMMON_ERRORS,
+            400: 'the model could not be loaded: the message says why',
+            403: 'MODEL_CONTROL is not explicit',
+            404: 'no model directory with that name',
+            503: 'the models are still loading, or the server is closing',
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      await control().load(request.params.name);
+      return reply.status(200).send();
+    },
+  );
+  app.post(
+    '/repository/models/:name/unload',
+    {
+      schema: {
+        summary: 'Repository: stop serving a model, once its requests in flight are answered',
+        description: 'Answers 200 with an empty body once it is unloaded.',
+        params: repositoryParams,
+        body: loadBody,
+        response: {
+          ...errorsOf({
+            ...COMMON_ERRORS,
+            403: 'MODEL_CONTROL is not explicit',
+            404: 'the model is not served',
+            409: 'the last model served',
+            503: 'the models are still loading, or the server is closing',
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      await control().unload(request.params.name);
+      return reply.status(200).send();
+    },
+  );
 }
