@@ -5,8 +5,10 @@ describe('loadConfig', () => {
   it('has the documented defaults', () => {
     expect(loadConfig({})).toEqual({
       PORT: 8080,
+      GRPC_PORT: 8081,
       HOST: '0.0.0.0',
       MODEL_DIR: DEFAULT_MODEL_DIR,
+      MODEL_CONTROL: 'none',
       MODEL_MEMORY_BUDGET_MB: 0,
       EXECUTION_PROVIDERS: ['cpu'],
       GPU_REQUIRED: false,
