@@ -136,7 +136,8 @@ export const errors = {
   modelLoadFailed: define(
     'PREDIFY_ERR_MODEL_LOAD_FAILED',
     400,
-    (name: string, reason: string) => `failed to load '${name}' (the model served before, if any, still is): ${reason}`,
+    (name: string, reason: string) =>
+      `failed to load '${name}' (the model served before, if any, still is): ${reason}`,
   ),
   inputShape: define(
     'PREDIFY_ERR_INPUT_SHAPE',

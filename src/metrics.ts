@@ -6,6 +6,8 @@ const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 export function createMetrics() {
   const registry = new Registry();
+  // Read when scraped: each model's images in its engine now (set by watchInFlight).
+  let inFlight: () => [string, number][] = () => [];
   collectDefaultMetrics({ register: registry, prefix: 'predify_' });
   const m = {
     registry,
@@ -41,6 +43,20 @@ export function createMetrics() {
       labelNames: ['model', 'source'] as const,
       registers: [registry],
     }),
+    engineInFlight: new Gauge({
+      name: 'predify_engine_in_flight',
+      help: "Images submitted to a model's engine by any route (/classify, V2 REST, gRPC) and not yet answered: queued or stepping. The signal to scale a fleet on",
+      labelNames: ['model'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [model, n] of inFlight()) this.set({ model }, n);
+      },
+    }),
+    /** Where the in-flight gauge reads from (the models served, which loads change). */
+    watchInFlight(source: () => [string, number][]) {
+      inFlight = source;
+    },
     classifyInFlight: new Gauge({
       name: 'predify_classify_in_flight',
       help: 'Classification requests received and not yet answered',

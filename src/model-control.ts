@@ -106,7 +106,9 @@ export class ModelControl {
   }
 
   #graceMs() {
-    return this.#config.REQUEST_TIMEOUT_MS > 0 ? this.#config.REQUEST_TIMEOUT_MS : this.#config.SHUTDOWN_DRAIN_MS;
+    return this.#config.REQUEST_TIMEOUT_MS > 0
+      ? this.#config.REQUEST_TIMEOUT_MS
+      : this.#config.SHUTDOWN_DRAIN_MS;
   }
 
   async #load(name: string): Promise<void> {
@@ -127,7 +129,10 @@ export class ModelControl {
     try {
       opened = await openClassifier(this.#config, entry.dir, this.#open);
     } catch (err) {
-      this.#open.logger.warn({ model: name, err }, `loading ${name} failed: the model served before still is`);
+      this.#open.logger.warn(
+        { model: name, err },
+        `loading ${name} failed: the model served before still is`,
+      );
       throw failed(err);
     } finally {
       this.#loading = undefined;
@@ -146,7 +151,9 @@ export class ModelControl {
     if (old)
       void old
         .retire(opened.classifier, this.#graceMs())
-        .catch((err: unknown) => this.#open.logger.warn({ model: name, err }, 'closing the replaced engine failed'));
+        .catch((err: unknown) =>
+          this.#open.logger.warn({ model: name, err }, 'closing the replaced engine failed'),
+        );
   }
 
   /** The directory of MODEL_DIR whose manifest is named `name`. */

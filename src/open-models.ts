@@ -65,7 +65,10 @@ export async function openClassifier(
   } else engine = await LocalEngine.open(settings, logger);
   if (metrics) engine.onStep = metrics.recordStep;
   if (metrics && engine.batch)
-    metrics.engineBatchSize.set({ model: engine.manifest.name, source: engine.batch.source }, engine.batch.size);
+    metrics.engineBatchSize.set(
+      { model: engine.manifest.name, source: engine.batch.source },
+      engine.batch.size,
+    );
   return { classifier: new Classifier(engine, requestDefaults(config)), engine };
 }
 

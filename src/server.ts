@@ -101,7 +101,9 @@ async function main(): Promise<void> {
   if (config.MODEL_CONTROL === 'explicit') {
     state.control = new ModelControl(config, state, { logger, metrics, onGiveUp });
     await state.control.adoptServed();
-    logger.info('MODEL_CONTROL=explicit: POST /v2/repository/models/{name}/load and /unload change the models served');
+    logger.info(
+      'MODEL_CONTROL=explicit: POST /v2/repository/models/{name}/load and /unload change the models served',
+    );
   }
   if (config.ENGINE_FAULTS) {
     // Rehearsal: SIGUSR2 makes every model's engine worker throw an uncaught exception.

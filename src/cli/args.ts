@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { coefficientsOfProfile, profileCoefficients } from '../engine/profiles.js';
 import { PredictiveStepper } from '../engine/predictive-step.js';
 import { loadModel } from '../model/load-model.js';
-import { profilesOf } from '../model/manifest.js';
+import { profilesOf, readManifest, type Manifest } from '../model/manifest.js';
 
 /** parseArgs that prints usage and exits 2 on a bad command line instead of throwing. */
 export function parseCli<T extends ParseArgsConfig>(config: T, usage: string) {
@@ -39,17 +39,35 @@ export async function openModelWithProfile(dir: string, profile: string | undefi
     { providers: ['cpu'], intraOpThreads: threads },
     pino({ level: 'warn' }),
   );
-  const profiles = profilesOf(model.manifest);
-  const name = profile ?? model.manifest.defaultProfile;
-  if (!profiles[name]) {
-    console.error(
-      `model ${model.manifest.name} has no profile '${name}': it has ${Object.keys(profiles).join(', ')}`,
-    );
+  const chosen = resolveProfile(model.manifest, profile);
+  if (!chosen) {
     await model.release();
     process.exit(2);
   }
-  const stepper = new PredictiveStepper(model);
+  return { model, stepper: new PredictiveStepper(model), ...chosen };
+}
+
+/**
+ * A model's manifest and the profile asked for, without opening its graphs: for a study whose
+ * images servers classify (--endpoint).
+ */
+export async function manifestWithProfile(dir: string, profile: string | undefined) {
+  const manifest = await readManifest(dir);
+  const chosen = resolveProfile(manifest, profile);
+  if (!chosen) process.exit(2);
+  return { manifest, ...chosen };
+}
+
+function resolveProfile(manifest: Manifest, profile: string | undefined) {
+  const profiles = profilesOf(manifest);
+  const name = profile ?? manifest.defaultProfile;
+  if (!profiles[name]) {
+    console.error(
+      `model ${manifest.name} has no profile '${name}': it has ${Object.keys(profiles).join(', ')}`,
+    );
+    return undefined;
+  }
   const { hyperparameters, recommendedTimesteps, anytime } = profiles[name]!;
-  const coefficients = coefficientsOfProfile(profileCoefficients(model.manifest), name);
-  return { model, stepper, profile: name, hyperparameters, coefficients, recommendedTimesteps, anytime };
+  const coefficients = coefficientsOfProfile(profileCoefficients(manifest), name);
+  return { profile: name, hyperparameters, coefficients, recommendedTimesteps, anytime };
 }

@@ -9,7 +9,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { newSample } from '../engine/predictive-step.js';
+import { newSample, type PredictiveStepper } from '../engine/predictive-step.js';
 import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
 import type { SettleRule } from '../engine/settling.js';
 import {
@@ -23,7 +23,7 @@ import {
   sameRule,
 } from '../robustness/anytime.js';
 import { accuracyChart, anytimeChart, mceChart, svgToPng } from '../robustness/chart.js';
-import { evaluate, studySize, type ConditionResult } from '../robustness/evaluate.js';
+import { studySize, type ConditionResult } from '../robustness/evaluate.js';
 import { ImageSetError } from '../robustness/image-set.js';
 import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';
 import {
@@ -35,10 +35,11 @@ import {
   relativeMce,
   type BaselineErrors,
 } from '../robustness/mce.js';
-import { clock, progressReporter } from '../robustness/progress.js';
+import { clock } from '../robustness/progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
-import { openModelWithProfile, parseCli, wholeNumber } from './args.js';
+import { manifestWithProfile, openModelWithProfile, parseCli, wholeNumber } from './args.js';
+import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
 const usage = `usage: npm run eval -- [--images DIR] [--model DIR] [--profile NAME] [options]
@@ -48,18 +49,20 @@ Accuracy at t = 0..T, clean and under ImageNet-C's corruptions, through the serv
 ${STUDY_USAGE}
                  (defaults: all 19 corruptions, severities 1-5, T = 10, build/robustness/<model>-<profile>[-quick];
                  on Fashion-MNIST: its test set, 60 images per class corrupted, 500 clean)
+${FLEET_USAGE}
   --quick        severities 1, 3, 5 and 10 images per class (Fashion-MNIST) for a first look
   --baseline FILE|alexnet  also ImageNet-C's normalised mCE (%), against AlexNet's published
                  errors or another study's results.json (its t = 0 errors)
   --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
   --profile NAME the model's hyperparameter profile (default: its default profile)
-  --batch N      images stepped together (default 32)
+  --batch N      images stepped together (default 32; with --endpoint, images per request, default 8)
   --threads N    onnxruntime threads per session (default 2)`;
 
 const { values } = parseCli(
   {
     options: {
       ...STUDY_OPTIONS,
+      ...FLEET_OPTIONS,
       quick: { type: 'boolean', default: false },
       baseline: { type: 'string' },
       profile: { type: 'string' },
@@ -71,13 +74,16 @@ const { values } = parseCli(
   },
   usage,
 );
-const batch = Math.max(1, wholeNumber('batch', values.batch, 32));
+const remote = values.endpoint !== undefined;
+const batch = Math.max(1, wholeNumber('batch', values.batch, remote ? 8 : 32));
 const threads = wholeNumber('threads', values.threads, 2);
 
-const { model, stepper, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } =
-  await openModelWithProfile(values.model, values.profile, threads);
+// With --endpoint the servers compute: only the manifest is read here, no graph is opened.
+const local = remote ? undefined : await openModelWithProfile(values.model, values.profile, threads);
+const { manifest, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } = local
+  ? { manifest: local.model.manifest, ...local }
+  : await manifestWithProfile(values.model, values.profile);
 try {
-  const { manifest } = model;
   let study;
   let baseline: { name: string; errors: BaselineErrors } | undefined;
   try {
@@ -125,30 +131,39 @@ try {
     `evaluating ${manifest.name}, profile ${profile}, t = 0..${timesteps}: ${study.describe}; ${total} sample-timesteps`,
   );
   const inputs = new StudyInputs(manifest.input, { skipUnreadable: study.skipUnreadable, seed: study.seed });
-  const progress = progressReporter('eval');
   const started = performance.now();
-  let results: ConditionResult[];
+  let run;
   try {
-    results = await evaluate(stepper, inputs, study.groups, {
+    run = await studyResults({
+      stepper: local?.stepper,
+      values,
+      manifest,
+      profile,
+      coefficients,
+      study,
+      inputs,
       timesteps,
       batch,
-      coefficients,
-      record: true,
-      onProgress: progress,
+      out,
+      label: 'eval',
     });
   } catch (err) {
     if (!(err instanceof ImageSetError)) throw err;
     console.error(`\n${err.message}`);
     process.exit(1);
   }
+  const { results, fleet } = run;
   const seconds = (performance.now() - started) / 1000;
   const studyRate = (results.reduce((n, r) => n + r.count, 0) * (timesteps + 1)) / seconds;
   // The study's batches hold several conditions' images: as many as the first group's pairs, up to --batch.
-  const engine = await engineRate(
-    results,
-    study.groups[0]!.images.length * study.groups[0]!.conditions.length,
-    seconds,
-  );
+  const engine = local
+    ? await engineRate(
+        local.stepper,
+        results,
+        study.groups[0]!.images.length * study.groups[0]!.conditions.length,
+        seconds,
+      )
+    : undefined;
   const cleanResult = results.find((r) => r.condition.corruption === 'clean');
   const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
   if (corrupted.length === 0) {
@@ -245,8 +260,20 @@ try {
     speed: {
       seconds: Math.round(seconds),
       studySampleStepsPerSecond: Math.round(studyRate),
-      engineSampleStepsPerSecond: Math.round(engine),
+      ...(engine !== undefined ? { engineSampleStepsPerSecond: Math.round(engine) } : {}),
       batch,
+      ...(fleet
+        ? {
+            // this run's answers by server (a resumed run counts what it asked for itself)
+            endpoints: fleet.fleet.stats.map((e) => ({
+              url: e.url,
+              images: e.answered,
+              imagesPerSecond: Math.round(e.imagesPerSecond * 10) / 10,
+              retries: e.retries,
+            })),
+            journal: fleet.journal.file,
+          }
+        : {}),
     },
     anytime:
       rows && verdict
@@ -329,7 +356,11 @@ try {
         ? `; normalised mCE ${normalised.mce[0]!.toFixed(1)}% at t=0, ${normalised.mce[marked]!.toFixed(1)}% at t=${marked} (${baseline!.name})`
         : '') +
       `. ${inputs.unreadable.length ? `${inputs.unreadable.length} unreadable images left out. ` : ''}` +
-      `${clock(seconds)}: ${Math.round(studyRate)} sample-timesteps/s, the engine alone ${Math.round(engine)}/s at batch ${batch} (${((studyRate / engine) * 100).toFixed(0)}%). Written to ${out}/`,
+      `${clock(seconds)}: ${Math.round(studyRate)} sample-timesteps/s, ` +
+      (engine !== undefined
+        ? `the engine alone ${Math.round(engine)}/s at batch ${batch} (${((studyRate / engine) * 100).toFixed(0)}%). `
+        : `on ${fleet!.fleet.stats.map((e) => `${e.url} ${e.answered} images, ${e.retries} retries`).join('; ')}. `) +
+      `Written to ${out}/`,
   );
   if (served) console.log(servedLine(served, rule));
   if (!rows || !verdict) process.exit(0);
@@ -343,7 +374,7 @@ try {
         : 'no rule keeps its accuracy.'),
   );
 } finally {
-  await model.release();
+  await local?.model.release();
 }
 
 /**
@@ -423,6 +454,7 @@ function servedLine(s: NonNullable<ReturnType<typeof servedDefault>>, rule: Sett
  * tenth of the study's time (2..20 s), so that both numbers come from one run.
  */
 async function engineRate(
+  stepper: PredictiveStepper,
   results: readonly ConditionResult[],
   images: number,
   studySeconds: number,

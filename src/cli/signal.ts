@@ -9,12 +9,12 @@ import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
 import { corruptionScore } from '../engine/corruption-score.js';
 import { signalChart, svgToPng } from '../robustness/chart.js';
-import { evaluate } from '../robustness/evaluate.js';
 import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';
 import { mean } from '../robustness/report.js';
-import { auroc, signalMarkdown, unconfidence, type SignalRow } from '../robustness/signal.js';
+import { auroc, signalMarkdown, type SignalRow } from '../robustness/signal.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
-import { openModelWithProfile, parseCli } from './args.js';
+import { manifestWithProfile, openModelWithProfile, parseCli } from './args.js';
+import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudyOrExit, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
 const usage = `usage: npm run eval:signal -- [--images DIR] [--model DIR] [options]
@@ -25,12 +25,14 @@ condition), against one minus the softmax confidence.
 ${STUDY_USAGE}
                  (defaults: all 19 corruptions, severities 1-5; on Fashion-MNIST: its test set,
                  60 images per class corrupted, 500 clean; --timesteps is ignored: t = 0 only)
-  --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})`;
+  --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
+${FLEET_USAGE}`;
 
 const { values } = parseCli(
   {
     options: {
       ...STUDY_OPTIONS,
+      ...FLEET_OPTIONS,
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
       help: { type: 'boolean', short: 'h' },
     },
@@ -39,9 +41,12 @@ const { values } = parseCli(
 );
 
 // t = 0 only: the score and the baseline are both read before any feedback, whatever the profile.
-const { model, stepper, coefficients } = await openModelWithProfile(values.model, undefined);
+// With --endpoint the servers compute: only the manifest is read here, no graph is opened.
+const local = values.endpoint === undefined ? await openModelWithProfile(values.model, undefined) : undefined;
+const { manifest, coefficients, profile } = local
+  ? { manifest: local.model.manifest, ...local }
+  : await manifestWithProfile(values.model, undefined);
 try {
-  const { manifest } = model;
   const norm = manifest.corruptionScore;
   if (!norm) {
     console.error(
@@ -65,11 +70,19 @@ try {
       skipUnreadable: study.skipUnreadable,
       seed: study.seed,
     });
-    const results = await evaluate(stepper, inputs, study.groups, {
-      timesteps: 0,
-      batch: 100,
+    const out = values.out ?? path.join('build', 'signal', manifest.name);
+    const { results } = await studyResults({
+      stepper: local?.stepper,
+      values,
+      manifest,
+      profile,
       coefficients,
-      record: true,
+      study,
+      inputs,
+      timesteps: 0,
+      batch: local ? 100 : 16,
+      out,
+      label: 'eval:signal',
     });
     const cleanResult = results.find((r) => r.condition.corruption === 'clean');
     const corrupted = results.filter((r) => r.condition.corruption !== 'clean');
@@ -79,7 +92,8 @@ try {
     }
     const first = (r: typeof cleanResult) => r!.trajectories!.map((t) => t.steps[0]!);
     const score = (steps: ReturnType<typeof first>) => steps.map((s) => corruptionScore(s.errors, norm));
-    const baseline = (steps: ReturnType<typeof first>) => steps.map((s) => unconfidence(s.logits));
+    // 1 - the top-1 softmax probability: unconfidence() of the step's logits, as recorded.
+    const baseline = (steps: ReturnType<typeof first>) => steps.map((s) => 1 - s.confidence);
     const cleanSteps = first(cleanResult);
     const rows: SignalRow[] = corrupted.map((r) => {
       const steps = first(r);
@@ -91,7 +105,6 @@ try {
       };
     });
     const title = `${manifest.name}: telling corrupted images from clean ones at t = 0 (${corrupted[0]?.count ?? 0} per condition, ${cleanSteps.length} clean)`;
-    const out = values.out ?? path.join('build', 'signal', manifest.name);
     await mkdir(out, { recursive: true });
     const report = {
       model: manifest.name,
@@ -121,5 +134,5 @@ try {
     );
   }
 } finally {
-  await model.release();
+  await local?.model.release();
 }

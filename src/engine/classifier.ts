@@ -89,6 +89,11 @@ export class Classifier {
     return this.#engine.providers;
   }
 
+  /** images submitted and not yet answered */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
   /** the batch size its engine steps at, and how it was chosen */
   get batch() {
     return this.#engine.batch;

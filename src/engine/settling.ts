@@ -27,6 +27,22 @@ export interface StepOutputs {
   errors: ArrayLike<number>;
 }
 
+/**
+ * A step as the rule reads it, reduced to what it needs: the top-1 class, its softmax
+ * probability and the errors. What studies record of each step (a few numbers, not a logit per
+ * class), computed by the same arithmetic as the engine's, so a replay decides as it did.
+ */
+export interface StepReading {
+  top: number;
+  confidence: number;
+  errors: ArrayLike<number>;
+}
+
+export function readStep(step: StepOutputs): StepReading {
+  const top = argmax(step.logits);
+  return { top, confidence: softmax(step.logits)[top]!, errors: step.errors };
+}
+
 export interface SettleRule {
   /** largest relative change of any PCoder's error e_i(t) that still counts as calm */
   tolerance: number;
@@ -83,19 +99,21 @@ export class SettleWatch {
   }
 
   /** Takes the sample's next step; true once the sample has settled (or stopped at the gate). */
-  settled(step: StepOutputs): boolean {
+  settled(step: StepOutputs | StepReading): boolean {
     const { gate } = this.#rule;
     if (!this.#errors && gate && largestErrorZ(step.errors, gate) <= gate.above) {
       this.#gated = true;
       return true;
     }
-    const top = argmax(step.logits);
+    const top = 'top' in step ? step.top : argmax(step.logits);
     if (this.#errors) {
       const { tolerance, confidence } = this.#rule;
+      // The softmax only when the errors alone do not make the step calm.
+      const confidenceOf = () => ('top' in step ? step.confidence : softmax(step.logits)[top]!);
       const calm =
         top === this.#top &&
         (largestChange(this.#errors, step.errors) < tolerance ||
-          (confidence !== undefined && softmax(step.logits)[top]! >= confidence));
+          (confidence !== undefined && confidenceOf() >= confidence));
       this.#calm = calm ? this.#calm + 1 : 0;
     }
     this.#top = top;
@@ -121,7 +139,7 @@ export function largestChange(before: ArrayLike<number>, after: ArrayLike<number
  * on one computation of the trajectories.
  */
 export function stoppingPoint(
-  steps: readonly StepOutputs[],
+  steps: readonly (StepOutputs | StepReading)[],
   rule: SettleRule,
   cap: number,
 ): { t: number; reason: StopReason } {

@@ -46,7 +46,8 @@ const WATCH_INTERVAL_MS = 1000;
 
 export async function startGrpc(
   { config, state, logger, metrics, underPressure }: GrpcOptions,
-  address = `${config.HOST}:${config.GRPC_PORT}`,
+  // An IPv6 host is written in brackets before its port.
+  address = `${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.GRPC_PORT}`,
 ): Promise<GrpcServer> {
   const server = new Server({
     // The same bound as an HTTP body: a bigger message is RESOURCE_EXHAUSTED before it is read.

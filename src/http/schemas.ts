@@ -136,6 +136,11 @@ export const modelsSchema = z.object({
   models: z.array(
     z.object({
       name: z.string(),
+      version: z.string().meta({ description: "the manifest's modelVersion (the protocol's model version)" }),
+      hash: z.string().meta({
+        description:
+          'SHA-256 of what decides the answers (the manifest, its graphs by checksum; not the recorded batch choice): equal on every replica serving the same model',
+      }),
       default: z.boolean().meta({ description: 'the model a request that names none gets' }),
       description: z.string(),
       input: inputSpec,

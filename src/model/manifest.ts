@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -274,6 +275,17 @@ export function parseManifest(raw: unknown, file: string): Manifest {
     throw errors.manifestInvalid(file, detail);
   }
   return parsed.data;
+}
+
+/**
+ * A model's identity: SHA-256 of its manifest as parsed (the graphs are in it by checksum),
+ * leaving out the batch size recorded for a machine, which changes no answer. Two servers with
+ * the same hash answer alike; a study checks it on every server it uses.
+ */
+export function modelHash(manifest: Manifest): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ ...manifest, batchTuning: undefined }))
+    .digest('hex');
 }
 
 export async function readManifest(modelDir: string): Promise<Manifest> {

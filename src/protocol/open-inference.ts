@@ -20,7 +20,7 @@
  *   corruption_score  FP32 [N]              how unlike clean data each input looks (t = 0)
  */
 import { z } from 'zod';
-import type { Manifest } from '../model/manifest.js';
+import { modelHash, type Manifest } from '../model/manifest.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
 
 /** The protocol's extensions this server implements (GET /v2, gRPC ServerMetadata). */
@@ -34,7 +34,10 @@ export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as
 export const AUTO_OUTPUT = 'timesteps';
 /** Given, by default, by a model with a calibrated corruption score. */
 export const SCORE_OUTPUT = 'corruption_score';
-export type OutputName = (typeof OUTPUT_NAMES)[number] | typeof AUTO_OUTPUT | typeof SCORE_OUTPUT;
+/** Given only when asked for: the head's logits, exact (what studies over a fleet replay). */
+export const LOGITS_OUTPUT = 'logits';
+export type OutputName =
+  (typeof OUTPUT_NAMES)[number] | typeof AUTO_OUTPUT | typeof SCORE_OUTPUT | typeof LOGITS_OUTPUT;
 
 /** The outputs of a request that names none. */
 export function defaultOutputs(manifest: Manifest, anytime: boolean): OutputName[] {
@@ -140,7 +143,7 @@ export function inferRequestSchema(limits: { maxTimesteps: number }) {
       outputs: z
         .array(
           z.object({
-            name: z.enum([...OUTPUT_NAMES, AUTO_OUTPUT, SCORE_OUTPUT]),
+            name: z.enum([...OUTPUT_NAMES, AUTO_OUTPUT, SCORE_OUTPUT, LOGITS_OUTPUT]),
             parameters: parameters.optional(),
           }),
         )
@@ -161,6 +164,7 @@ export function tensorMetadata(manifest: Manifest) {
       // Every output an answer may carry is listed: clients check answers against metadata.
       { name: AUTO_OUTPUT, datatype: 'INT64', shape: [-1] },
       ...(manifest.corruptionScore ? [{ name: SCORE_OUTPUT, datatype: 'FP32', shape: [-1] }] : []),
+      { name: LOGITS_OUTPUT, datatype: 'FP32', shape: [-1, -1, manifest.labels.length] },
     ],
   };
 }
@@ -185,6 +189,7 @@ export function outputConditions(manifest: Manifest): Record<string, string> {
     ...(manifest.corruptionScore
       ? { [`output_${SCORE_OUTPUT}`]: 'always (the model has a calibrated score)' }
       : {}),
+    [`output_${LOGITS_OUTPUT}`]: 'when the request names it in outputs',
   };
 }
 
@@ -205,6 +210,7 @@ export function modelMetadata(
       profiles: served.profiles.join(','),
       labels: manifest.labels.join(','),
       pcoders: manifest.pcoders.map((pc) => pc.name).join(','),
+      model_hash: modelHash(manifest),
       ...inputForms(manifest),
       ...outputConditions(manifest),
     } as Record<string, string | number>,

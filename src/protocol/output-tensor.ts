@@ -57,6 +57,14 @@ export function outputsOf(
         pcoders,
       ),
     }),
+    logits: () => ({
+      datatype: 'FP32' as const,
+      shape: [batch, steps, classes],
+      data: concat(
+        outputs.map((o) => o.logits),
+        classes,
+      ),
+    }),
     timesteps: () => ({ datatype: 'INT64' as const, shape: [batch], data: results.map((r) => r.timesteps) }),
     corruption_score: () => ({
       datatype: 'FP32' as const,

@@ -3,7 +3,6 @@
  * recorded trajectories, so that one computation of every image's dynamics up to the cap
  * answers for any rule. A replay stops where the engine would, with the same answer.
  */
-import { argmax } from '../engine/results.js';
 import type { ScoreNormalisation } from '../engine/corruption-score.js';
 import { stoppingPoint, type SettleRule } from '../engine/settling.js';
 import { conditionName, type ConditionResult, type Trajectory } from './evaluate.js';
@@ -25,7 +24,7 @@ export function replay(trajectories: readonly Trajectory[], rule: SettleRule, ca
   let settled = 0;
   for (const { label, steps: trajectory } of trajectories) {
     const stop = stoppingPoint(trajectory, rule, cap);
-    if (argmax(trajectory[stop.t]!.logits) === label) correct++;
+    if (trajectory[stop.t]!.top === label) correct++;
     steps += stop.t;
     if (stop.reason === 'settled') settled++;
   }
@@ -41,7 +40,7 @@ export function replay(trajectories: readonly Trajectory[], rule: SettleRule, ca
 
 /** The same measure for a fixed number of timesteps, on the same trajectories. */
 export function fixed(trajectories: readonly Trajectory[], t: number): Replay {
-  const correct = trajectories.filter((x) => argmax(x.steps[t]!.logits) === x.label).length;
+  const correct = trajectories.filter((x) => x.steps[t]!.top === x.label).length;
   const count = trajectories.length;
   return { count, correct, accuracy: correct / count, meanTimesteps: t, settled: 0 };
 }
@@ -362,7 +361,7 @@ export function servedResults(
     r.trajectories.forEach(({ label, steps }, i) => {
       const t = 'rule' in policy ? stoppingPoint(steps, policy.rule, policy.cap).t : policy.timesteps;
       for (const [k, at] of [0, t].entries()) {
-        const right = argmax(steps[at]!.logits) === label ? 1 : 0;
+        const right = steps[at]!.top === label ? 1 : 0;
         rightAt[i * 2 + k] = right;
         correct[k]! += right;
       }

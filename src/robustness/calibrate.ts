@@ -16,7 +16,6 @@ import type { PredictiveStepper } from '../engine/predictive-step.js';
 import { gradientScales } from '../engine/profiles.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { largestErrorZ, type ScoreNormalisation } from '../engine/corruption-score.js';
-import { argmax } from '../engine/results.js';
 import { evaluate, type ConditionResult, type StudyGroup } from './evaluate.js';
 import { recommend, summariseEvaluation, type Recommendation } from './report.js';
 import type { StudyInputs } from './study-inputs.js';
@@ -231,9 +230,9 @@ export function gatedResults(
     const gained = new Array<number>(T + 1).fill(0);
     for (const { label, steps } of r.trajectories!) {
       const iterate = largestErrorZ(steps[0]!.errors, norm) > above;
-      const atZero = argmax(steps[0]!.logits) === label;
+      const atZero = steps[0]!.top === label;
       for (let t = 0; t <= T; t++) {
-        const right = iterate ? argmax(steps[t]!.logits) === label : atZero;
+        const right = iterate ? steps[t]!.top === label : atZero;
         if (right) correct[t]!++;
         if (atZero && !right) lost[t]!++;
         if (!atZero && right) gained[t]!++;

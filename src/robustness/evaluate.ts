@@ -6,6 +6,7 @@
 import type { PredictiveStepper, SampleState } from '../engine/predictive-step.js';
 import { newSample } from '../engine/predictive-step.js';
 import type { Coefficients } from '../model/hyperparameters.js';
+import { readStep, type StepReading } from '../engine/settling.js';
 import type { StudyImage } from './image-set.js';
 import { conditionName, type Condition, type OpenImage, type StudyInputs } from './study-inputs.js';
 
@@ -34,7 +35,7 @@ export interface ConditionResult {
 /** What one image's dynamics did, step by step: enough to replay any stopping rule. */
 export interface Trajectory {
   label: number;
-  steps: { logits: Float32Array; errors: Float32Array }[];
+  steps: StepReading[];
 }
 
 /**
@@ -118,7 +119,7 @@ export async function evaluate(
         for (let t = 0; t <= timesteps;) {
           const k = Math.min(stepper.maxStepsPerCall, timesteps + 1 - t);
           for (const outputs of await stepper.steps(samples, k)) {
-            outputs.forEach((out, b) => rows[b]!(t, out.logits, out.errors));
+            outputs.forEach((out, b) => rows[b]!(t, readStep(out)));
             t++;
             done += slice.length;
           }
@@ -127,6 +128,34 @@ export async function evaluate(
       }
     }
   }
+  return [...byName.values()].map((a) => a.result());
+}
+
+/**
+ * The results of readings obtained elsewhere (a fleet's answers, from a study's journal), in
+ * the order a local evaluation makes them: each condition's images in the groups' order, so
+ * that everything computed from the results (the bootstrap's resampling included) is the same.
+ * An image without readings (unreadable) is left out, as a local evaluation leaves it out.
+ */
+export function resultsFromReadings(
+  groups: readonly StudyGroup[],
+  timesteps: number,
+  record: boolean,
+  readings: (image: StudyImage, condition: Condition) => readonly StepReading[] | undefined,
+): ConditionResult[] {
+  const byName = new Map<string, Accumulator>();
+  for (const group of groups)
+    for (const condition of group.conditions) {
+      const name = conditionName(condition);
+      let acc = byName.get(name);
+      if (!acc) byName.set(name, (acc = new Accumulator(condition, timesteps, record)));
+      for (const image of group.images) {
+        const steps = readings(image, condition);
+        if (!steps) continue;
+        const add = acc.add(image);
+        steps.forEach((step, t) => add(t, step));
+      }
+    }
   return [...byName.values()].map((a) => a.result());
 }
 
@@ -156,9 +185,9 @@ class Accumulator {
     const trajectory: Trajectory = { label: image.label, steps: [] };
     if (this.record) this.#trajectories.push(trajectory);
     let rightAtZero = false;
-    return (t: number, logits: Float32Array, errors: Float32Array) => {
-      if (this.record) trajectory.steps.push({ logits, errors });
-      const right = argmax(logits) === image.label;
+    return (t: number, step: StepReading) => {
+      if (this.record) trajectory.steps.push(step);
+      const right = step.top === image.label;
       if (t === 0) rightAtZero = right;
       if (right) {
         this.#correct[t]!++;

@@ -6,12 +6,15 @@ import { errors } from '../errors.js';
 import { body, code, COMMON_ERRORS, errorResponses } from '../http/responses.js';
 import { modelsSchema } from '../http/schemas.js';
 import type { ServiceState } from '../service-state.js';
+import { modelHash } from '../model/manifest.js';
 
 /** What GET /models says of one model. */
 function describe(classifier: Classifier, isDefault: boolean) {
   const { manifest, providers } = classifier;
   return {
     name: manifest.name,
+    version: manifest.modelVersion,
+    hash: modelHash(manifest),
     default: isDefault,
     description: manifest.description,
     input: manifest.input,

@@ -3,7 +3,7 @@
  * the probes expect, environment variables the service reads (with valid values), a
  * termination grace period longer than the drain, names that refer to each other.
  */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -15,6 +15,9 @@ import {
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { CONFIG_VARIABLES, loadConfig, type Config } from '../../src/config.js';
+import { FLEET_OPTIONS } from '../../src/cli/fleet-args.js';
+import { STUDY_OPTIONS } from '../../src/cli/study-args.js';
+import { createMetrics } from '../../src/metrics.js';
 import { PROTO_DIR } from '../../src/grpc/protos.js';
 import { startGrpc } from '../../src/grpc/server.js';
 import type { ServiceState } from '../../src/service-state.js';
@@ -159,5 +162,63 @@ describe('deploy/kubernetes', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('the study Job: the CLI and options that exist, the Service it names, its journal on its volume', async () => {
+    const [job, claim] = await manifests('study-job.yaml');
+    const [service] = await manifests('service.yaml');
+    const [deployment] = await manifests('deployment.yaml');
+    expect(job!.kind).toBe('Job');
+    const pod = job!.spec.template.spec;
+    const [node, script, ...args] = pod.containers[0].command as string[];
+    expect(node).toBe('node');
+    // the image's working directory is the package root, dist/ built (pretest builds it here)
+    await access(path.join(ROOT, script!));
+    expect(script).toBe('dist/cli/eval.js');
+    const known = new Set([
+      ...Object.keys(STUDY_OPTIONS),
+      ...Object.keys(FLEET_OPTIONS),
+      ...['model', 'profile', 'batch', 'threads', 'quick', 'baseline'],
+    ]);
+    const options = Object.fromEntries(
+      args.map((a) => {
+        const [name, value] = a.replace(/^--/, '').split('=');
+        expect(known, `--${name} is an option of npm run eval`).toContain(name);
+        return [name!, value ?? true];
+      }),
+    );
+    // The journal survives the pod: on a mounted volume, and the Job always resumes.
+    expect(options['resume']).toBe(true);
+    const mount = pod.containers[0].volumeMounts.find((m: Doc) =>
+      String(options['journal']).startsWith(m.mountPath + '/'),
+    );
+    const volume = pod.volumes.find((v: Doc) => v.name === mount.name);
+    expect(volume.persistentVolumeClaim.claimName).toBe(claim!.metadata.name);
+    expect(pod.restartPolicy).toBe('OnFailure');
+    // --endpoint is the Service, on its HTTP port
+    const url = new URL(String(options['endpoint']));
+    expect(url.hostname).toBe(service!.metadata.name);
+    const http = service!.spec.ports.find((p: Doc) => p.name === 'http');
+    expect(Number(url.port || 80)).toBe(http.port);
+    expect(pod.securityContext.runAsUser).toBe(deployment!.spec.template.spec.securityContext.runAsUser);
+    for (const e of pod.containers[0].env as Doc[])
+      if (e.name !== 'PREDIFY_API_KEY') expect(CONFIG_VARIABLES).toContain(e.name);
+  });
+
+  it('autoscaling on work waiting: a metric the server exports, for the Deployment', async () => {
+    const exported = new Set(
+      (await createMetrics().registry.getMetricsAsJSON()).map((m) => m.name as string),
+    );
+    const [deployment] = await manifests('deployment.yaml');
+    const [keda] = await manifests('autoscaling/keda.yaml');
+    const [adapter, hpa] = await manifests('autoscaling/prometheus-adapter.yaml');
+    expect(keda!.spec.scaleTargetRef.name).toBe(deployment!.metadata.name);
+    const query = keda!.spec.triggers[0].metadata.query as string;
+    const metric = /^sum\((\w+)\{/.exec(query)![1]!;
+    expect(exported).toContain(metric);
+    expect(Number(keda!.spec.triggers[0].metadata.threshold)).toBeGreaterThan(0);
+    expect(adapter!.data['config.yaml']).toContain(metric);
+    expect(hpa!.spec.scaleTargetRef.name).toBe(deployment!.metadata.name);
+    expect(hpa!.spec.metrics[0].pods.metric.name).toBe(metric);
   });
 });

@@ -4,6 +4,7 @@
  * accuracy of the best fixed T, or none when no rule does.
  */
 import { describe, expect, it } from 'vitest';
+import { readStep } from '../../src/engine/settling.js';
 import { chooseRule, fixed, replay, servedResults } from '../../src/robustness/anytime.js';
 import type { ConditionResult, Trajectory } from '../../src/robustness/evaluate.js';
 
@@ -14,7 +15,7 @@ function trajectory(label: number, tops: number[], errors: number[]): Trajectory
     steps: tops.map((top, t) => {
       const logits = new Float32Array(3);
       logits[top] = 1;
-      return { logits, errors: Float32Array.of(errors[t]!) };
+      return readStep({ logits, errors: Float32Array.of(errors[t]!) });
     }),
   };
 }
