@@ -53,6 +53,8 @@ interface Endpoint {
   timesSetAside: number;
   /** its identity must be checked before it gets work */
   unchecked: boolean;
+  /** the check under way, which the server's other request slots wait for */
+  checking: Promise<void> | undefined;
 }
 
 export interface EndpointStats {
@@ -97,6 +99,7 @@ export class Fleet<T> {
       setAside: false,
       timesSetAside: 0,
       unchecked: true,
+      checking: undefined,
     }));
   }
 
@@ -169,13 +172,16 @@ export class Fleet<T> {
           continue;
         }
         if (endpoint.unchecked) {
-          try {
-            await this.#check(endpoint);
-          } catch {
-            this.#failed(endpoint);
-            continue;
-          }
+          // One check for the server, whichever of its slots comes first; a failed one sets it
+          // aside again, once.
+          endpoint.checking ??= this.#check(endpoint)
+            .catch(() => {
+              if (!this.#failure) this.#setAside(endpoint);
+            })
+            .finally(() => (endpoint.checking = undefined));
+          await endpoint.checking;
           if (this.#failure) return;
+          continue;
         }
         const item = this.#queue.shift();
         if (!item) {
@@ -189,6 +195,7 @@ export class Fleet<T> {
           endpoint.busyMs += performance.now() - started;
           endpoint.answered += item.tensors.length;
           endpoint.failuresInARow = 0;
+          endpoint.timesSetAside = 0;
           this.#lastAnswer = Date.now();
           this.#pending--;
           onAnswer(item, answers, endpoint.url);
@@ -218,13 +225,19 @@ export class Fleet<T> {
 
   /** A failure that is not the server being busy: back off, and after a few, set it aside. */
   #failed(endpoint: Endpoint) {
+    // The other requests it had in flight fail too: they do not set it aside again.
+    if (endpoint.setAside) return;
     endpoint.failuresInARow++;
-    if (endpoint.failuresInARow >= SET_ASIDE_AFTER) {
-      endpoint.setAside = true;
-      endpoint.unchecked = true;
-      const rest = Math.min(MAX_REST_MS, REST_MS * 2 ** endpoint.timesSetAside++);
-      endpoint.pausedUntil = Date.now() + rest;
-    } else endpoint.pausedUntil = Date.now() + 250 * 2 ** endpoint.failuresInARow;
+    if (endpoint.failuresInARow >= SET_ASIDE_AFTER) this.#setAside(endpoint);
+    else endpoint.pausedUntil = Date.now() + 250 * 2 ** endpoint.failuresInARow;
+  }
+
+  /** No work for a rest that doubles each time (capped); then its model is checked again. */
+  #setAside(endpoint: Endpoint) {
+    endpoint.setAside = true;
+    endpoint.unchecked = true;
+    const rest = Math.min(MAX_REST_MS, REST_MS * 2 ** endpoint.timesSetAside++);
+    endpoint.pausedUntil = Date.now() + rest;
   }
 
   async #check(endpoint: Endpoint): Promise<void> {
@@ -247,6 +260,7 @@ export class Fleet<T> {
       );
     endpoint.unchecked = false;
     endpoint.setAside = false;
+    endpoint.failuresInARow = 0;
   }
 
   #mismatch(endpoint: Endpoint, why: string): never {
