@@ -444,7 +444,7 @@ describe('refusals: a clear status, and the server stays up', () => {
     ],
     [
       'an unknown output',
-      () => ({ ...fp32Request([input()]), outputs: [{ name: 'logits' }] }),
+      () => ({ ...fp32Request([input()]), outputs: [{ name: 'hidden' }] }),
       Status.INVALID_ARGUMENT,
       /outputs.0.name/,
     ],

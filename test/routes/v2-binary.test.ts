@@ -358,6 +358,23 @@ describe('encoded images: a BYTES input', () => {
   });
 });
 
+describe('the logits output (what fleet studies replay)', () => {
+  it('only when asked, and equal to the PyTorch goldens', async () => {
+    const c = golden.cases[1]!;
+    const body = {
+      parameters: { timesteps: 5, profile: 'exported' },
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1, 28, 28], data: c.input }],
+    };
+    const plain = await post(body);
+    expect(plain.json().outputs.map((o: { name: string }) => o.name)).not.toContain('logits');
+    const res = await post({ ...body, outputs: [{ name: 'logits' }] });
+    const [logits] = res.json().outputs;
+    expect(logits).toMatchObject({ name: 'logits', datatype: 'FP32', shape: [1, 6, 10] });
+    for (let t = 0; t <= 5; t++)
+      c.logits[t]!.forEach((v, k) => expect(logits.data[t * 10 + k]).toBeCloseTo(v, 3));
+  });
+});
+
 describe('versions', () => {
   it('the manifest version is served under /versions/{v}, and named in metadata and answers', async () => {
     const metadata = (await app.inject(`/v2/models/${NAME}/versions/1`)).json();

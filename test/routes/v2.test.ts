@@ -70,6 +70,7 @@ describe('server and model metadata', () => {
         { name: 'pcoder_errors', datatype: 'FP32', shape: [-1, -1, 3] },
         { name: 'timesteps', datatype: 'INT64', shape: [-1] },
         { name: 'corruption_score', datatype: 'FP32', shape: [-1] },
+        { name: 'logits', datatype: 'FP32', shape: [-1, -1, 10] },
       ],
     });
     expect(body.parameters.profile_default).toBe(manifest.defaultProfile);
@@ -218,7 +219,7 @@ describe('errors use the protocol body', () => {
     ],
     ['timesteps fractional', { parameters: { timesteps: 1.5 }, inputs: [input({})] }, /whole number/],
     ['unknown profile', { parameters: { profile: 'fast' }, inputs: [input({})] }, /profile must be one of/],
-    ['unknown output', { inputs: [input({})], outputs: [{ name: 'logits' }] }, /outputs\.0\.name/],
+    ['unknown output', { inputs: [input({})], outputs: [{ name: 'hidden' }] }, /outputs\.0\.name/],
     ['unknown field', { inputs: [input({})], extra: 1 }, /extra/],
   ];
   it.each(bad)('%s: 400', async (_what, body, message) => {
