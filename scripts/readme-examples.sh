@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates README.md's examples from the shipped model: the curl example's answer (the
-# ```json block after "<!-- prettier-ignore -->", from a server started here) and the
-# command-line examples (the code block after each `<!-- cli:NAME -->` marker).
+# Regenerates the examples of README.md and the manual from the shipped model: the curl
+# example's answer (the ```json block after "<!-- prettier-ignore -->", from a server started
+# here) and the command-line examples (the code block after each `<!-- cli:NAME -->` marker),
+# in every file that has them; each must be somewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npm run build --silent
@@ -20,10 +21,16 @@ answer=$(curl -sf -X POST -H 'content-type: image/png' \
 node -e '
   const fs = require("fs");
   const [single, many, answer] = process.argv.slice(1);
-  let s = fs.readFileSync("README.md", "utf8");
+  const files = ["README.md", "docs/reference/cli.md", "docs/reference/http-api.md"];
+  const texts = Object.fromEntries(files.map((f) => [f, fs.readFileSync(f, "utf8")]));
   const replace = (re, text, what) => {
-    if (!re.test(s)) throw new Error("README.md has no " + what);
-    s = s.replace(re, (_m, open, close) => open + text + "\n" + close);
+    let found = false;
+    for (const f of files)
+      if (re.test(texts[f])) {
+        found = true;
+        texts[f] = texts[f].replace(re, (_m, open, close) => open + text + "\n" + close);
+      }
+    if (!found) throw new Error("no file has " + what + ": " + files.join(", "));
   };
   for (const [name, text] of [["single", single], ["many", many]])
     replace(new RegExp("(<!-- cli:" + name + " [^\\n]*-->\\n\\n```\\n)[\\s\\S]*?(```\\n)"), text, "cli:" + name + " marker");
@@ -40,5 +47,5 @@ node -e '
     "}",
   ].join("\n");
   replace(/(<!-- prettier-ignore -->\n```json\n)[\s\S]*?(```\n)/, json, "curl example");
-  fs.writeFileSync("README.md", s);
+  for (const f of files) fs.writeFileSync(f, texts[f]);
 ' "$single" "$many" "$answer"

@@ -154,6 +154,9 @@ export type Config = z.infer<typeof schema>;
 /** The environment variables the service reads. */
 export const CONFIG_VARIABLES = Object.keys(schema.shape);
 
+/** Each variable's schema, for the generated reference (src/config-reference.ts). */
+export const CONFIG_FIELDS: Readonly<Record<string, z.ZodType>> = schema.shape;
+
 /** What a request that leaves something out gets. */
 export function requestDefaults(config: Config): RequestDefaults {
   return {
