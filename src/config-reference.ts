@@ -72,7 +72,8 @@ export function configReference(): string {
   const missing = Object.keys(CONFIG_FIELDS).filter((n) => !CONFIG_DOCS[n]);
   if (missing.length) throw new Error(`no entry in src/config-docs.ts for ${missing.join(', ')}`);
   const stale = Object.keys(CONFIG_DOCS).filter((n) => !CONFIG_FIELDS[n]);
-  if (stale.length) throw new Error(`src/config-docs.ts documents ${stale.join(', ')}, which config.ts does not read`);
+  if (stale.length)
+    throw new Error(`src/config-docs.ts documents ${stale.join(', ')}, which config.ts does not read`);
   const sections = Object.entries(CONFIG_GROUPS).map(([group, title]) => {
     const rows = Object.entries(CONFIG_DOCS)
       .filter(([, d]) => d.group === group)

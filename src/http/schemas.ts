@@ -73,7 +73,10 @@ export function checkQueryFor(
 export const errorBodySchema = z.object({
   statusCode: z.number().int(),
   error: z.string().meta({ description: 'the HTTP reason phrase' }),
-  code: z.string().optional().meta({ description: 'stable error code, PREDIFY_ERR_*: see docs/reference/http-api.md' }),
+  code: z
+    .string()
+    .optional()
+    .meta({ description: 'stable error code, PREDIFY_ERR_*: see docs/reference/http-api.md' }),
   message: z.string(),
 });
 
