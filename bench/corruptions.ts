@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { newSample, PredictiveStepper } from '../src/engine/predictive-step.js';
+import { newSample, openStepper } from '../src/engine/predictive-step.js';
 import {
   CORRUPTIONS,
   corruptPixels,
@@ -50,7 +50,7 @@ const small = picture(28, 1);
 
 // The engine's images per second for a study of the shipped model: 11 timesteps an image.
 const model = await openModel(DEFAULT_MODEL);
-const stepper = new PredictiveStepper(model);
+const stepper = openStepper(model);
 const x = new Float32Array(stepper.inputSize);
 const engine = await rate(async () => {
   const samples = Array.from({ length: 32 }, () => newSample(x, undefined, 10));

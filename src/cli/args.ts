@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
 import { coefficientsOfProfile, profileCoefficients } from '../engine/profiles.js';
-import { PredictiveStepper } from '../engine/predictive-step.js';
+import { openStepper } from '../engine/predictive-step.js';
 import { loadModel } from '../model/load-model.js';
 import { profilesOf, readManifest, type Manifest } from '../model/manifest.js';
 
@@ -44,7 +44,7 @@ export async function openModelWithProfile(dir: string, profile: string | undefi
     await model.release();
     process.exit(2);
   }
-  return { model, stepper: new PredictiveStepper(model), ...chosen };
+  return { model, stepper: openStepper(model), ...chosen };
 }
 
 /**

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { PredictiveStepper } from '../engine/predictive-step.js';
+import { openStepper } from '../engine/predictive-step.js';
 import { loadModel } from '../model/load-model.js';
 import { EXPORTED_PROFILE, MANIFEST_FILE, parseManifest, profilesOf } from '../model/manifest.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
@@ -105,7 +105,7 @@ const model = await loadModel(
   pino({ level: 'warn' }),
 );
 const { manifest } = model;
-const stepper = new PredictiveStepper(model);
+const stepper = openStepper(model);
 let search: StudyChoice;
 let confirmStudy: StudyChoice | undefined;
 try {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { newSample, PredictiveStepper, type SampleStep } from '../engine/predictive-step.js';
+import { newSample, type SampleStep, openStepper } from '../engine/predictive-step.js';
 import { preprocess } from '../image/preprocess.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import { profilesOf, type InputSpec } from '../model/manifest.js';
@@ -156,7 +156,7 @@ function recording(model: LoadedModel, graph: Graph, ranges: Map<string, [number
 
 /** Every image's dynamics for t = 0..T, 32 at a time, through `model`'s step graph. */
 async function dynamics(model: LoadedModel, inputs: Float32Array[], T: number): Promise<SampleStep[][]> {
-  const stepper = new PredictiveStepper(model);
+  const stepper = openStepper(model);
   const out: SampleStep[][] = [];
   for (let from = 0; from < inputs.length; from += 32) {
     const samples = inputs.slice(from, from + 32).map((x) => newSample(x, undefined, T));

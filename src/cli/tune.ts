@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { EXECUTION_PROVIDERS } from '../config.js';
 import { machineKey, measureCurve, pickSize, stepperThroughput, TUNING } from '../engine/batch-tuning.js';
-import { PredictiveStepper } from '../engine/predictive-step.js';
+import { openStepper } from '../engine/predictive-step.js';
 import { graphSetFor } from '../engine/inference-engine.js';
 import { loadModel, timestepProvider } from '../model/load-model.js';
 import { MANIFEST_FILE, parseManifest } from '../model/manifest.js';
@@ -69,7 +69,7 @@ const model = await loadModel(
   process.exit(1);
 });
 const provider = timestepProvider(model);
-const stepper = new PredictiveStepper(model);
+const stepper = openStepper(model);
 console.error(`tune: ${model.manifest.name} on ${provider}, ${minMs} ms per size and pass`);
 // Every size, whatever the first pass suggests: the curve is the record.
 const measured = await measureCurve((size) => stepperThroughput(stepper, size, minMs), {

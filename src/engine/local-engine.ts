@@ -4,7 +4,7 @@ import { loadModel, timestepProvider, type LoadedModel } from '../model/load-mod
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
 import { chooseBatch, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
 import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
-import { PredictiveStepper } from './predictive-step.js';
+import { openStepper, type PredictiveStepper } from './predictive-step.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
 
 export class LocalEngine implements InferenceEngine {
@@ -23,7 +23,7 @@ export class LocalEngine implements InferenceEngine {
       maxBatch: number;
     },
     batch?: BatchChoice,
-    stepper = new PredictiveStepper(model),
+    stepper = openStepper(model),
   ) {
     this.model = model;
     this.stepper = stepper;
@@ -49,7 +49,7 @@ export class LocalEngine implements InferenceEngine {
       Partial<Pick<EngineSettings, 'intraOpThreads'>>,
     log?: Logger,
   ): Promise<LocalEngine> {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const batch = await chooseBatch({
       maxBatch: settings.maxBatch,
       budgetMs: settings.tuneBudgetMs ?? 5000,

@@ -4,7 +4,7 @@
  */
 import { errors } from '../errors.js';
 import type { LoadedModel } from '../model/load-model.js';
-import { newSample, PredictiveStepper, type StepperOptions } from './predictive-step.js';
+import { newSample, type StepperOptions, openStepper, type PredictiveStepper } from './predictive-step.js';
 
 /** One timestep's outputs for the whole batch, batch-major. */
 export interface StepOutput {
@@ -25,7 +25,7 @@ export class PredictiveLoop {
   readonly #stepsPerCall: number;
 
   constructor(model: LoadedModel, options: LoopOptions = {}) {
-    this.stepper = new PredictiveStepper(model, options);
+    this.stepper = openStepper(model, options);
     this.#stepsPerCall = Math.min(options.stepsPerCall ?? 1, this.stepper.maxStepsPerCall);
   }
 

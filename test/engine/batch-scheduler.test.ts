@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler, type SchedulerOptions, type StepStats } from '../../src/engine/batch-scheduler.js';
-import { PredictiveStepper, type SampleState, type SampleStep } from '../../src/engine/predictive-step.js';
+import { type SampleState, type SampleStep, openStepper } from '../../src/engine/predictive-step.js';
 import { stoppingPoint } from '../../src/engine/settling.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
@@ -31,7 +31,7 @@ const options = (o: Partial<SchedulerOptions> = {}): SchedulerOptions => ({
 });
 
 function scheduler(o: Partial<SchedulerOptions> = {}) {
-  const s = new BatchScheduler(new PredictiveStepper(model), options(o));
+  const s = new BatchScheduler(openStepper(model), options(o));
   const stats: StepStats[] = [];
   s.onStep = (st) => stats.push(st);
   return { s, stats };
@@ -141,7 +141,7 @@ describe('BatchScheduler', () => {
   });
 
   it('fails only the requests of the batch whose run failed, and keeps serving', async () => {
-    const real = new PredictiveStepper(model);
+    const real = openStepper(model);
     let failNext = false;
     const flaky = {
       inputSize: real.inputSize,

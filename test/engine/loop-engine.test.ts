@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler, type StepStats } from '../../src/engine/batch-scheduler.js';
-import { newSample, PredictiveStepper, type SampleStep } from '../../src/engine/predictive-step.js';
+import { newSample, type SampleStep, openStepper } from '../../src/engine/predictive-step.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { loadModel, type LoadedModel } from '../../src/model/load-model.js';
 import { silent } from '../helpers.js';
@@ -42,7 +42,7 @@ describe('a model with a loop graph', () => {
   });
 
   it('computes 4 + 4 + 3 timesteps in three calls with the reference numbers', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     expect(stepper.maxStepsPerCall).toBe(Infinity);
     const samples = [0, 1].map((k) => newSample(images[k]!, undefined, golden.timesteps));
     const byStep: SampleStep[][] = [];
@@ -58,7 +58,7 @@ describe('a model with a loop graph', () => {
   });
 
   it('lets a request join between calls, and each request gets its reference numbers', async () => {
-    const s = new BatchScheduler(new PredictiveStepper(model), {
+    const s = new BatchScheduler(openStepper(model), {
       maxBatch: 8,
       maxDelayMs: 0,
       continuous: true,
@@ -83,7 +83,7 @@ describe('a model with a loop graph', () => {
 
   it('stops an anytime request where it settles, as when stepping one timestep per call', async () => {
     const run = async (stepsPerCall: number) => {
-      const s = new BatchScheduler(new PredictiveStepper(model), {
+      const s = new BatchScheduler(openStepper(model), {
         maxBatch: 8,
         maxDelayMs: 0,
         continuous: true,
@@ -113,7 +113,7 @@ describe('a model with a loop graph', () => {
   describe("by default ('full'), several timesteps per call only where admission cannot change", () => {
     /** The scheduler over the real stepper, recording how many timesteps each call computed. */
     const scheduler = (maxBatch: number) => {
-      const stepper = new PredictiveStepper(model);
+      const stepper = openStepper(model);
       const calls: number[] = [];
       const recording = {
         inputSize: stepper.inputSize,

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictiveLoop, type StepOutput } from '../../src/engine/predictive-loop.js';
-import { newSample, PredictiveStepper } from '../../src/engine/predictive-step.js';
+import { newSample, openStepper, type PredictiveStepper } from '../../src/engine/predictive-step.js';
 import type { Graph } from '../../src/model/onnx-backend.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
@@ -113,7 +113,7 @@ describe('the last timestep', () => {
         return graph.run(feeds, outputs);
       },
     }));
-    return new PredictiveStepper({ ...model, feedback }, { stepGraph: false });
+    return openStepper({ ...model, feedback }, { stepGraph: false });
   }
 
   it('skips the error gradients (which feed no update) when every sample is at its last step', async () => {
@@ -138,7 +138,7 @@ describe('the last timestep', () => {
   });
 
   it('refuses to step a sample past its last timestep, whose gradients were not computed', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const sample = newSample(Float32Array.from(golden.cases[0]!.input), undefined, 0);
     await stepper.step([sample]);
     await expect(stepper.step([sample])).rejects.toThrow(/past its last timestep/);

@@ -3,7 +3,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PredictiveStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/predictive-step.js';
 import { loadModel } from '../../src/model/load-model.js';
 import { parseManifest } from '../../src/model/manifest.js';
 import { silent } from '../helpers.js';
@@ -44,9 +44,9 @@ describe('loadModel', () => {
     });
     expect(new Set(dataFiles).size).toBe(dataFiles.length);
     // It still computes single timesteps (through the loop graph at one iteration).
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     expect(stepper.maxStepsPerCall).toBe(Infinity);
-    expect(() => new PredictiveStepper(model, { stepGraph: false })).toThrow(/needs every graph/);
+    expect(() => openStepper(model, { stepGraph: false })).toThrow(/needs every graph/);
     await model.release();
     const single = await loadModel(dir, settings, silent, 'single-step');
     expect(single.loop).toBeUndefined();

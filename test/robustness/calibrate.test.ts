@@ -1,6 +1,6 @@
 /** The calibration search: its stages, its bookkeeping, and that it never picks something worse. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PredictiveStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/predictive-step.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { calibrate, finalRecommendation } from '../../src/robustness/calibrate.js';
 import { CLEAN, type StudyGroup } from '../../src/robustness/evaluate.js';
@@ -41,7 +41,7 @@ afterAll(() => model.release());
 
 describe('calibrate', () => {
   it('starts from the exported values, tries each stage once per distinct candidate, keeps the best', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const start = model.manifest.pcoders.map((pc) => pc.hyperparameters);
     const inputs = new StudyInputs(model.manifest.input);
     const { best, exported, candidates } = await calibrate(stepper, inputs, start, {
@@ -73,7 +73,7 @@ describe('calibrate', () => {
   }, 60_000);
 
   it('confirms the best candidates and the exported values on other images, and picks the best there', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const start = model.manifest.pcoders.map((pc) => pc.hyperparameters);
     const seen: number[] = [];
     const inputs = new StudyInputs(model.manifest.input);
@@ -132,7 +132,7 @@ describe('representation distances', () => {
   });
 
   it('are zero when the "noisy" image is the clean one, and grow with noise', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const [group] = await groups('t10k', 0, 10_000, 1, 1, []);
     const inputs = new StudyInputs(model.manifest.input);
     const none = await representationDistances(stepper, inputs, group!.images, {

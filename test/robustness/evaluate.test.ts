@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PredictiveStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/predictive-step.js';
 import { preprocess } from '../../src/image/preprocess.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
@@ -113,7 +113,7 @@ describe('study inputs', () => {
 
 describe('evaluate on an ImageFolder', () => {
   it('gives the same t = 0 answers as POST /classify on the same files', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const [clean] = await evaluate(
       stepper,
       new StudyInputs(model.manifest.input),
@@ -145,7 +145,7 @@ describe('evaluate on an ImageFolder', () => {
   it('counts correct answers per timestep as the PyTorch reference does', async () => {
     const images = folder.clean.filter((i) => i.id.endsWith('.png'));
     const [result] = await evaluate(
-      new PredictiveStepper(model),
+      openStepper(model),
       new StudyInputs(model.manifest.input),
       [{ images, conditions: [CLEAN] }],
       {
@@ -172,7 +172,7 @@ describe('evaluate on an ImageFolder', () => {
   });
 
   it('counts a condition over two groups of images as over their union, images decoded once for all conditions', async () => {
-    const stepper = new PredictiveStepper(model);
+    const stepper = openStepper(model);
     const inputs = new StudyInputs(model.manifest.input);
     const conditions = [CLEAN, { corruption: 'contrast', severity: 2 } as const];
     const options = { timesteps: 2, batch: 4 };
@@ -209,7 +209,7 @@ describe('evaluate on an ImageFolder', () => {
       const { writeFile } = await import('node:fs/promises');
       await writeFile(path.join(bad, 'Coat', 'b.png'), 'not a png');
       const set = await readImageSet(bad, { labels: model.manifest.labels });
-      const stepper = new PredictiveStepper(model);
+      const stepper = openStepper(model);
       const group = [{ images: set.clean, conditions: [CLEAN] }];
       await expect(
         evaluate(stepper, new StudyInputs(model.manifest.input), group, { timesteps: 0, batch: 8 }),
