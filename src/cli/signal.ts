@@ -80,7 +80,7 @@ try {
       study,
       inputs,
       timesteps: 0,
-      batch: local ? 100 : 16,
+      batch: local ? 100 : 8,
       out,
       label: 'eval:signal',
     });

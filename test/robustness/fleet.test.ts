@@ -211,6 +211,45 @@ describe('a study against servers', () => {
   }, 120_000);
 });
 
+describe('eval:signal', () => {
+  it('against a server equals the local study', async () => {
+    const a = await freePort();
+    await server(a);
+    const args = [
+      ...['--per-class', '4', '--clean-per-class', '4'],
+      ...['--corruptions', 'gaussian_noise,contrast'],
+    ];
+    const run = (extra: string[]) => {
+      const child = spawn(
+        process.execPath,
+        [path.join(ROOT, 'dist', 'cli', 'signal.js'), ...args, ...extra],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      children.push(child);
+      let output = '';
+      child.stdout!.on('data', (d) => (output += d));
+      child.stderr!.on('data', (d) => (output += d));
+      return new Promise<{ code: number | null; output: string }>((resolve) =>
+        child.on('exit', (code) => resolve({ code, output })),
+      );
+    };
+    const localRun = await run(['--out', path.join(work, 'signal-local')]);
+    expect(localRun.code, localRun.output).toBe(0);
+    const remoteRun = await run([
+      '--out',
+      path.join(work, 'signal-remote'),
+      '--endpoint',
+      `http://127.0.0.1:${a}`,
+    ]);
+    expect(remoteRun.code, remoteRun.output).toBe(0);
+    const read = async (dir: string) =>
+      JSON.parse(await readFile(path.join(work, dir, 'signal.json'), 'utf8'));
+    expect(await read('signal-remote')).toEqual(await read('signal-local'));
+  }, 120_000);
+});
+
 describe('what a study refuses', () => {
   it('a fleet serving mixed model versions stops the run, naming the server', async () => {
     const other = path.join(work, 'model-v2');
