@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { newSample, openStepper } from '../src/engine/predictive-step.js';
+import { newSample, openStepper, runTimesteps } from '../src/engine/predictive-step.js';
 import {
   CORRUPTIONS,
   corruptPixels,
@@ -54,11 +54,7 @@ const stepper = openStepper(model);
 const x = new Float32Array(stepper.inputSize);
 const engine = await rate(async () => {
   const samples = Array.from({ length: 32 }, () => newSample(x, undefined, 10));
-  for (let t = 0; t <= 10;) {
-    const k = Math.min(stepper.maxStepsPerCall, 11 - t);
-    await stepper.steps(samples, k);
-    t += k;
-  }
+  await runTimesteps(stepper, samples, 10);
 });
 await model.release();
 const engineImages = engine * 32;

@@ -9,7 +9,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config.js';
-import { newSample, type PredictiveStepper } from '../engine/predictive-step.js';
+import { newSample, runTimesteps, type PredictiveStepper } from '../engine/predictive-step.js';
 import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
 import type { SettleRule } from '../engine/settling.js';
 import {
@@ -468,12 +468,8 @@ async function engineRate(
   const started = performance.now();
   while ((performance.now() - started) / 1000 < budget) {
     const samples = Array.from({ length: n }, () => newSample(x, coefficients, T));
-    for (let t = 0; t <= T;) {
-      const k = Math.min(stepper.maxStepsPerCall, T + 1 - t);
-      await stepper.steps(samples, k);
-      t += k;
-      steps += n * k;
-    }
+    await runTimesteps(stepper, samples, T);
+    steps += n * (T + 1);
   }
   return steps / ((performance.now() - started) / 1000);
 }

@@ -100,6 +100,25 @@ export interface PredictiveStepper {
 }
 
 /**
+ * Steps `samples` through their timesteps 0..`timesteps`, as many a call as the stepper computes
+ * (several through the loop graph: the same numbers, faster); `onCall` sees each call's
+ * timesteps, in order, as they come.
+ */
+export async function runTimesteps(
+  stepper: Pick<PredictiveStepper, 'steps' | 'maxStepsPerCall'>,
+  samples: readonly SampleState[],
+  timesteps: number,
+  onCall?: (steps: SampleStep[][]) => void,
+): Promise<void> {
+  for (let t = 0; t <= timesteps;) {
+    const k = Math.min(stepper.maxStepsPerCall, timesteps + 1 - t);
+    const steps = await stepper.steps(samples, k);
+    onCall?.(steps);
+    t += k;
+  }
+}
+
+/**
  * The stepper for a loaded model: the compiled path when the model has a step or loop graph
  * open (and `stepGraph` is not false), else graph by graph (which needs every graph open).
  */

@@ -4,7 +4,7 @@
  * (study-inputs.ts says how each input is made).
  */
 import type { PredictiveStepper, SampleState } from '../engine/predictive-step.js';
-import { newSample } from '../engine/predictive-step.js';
+import { newSample, runTimesteps } from '../engine/predictive-step.js';
 import type { Coefficients } from '../model/hyperparameters.js';
 import { readStep, type StepReading } from '../engine/settling.js';
 import type { StudyImage } from './image-set.js';
@@ -115,16 +115,13 @@ export async function evaluate(
         }
         const samples: SampleState[] = tensors.map((x) => newSample(x, coefficients, timesteps));
         const rows = slice.map((p) => accumulator(p.condition).add(p.open.image));
-        // Several timesteps per call where the model has a loop graph: the same numbers, faster.
-        for (let t = 0; t <= timesteps;) {
-          const k = Math.min(stepper.maxStepsPerCall, timesteps + 1 - t);
-          for (const outputs of await stepper.steps(samples, k)) {
-            outputs.forEach((out, b) => rows[b]!(t, readStep(out)));
-            t++;
+        await runTimesteps(stepper, samples, timesteps, (calls) => {
+          for (const outputs of calls) {
+            outputs.forEach((out, b) => rows[b]!(out.t, readStep(out)));
             done += slice.length;
           }
           onProgress?.(done, total);
-        }
+        });
       }
     }
   }
