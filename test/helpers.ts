@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
@@ -60,4 +61,13 @@ export async function buildTestApp(
   // A model passed in belongs to the caller, which releases it.
   if (!model) app.addHook('onClose', async () => state.models?.close());
   return { app, state, config, ...(engine ? { engine } : {}) };
+}
+
+/** A loopback port free now, for a server a test starts as a separate process. */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as { port: number };
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
 }

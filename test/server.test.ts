@@ -8,19 +8,12 @@ import { appendFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { freePort } from './helpers.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL, PAPER_MODELS, ROOT, SAMPLES, TEST_MODELS } from './paths.js';
 
 const children: ChildProcess[] = [];
 afterEach(() => children.splice(0).forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 function start(env: Record<string, string>) {
   const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
@@ -200,6 +193,24 @@ describe('server process', () => {
     expect(fatal).toHaveLength(1);
     return JSON.parse(fatal[0]!) as { code: string; msg: string };
   };
+
+  it('a GRPC_PORT in use stops the start-up with the same code, naming GRPC_PORT', async () => {
+    const port = await freePort();
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
+    try {
+      const taken = start({ PORT: String(await freePort()), GRPC_PORT: String(port) });
+      expect(await taken.exited).toBe(1);
+      expect(fatalLine(taken.output())).toEqual(
+        expect.objectContaining({
+          code: 'PREDIFY_ERR_PORT_IN_USE',
+          msg: `cannot listen on 127.0.0.1:${port}: the port is in use (set GRPC_PORT)`,
+        }),
+      );
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
 
   it('exits with one coded line, no stack, when the port is in use or HOST does not resolve', async () => {
     const port = await freePort();

@@ -7,6 +7,7 @@
 import {
   Server,
   ServerCredentials,
+  setLogger,
   status as Status,
   type Metadata,
   type ServerUnaryCall,
@@ -49,6 +50,13 @@ export async function startGrpc(
   // An IPv6 host is written in brackets before its port.
   address = `${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.GRPC_PORT}`,
 ): Promise<GrpcServer> {
+  // grpc-js writes its own errors to stderr as plain text; the server's log is JSON lines, and
+  // what matters of them (a port in use) is reported by the caller with its code.
+  setLogger({
+    error: (...args: unknown[]) => logger.debug({ grpc: args.map(String).join(' ') }, 'grpc-js'),
+    info: (...args: unknown[]) => logger.debug({ grpc: args.map(String).join(' ') }, 'grpc-js'),
+    debug: (...args: unknown[]) => logger.trace({ grpc: args.map(String).join(' ') }, 'grpc-js'),
+  });
   const server = new Server({
     // The same bound as an HTTP body: a bigger message is RESOURCE_EXHAUSTED before it is read.
     'grpc.max_receive_message_length': config.BODY_LIMIT_BYTES,
