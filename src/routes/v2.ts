@@ -281,55 +281,46 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     .strict()
     .nullish();
   const repositoryParams = z.object({ name: z.string() });
-  app.post(
-    '/repository/models/:name/load',
-    {
-      schema: {
-        summary: 'Repository: load a model of MODEL_DIR, or reload it from its directory',
-        description:
-          'The new engine starts beside the running ones; requests switch to it once it is ready, and the engine it ' +
-          'replaces finishes what it has. A failed load leaves the model served before serving. ' +
-          'Answers 200 with an empty body once the model serves from its directory as it is now.',
-        params: repositoryParams,
-        body: loadBody,
-        response: {
-          ...errorsOf({
+  const actions = {
+    load: {
+      summary: 'Repository: load a model of MODEL_DIR, or reload it from its directory',
+      description:
+        'The new engine starts beside the running ones; requests switch to it once it is ready, and the engine it ' +
+        'replaces finishes what it has. A failed load leaves the model served before serving. ' +
+        'Answers 200 with an empty body once the model serves from its directory as it is now.',
+      errors: {
+        400: 'the model could not be loaded: the message says why',
+        404: 'no model directory with that name',
+      },
+      run: (name: string) => control().load(name),
+    },
+    unload: {
+      summary: 'Repository: stop serving a model, once its requests in flight are answered',
+      description: 'Answers 200 with an empty body once it is unloaded.',
+      errors: { 404: 'the model is not served', 409: 'the last model served' },
+      run: (name: string) => control().unload(name),
+    },
+  };
+  for (const [action, { summary, description, errors: refusals, run }] of Object.entries(actions))
+    app.post(
+      `/repository/models/:name/${action}`,
+      {
+        schema: {
+          summary,
+          description,
+          params: repositoryParams,
+          body: loadBody,
+          response: errorsOf({
             ...COMMON_ERRORS,
-            400: 'the model could not be loaded: the message says why',
+            ...refusals,
             403: 'MODEL_CONTROL is not explicit',
-            404: 'no model directory with that name',
             503: 'the models are still loading, or the server is closing',
           }),
         },
       },
-    },
-    async (request, reply) => {
-      await control().load(request.params.name);
-      return reply.status(200).send();
-    },
-  );
-  app.post(
-    '/repository/models/:name/unload',
-    {
-      schema: {
-        summary: 'Repository: stop serving a model, once its requests in flight are answered',
-        description: 'Answers 200 with an empty body once it is unloaded.',
-        params: repositoryParams,
-        body: loadBody,
-        response: {
-          ...errorsOf({
-            ...COMMON_ERRORS,
-            403: 'MODEL_CONTROL is not explicit',
-            404: 'the model is not served',
-            409: 'the last model served',
-            503: 'the models are still loading, or the server is closing',
-          }),
-        },
+      async (request, reply) => {
+        await run(request.params.name);
+        return reply.status(200).send();
       },
-    },
-    async (request, reply) => {
-      await control().unload(request.params.name);
-      return reply.status(200).send();
-    },
-  );
+    );
 }
