@@ -107,7 +107,7 @@ export const CONFIG_DOCS: Record<string, SettingDoc> = {
   BATCH_MAX_SIZE: {
     group: 'engine',
     meaning:
-      "most samples the engine steps together: `auto` measures each model's throughput at load (1, 2, 4 ... 64 samples, on the graphs, threads and provider that serve) and keeps the smallest size within 3% of the best, or uses the size `npm run tune --write` recorded for this machine; a number fixes it, `1` turns batching off",
+      "most samples the engine steps together: `auto` measures each model's throughput at load (1, 2, 4 ... 64 samples, on the graphs, threads and provider that serve) and keeps the largest size within 3% of the best, or uses the size `npm run tune --write` recorded for this machine; a number fixes it, `1` turns batching off",
   },
   BATCH_TUNE_BUDGET_MS: {
     group: 'engine',

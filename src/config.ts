@@ -90,7 +90,7 @@ const schema = z
     MAX_TIMESTEPS: integer('MAX_TIMESTEPS', 0, 1024, 64),
     AUTO_MAX_TIMESTEPS: integer('AUTO_MAX_TIMESTEPS', 1, 1024, 10),
     DEFAULT_TOPK: integer('DEFAULT_TOPK', 1, 1000, 5),
-    // `auto`: each engine measures its own throughput at load and keeps the smallest batch size
+    // `auto`: each engine measures its own throughput at load and keeps the largest batch size
     // within 3% of the best (src/engine/batch-tuning.ts); a number fixes it.
     BATCH_MAX_SIZE: z
       .union([z.literal('auto'), wholeNumber('BATCH_MAX_SIZE', 1, 1024)], {

@@ -18,7 +18,7 @@ import { parseCli, wholeNumber } from './args.js';
 const usage = `usage: npm run tune -- --model DIR [--write] [options]
 
 Measures the model's sample-steps/s at batch sizes 1, 2, 4 ... ${TUNING.maxSize} through the
-graphs the server opens, twice each, and picks the smallest size within ${TUNING.tolerance * 100}% of
+graphs the server opens, twice each, and picks the largest size within ${TUNING.tolerance * 100}% of
 the best, as the server does at start-up with BATCH_MAX_SIZE=auto, only longer.
 
   --model DIR        the model directory

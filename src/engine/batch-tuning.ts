@@ -5,8 +5,12 @@
  * wants large batches, PVGG16 on two CPU cores small ones, and a fixed default is wrong
  * somewhere. So when an engine has loaded its model, it times its own timesteps on synthetic
  * images at 1, 2, 4, ... up to TUNING.maxSize samples, through the same stepper, graphs,
- * threads and provider that will serve, and keeps the smallest size within TUNING.tolerance of
- * the best sample-steps/s: a smaller batch answers sooner at the same throughput. Measuring
+ * threads and provider that will serve, and keeps the largest size within TUNING.tolerance of
+ * the best sample-steps/s. Among sizes of the same throughput the largest loses nothing (with
+ * as many clients, the same throughput means the same mean latency) and leaves continuous
+ * batching room to admit: a cap below the load let long requests hold every slot and short
+ * ones queue behind them (BENCHMARKS.md, section 4: with the smallest such size, 16, short
+ * requests' p99 was 4.2 times what it is at 32). Measuring
  * stops at the start-up budget, or once throughput has clearly passed its peak. A curve
  * recorded in the manifest by `npm run tune` for the same provider and machine is used
  * without measuring.
@@ -18,7 +22,7 @@ import { newSample, type PredictiveStepper } from './predictive-step.js';
 export const TUNING = {
   /** the largest size tried */
   maxSize: 64,
-  /** sizes within this fraction of the best throughput count as equal; the smallest wins */
+  /** sizes within this fraction of the best throughput count as equal; the largest wins */
   tolerance: 0.03,
   /** each size is timed over at least this long, after a call that is not timed */
   minMs: 100,
@@ -41,12 +45,12 @@ export interface BatchChoice {
   ms?: number;
 }
 
-/** The smallest size whose throughput is within `tolerance` of the best. */
+/** The largest size whose throughput is within `tolerance` of the best. */
 export function pickSize(curve: readonly BatchPoint[], tolerance: number = TUNING.tolerance): number {
   if (curve.length === 0) throw new Error('no batch size was measured');
   const best = Math.max(...curve.map((p) => p.sampleStepsPerSecond));
   return [...curve]
-    .sort((a, b) => a.size - b.size)
+    .sort((a, b) => b.size - a.size)
     .find((p) => p.sampleStepsPerSecond >= (1 - tolerance) * best)!.size;
 }
 
