@@ -104,9 +104,11 @@ export async function startGrpc(
       };
       const fail = (err: unknown) => {
         // A deadline or cancellation that aborted the work is what the client gets told.
-        const { error, serverFault } = toGrpcError(
-          controller.signal.aborted ? controller.signal.reason : err,
-        );
+        const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
+        // Load shed here counts for readiness as it does over HTTP (/readyz, gRPC health).
+        if ((reason as { code?: string } | null)?.code === errors.overloaded.code)
+          state.overloadedAt = Date.now();
+        const { error, serverFault } = toGrpcError(reason);
         if (serverFault) logger.error({ err, method }, 'gRPC call failed');
         answer(error.code ?? Status.INTERNAL, error);
       };

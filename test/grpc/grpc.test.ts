@@ -544,6 +544,49 @@ describe('deadlines and cancellation reach the engine', () => {
 });
 
 describe('load shedding and readiness', () => {
+  it('a full engine queue is RESOURCE_EXHAUSTED with retry-after, and health says so for a moment', async () => {
+    const busy = await buildTestApp({ API_KEYS: KEY, BATCH_MAX_SIZE: '1', MAX_QUEUE: '1' });
+    const { stepper } = busy.engine as LocalEngine;
+    const run = stepper.steps.bind(stepper);
+    stepper.steps = async (samples, k) => {
+      await new Promise((resolve) => setTimeout(resolve, k * 20));
+      return run(samples, k);
+    };
+    const server = await startGrpc({ config: busy.config, state: busy.state, logger: silent }, '127.0.0.1:0');
+    const c = clients(server.port);
+    try {
+      const request = {
+        ...fp32Request([golden.cases[0]!.input]),
+        parameters: { timesteps: { int64_param: 10 } },
+      };
+      const outcomes = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          call('ModelInfer', request, {}, c.client).then(
+            () => 'ok',
+            (err: ServiceError) => err,
+          ),
+        ),
+      );
+      expect(outcomes).toContain('ok');
+      const shed = outcomes.filter((o): o is ServiceError => o !== 'ok');
+      expect(shed.length).toBeGreaterThan(0);
+      for (const err of shed) {
+        expect(err.code).toBe(Status.RESOURCE_EXHAUSTED);
+        expect(err.metadata.getMap()).toMatchObject({
+          'predify-error-code': 'PREDIFY_ERR_OVERLOADED',
+          'retry-after': '1',
+        });
+      }
+      // As /readyz does after a refusal for a full queue: not serving, for a moment.
+      expect(await call('Check', { service: '' }, {}, c.health)).toEqual({ status: 'NOT_SERVING' });
+    } finally {
+      c.client.close();
+      c.health.close();
+      await server.close(100);
+      await busy.app.close();
+    }
+  });
+
   it('while the models load: not ready, NOT_SERVING, and inference is UNAVAILABLE with retry-after', async () => {
     const loading: ServiceState = {};
     const server = await startGrpc({ config, state: loading, logger: silent }, '127.0.0.1:0');
