@@ -178,18 +178,26 @@ export async function rssMiB(pid: number): Promise<number> {
   return self + below;
 }
 
-/** The resident memory of a process itself, and that of all its descendants together. */
-export async function rssParts(pid: number): Promise<{ self: number; below: number }> {
+/** The processes a process started (an engine run as a child), from /proc (Linux). */
+export async function childrenOf(pid: number): Promise<number[]> {
   const { readFile, readdir } = await import('node:fs/promises');
-  const read = (file: string) => readFile(file, 'utf8').catch(() => '');
-  const status = await read(`/proc/${pid}/status`);
-  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
   const tasks = await readdir(`/proc/${pid}/task`).catch(() => []);
-  const children = (await Promise.all(tasks.map((t) => read(`/proc/${pid}/task/${t}/children`))))
+  const lists = await Promise.all(
+    tasks.map((t) => readFile(`/proc/${pid}/task/${t}/children`, 'utf8').catch(() => '')),
+  );
+  return lists
     .flatMap((list) => list.split(' '))
     .filter(Boolean)
     .map(Number);
-  const below = await Promise.all(children.map((child) => rssMiB(child)));
+}
+
+/** The resident memory of a process itself, and that of all its descendants together. */
+export async function rssParts(pid: number): Promise<{ self: number; below: number }> {
+  const { readFile } = await import('node:fs/promises');
+  const read = (file: string) => readFile(file, 'utf8').catch(() => '');
+  const status = await read(`/proc/${pid}/status`);
+  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+  const below = await Promise.all((await childrenOf(pid)).map((child) => rssMiB(child)));
   return { self: kb / 1024, below: below.reduce((a, b) => a + b, 0) };
 }
 

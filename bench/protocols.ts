@@ -23,7 +23,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { preprocess } from '../src/image/preprocess.js';
 import { readManifest } from '../src/model/manifest.js';
-import { DEFAULT_MODEL, machine, paperModel, quantile, ROOT, startServer, table } from './lib.js';
+import { childrenOf, DEFAULT_MODEL, machine, paperModel, quantile, ROOT, startServer, table } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -56,18 +56,10 @@ const server = await startServer({ MODEL_DIR: modelDir, GRPC_PORT: String(grpcPo
 
 /** CPU seconds used so far by a process and everything under it (utime + stime, from /proc). */
 async function cpuSeconds(pid: number): Promise<number> {
-  const { readdir } = await import('node:fs/promises');
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const own = (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks at 100 Hz
-  const tasks = await readdir(`/proc/${pid}/task`).catch(() => []);
-  const children = (
-    await Promise.all(tasks.map((t) => readFile(`/proc/${pid}/task/${t}/children`, 'utf8').catch(() => '')))
-  )
-    .flatMap((list) => list.split(' '))
-    .filter(Boolean)
-    .map(Number);
-  const below = await Promise.all(children.map(cpuSeconds));
+  const below = await Promise.all((await childrenOf(pid)).map(cpuSeconds));
   return (Number.isFinite(own) ? own : 0) + below.reduce((a, b) => a + b, 0);
 }
 

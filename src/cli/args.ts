@@ -48,6 +48,16 @@ export async function openModelWithProfile(dir: string, profile: string | undefi
 }
 
 /**
+ * A study's model: opened here, or with `remote` (--endpoint: the servers compute) only its
+ * manifest read, no graph opened. `local` holds the opened model and its stepper, when opened.
+ */
+export async function studyModel(dir: string, profile: string | undefined, remote: boolean, threads = 2) {
+  if (remote) return { local: undefined, ...(await manifestWithProfile(dir, profile)) };
+  const local = await openModelWithProfile(dir, profile, threads);
+  return { local, manifest: local.model.manifest, ...local };
+}
+
+/**
  * A model's manifest and the profile asked for, without opening its graphs: for a study whose
  * images servers classify (--endpoint).
  */

@@ -38,7 +38,7 @@ import {
 import { clock } from '../robustness/progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
-import { manifestWithProfile, openModelWithProfile, parseCli, wholeNumber } from './args.js';
+import { parseCli, studyModel, wholeNumber } from './args.js';
 import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
@@ -78,11 +78,8 @@ const remote = values.endpoint !== undefined;
 const batch = Math.max(1, wholeNumber('batch', values.batch, remote ? 8 : 32));
 const threads = wholeNumber('threads', values.threads, 2);
 
-// With --endpoint the servers compute: only the manifest is read here, no graph is opened.
-const local = remote ? undefined : await openModelWithProfile(values.model, values.profile, threads);
-const { manifest, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } = local
-  ? { manifest: local.model.manifest, ...local }
-  : await manifestWithProfile(values.model, values.profile);
+const { local, manifest, profile, hyperparameters, coefficients, recommendedTimesteps, anytime } =
+  await studyModel(values.model, values.profile, remote, threads);
 try {
   let study;
   let baseline: { name: string; errors: BaselineErrors } | undefined;

@@ -13,7 +13,7 @@ import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/i
 import { mean } from '../robustness/report.js';
 import { auroc, signalMarkdown, type SignalRow } from '../robustness/signal.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
-import { manifestWithProfile, openModelWithProfile, parseCli } from './args.js';
+import { parseCli, studyModel } from './args.js';
 import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudyOrExit, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
@@ -41,11 +41,11 @@ const { values } = parseCli(
 );
 
 // t = 0 only: the score and the baseline are both read before any feedback, whatever the profile.
-// With --endpoint the servers compute: only the manifest is read here, no graph is opened.
-const local = values.endpoint === undefined ? await openModelWithProfile(values.model, undefined) : undefined;
-const { manifest, coefficients, profile } = local
-  ? { manifest: local.model.manifest, ...local }
-  : await manifestWithProfile(values.model, undefined);
+const { local, manifest, coefficients, profile } = await studyModel(
+  values.model,
+  undefined,
+  values.endpoint !== undefined,
+);
 try {
   const norm = manifest.corruptionScore;
   if (!norm) {

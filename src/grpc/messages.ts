@@ -84,22 +84,21 @@ export function fromInferRequest(
   message: ModelInferRequest,
   limits: { maxTimesteps: number },
 ): { request: InferRequest; data: TensorData | undefined } {
+  const withParameters = (p: GrpcParameters) => {
+    const parameters = plain(p);
+    return parameters ? { parameters } : {};
+  };
   const candidate = {
     ...(message.id !== '' ? { id: message.id } : {}),
-    ...(plain(message.parameters) ? { parameters: plain(message.parameters) } : {}),
+    ...withParameters(message.parameters),
     inputs: message.inputs.map((i) => ({
       name: i.name,
       datatype: i.datatype,
       shape: i.shape,
-      ...(plain(i.parameters) ? { parameters: plain(i.parameters) } : {}),
+      ...withParameters(i.parameters),
     })),
     ...(message.outputs.length > 0
-      ? {
-          outputs: message.outputs.map((o) => ({
-            name: o.name,
-            ...(plain(o.parameters) ? { parameters: plain(o.parameters) } : {}),
-          })),
-        }
+      ? { outputs: message.outputs.map((o) => ({ name: o.name, ...withParameters(o.parameters) })) }
       : {}),
   };
   const parsed = inferRequestSchema(limits).safeParse(candidate);

@@ -20,7 +20,7 @@ import { errors } from '../errors.js';
 import { keyChecker, presentedKey } from '../http/api-key.js';
 import type { Metrics } from '../metrics.js';
 import { infer } from '../protocol/infer.js';
-import { checkVersion, extensionsFor, modelMetadata } from '../protocol/open-inference.js';
+import { extensionsFor, modelMetadata, servedModel } from '../protocol/open-inference.js';
 import { TUNING } from '../engine/batch-tuning.js';
 import { modelsReady, readiness, type ServiceState } from '../service-state.js';
 import { VERSION } from '../version.js';
@@ -65,12 +65,7 @@ export async function startGrpc(
   const accepted = keyChecker(config.API_KEYS);
   const maxBatch = config.BATCH_MAX_SIZE === 'auto' ? TUNING.maxSize : config.BATCH_MAX_SIZE;
 
-  const model = (name: string, version: string) => {
-    if (!state.models) throw errors.notReady();
-    const classifier = state.models.get(name);
-    checkVersion(classifier.manifest, version);
-    return classifier;
-  };
+  const model = (name: string, version: string) => servedModel(state.models, name, version);
 
   /**
    * One unary method: the key checked (probes are public), the work given a signal that

@@ -5,7 +5,13 @@
  */
 import type { Classifier } from '../engine/classifier.js';
 import { imagesOf, type TensorData } from './input-tensor.js';
-import { defaultOutputs, ProtocolError, SCORE_OUTPUT, type InferRequest } from './open-inference.js';
+import {
+  checkVersion,
+  defaultOutputs,
+  ProtocolError,
+  SCORE_OUTPUT,
+  type InferRequest,
+} from './open-inference.js';
 import { outputsOf, type OutputTensor } from './output-tensor.js';
 
 export interface InferCall {
@@ -49,12 +55,7 @@ export async function infer({
     throw new ProtocolError(
       `model_name '${request.model_name}' is not the model '${classifier.name}' the request is for`,
     );
-  if (
-    request.model_version !== undefined &&
-    request.model_version !== '' &&
-    request.model_version !== manifest.modelVersion
-  )
-    throw new ProtocolError(`model ${manifest.name} has no version ${request.model_version}`, 404);
+  checkVersion(manifest, request.model_version);
   const profiles = Object.keys(classifier.profiles);
   const p = request.parameters ?? {};
   if (p.profile !== undefined && !profiles.includes(p.profile))

@@ -20,6 +20,9 @@
  *   corruption_score  FP32 [N]              how unlike clean data each input looks (t = 0)
  */
 import { z } from 'zod';
+import type { Classifier } from '../engine/classifier.js';
+import type { ModelSet } from '../engine/model-set.js';
+import { errors } from '../errors.js';
 import { modelHash, type Manifest } from '../model/manifest.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';
 
@@ -215,6 +218,17 @@ export function modelMetadata(
       ...outputConditions(manifest),
     } as Record<string, string | number>,
   };
+}
+
+/**
+ * The model called `name` (at `version`, when named), for REST and gRPC alike: 404 for one
+ * this server does not serve, 503 while the models load.
+ */
+export function servedModel(models: ModelSet | undefined, name: string, version?: string): Classifier {
+  if (!models) throw errors.notReady();
+  const classifier = models.get(name);
+  checkVersion(classifier.manifest, version);
+  return classifier;
 }
 
 /**

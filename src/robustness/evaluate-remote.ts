@@ -25,12 +25,11 @@ export interface RemoteWork {
   condition: Condition;
   images: StudyImage[];
 }
-type Tag = RemoteWork;
 
 const keyOf = (image: StudyImage, c: Condition) => recordKey(image.id, c.corruption, c.severity);
 
 export async function evaluateRemote(
-  fleet: Fleet<Tag>,
+  fleet: Fleet<RemoteWork>,
   journal: Journal,
   inputs: StudyInputs,
   groups: readonly StudyGroup[],
@@ -45,7 +44,7 @@ export async function evaluateRemote(
   onProgress?.(done, total);
 
   // The work, chunk by chunk of images, each image decoded once for all its conditions.
-  async function* chunks(): AsyncGenerator<WorkItem<Tag>[]> {
+  async function* chunks(): AsyncGenerator<WorkItem<RemoteWork>[]> {
     for (const group of groups) {
       for (let start = 0; start < group.images.length; start += batch) {
         const chunk = group.images.slice(start, start + batch);
@@ -60,7 +59,7 @@ export async function evaluateRemote(
           done += unreadable * group.conditions.length * perImage;
           onProgress?.(done, total);
         }
-        const items: WorkItem<Tag>[] = [];
+        const items: WorkItem<RemoteWork>[] = [];
         for (const condition of group.conditions) {
           const todo = new Set(missing(condition).map((i) => i.id));
           const os = opened.filter((o) => todo.has(o.image.id));

@@ -81,7 +81,6 @@ export class Fleet<T> {
   readonly #endpoints: Endpoint[];
   readonly #queue: WorkItem<T>[] = [];
   #pending = 0;
-  #closed = false;
   #failure: Error | undefined;
   #lastAnswer = Date.now();
   #wake: (() => void)[] = [];
@@ -219,7 +218,6 @@ export class Fleet<T> {
     };
     const slots = this.#endpoints.flatMap((e) => Array.from({ length: this.#o.concurrency }, () => slot(e)));
     await Promise.all(slots);
-    this.#closed = true;
     if (this.#failure) throw this.#failure;
   }
 
@@ -347,10 +345,6 @@ export class Fleet<T> {
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
-  }
-
-  get closed(): boolean {
-    return this.#closed;
   }
 }
 

@@ -25,7 +25,7 @@ import '../http/route-config.js';
 import { answerBody, HEADER_LENGTH, inputData, splitBody } from '../protocol/binary-data.js';
 import { infer } from '../protocol/infer.js';
 import {
-  checkVersion,
+  servedModel,
   extensionsFor,
   inferRequestSchema,
   modelMetadata,
@@ -68,16 +68,7 @@ export default async function v2Routes(instance: FastifyInstance, { config, stat
     reply.status(404).send({ error: `no route for ${request.method} ${request.url.split('?')[0]}` }),
   );
 
-  /**
-   * The model called `name` (at `version`, when named): 404 for one this server does not
-   * serve, 503 while loading.
-   */
-  const model = (name: string, version?: string) => {
-    if (!state.models) throw errors.notReady();
-    const classifier = state.models.get(name);
-    checkVersion(classifier.manifest, version);
-    return classifier;
-  };
+  const model = (name: string, version?: string) => servedModel(state.models, name, version);
   app.get(
     '/',
     {
