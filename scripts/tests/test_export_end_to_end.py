@@ -83,6 +83,24 @@ def test_step_and_loop_graphs_keep_their_weights_once(exported: Path) -> None:
     assert whole * 0.9 < data.stat().st_size < whole * 1.1
 
 
+def test_loop_graph_reads_repacked_matrices_from_the_outer_graph(exported: Path) -> None:
+    """onnxruntime keeps a Loop body's own weights beside the copies its Gemm and MatMul kernels
+    repack, so those matrices sit in the outer graph; convolution weights stay in the body,
+    where the optimiser can change their layout (test/model/weights-resident.test.ts measures
+    what this saves on PVGG16)."""
+    loop = onnx.load(str(exported / "loop.onnx"), load_external_data=False)
+    body = next(n for n in loop.graph.node if n.op_type == "Loop").attribute[0].g
+    outer = {t.name for t in loop.graph.initializer}
+    inner = {t.name for t in body.initializer}
+    # The classifier's Gemm. The MatMuls here upsample; their matrices are the left operand or
+    # computed in the graph, and stay in the body.
+    classifier = {n.input[1] for n in body.node if n.op_type == "Gemm"}
+    convolved = {n.input[1] for n in body.node if n.op_type in ("Conv", "ConvTranspose")}
+    assert classifier == {"head.fc.weight"} and classifier <= outer
+    assert convolved and convolved <= inner
+    assert not outer & inner
+
+
 def test_typescript_engine_matches_reference(exported: Path) -> None:
     if not CHECK_GOLDEN.exists():
         pytest.fail(f"{CHECK_GOLDEN} is missing: run `npm run build` first")

@@ -87,13 +87,15 @@ export async function readRepository(modelDir: string, which: GraphSet = 'served
 }
 
 /**
- * Resident memory a loaded model takes, in MiB, before activations: measured on this machine
- * as about 1.6 times its graph files plus 40 MiB (docs/model-repository.md), and about 50 MiB
- * more when its engine runs in a process of its own (a Node runtime); activations add with the
- * input size and BATCH_MAX_SIZE.
+ * Resident memory a loaded model takes, in MiB, before activations: at most 1.2 times its
+ * graph files plus 120 MiB for every model measured (BENCHMARKS §10: PVGG16 1.10-1.16× its
+ * weights; small convolutional models carry a fixed ~35 MiB and, like PResNet18, up to 3× their
+ * few MiB of weights in onnxruntime's re-laid-out copies), and about 50 MiB more when its
+ * engine runs in a process of its own (a Node runtime); activations add with the input size
+ * and BATCH_MAX_SIZE.
  */
 export const estimatedMb = (graphBytes: number, ownProcess = false) =>
-  Math.ceil((1.6 * graphBytes) / 2 ** 20 + 40 + (ownProcess ? ENGINE_PROCESS_MB : 0));
+  Math.ceil((1.2 * graphBytes) / 2 ** 20 + 120 + (ownProcess ? ENGINE_PROCESS_MB : 0));
 
 /** What a child process running an engine adds to a worker thread doing the same (measured). */
 export const ENGINE_PROCESS_MB = 50;
