@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errors } from '../errors.js';
 import { fileError } from './file-errors.js';
@@ -199,7 +199,19 @@ async function openGraph(
 ): Promise<Graph> {
   const file = path.join(dir, spec.file);
   await verify(file, spec.sha256, checked);
-  if (spec.data) await verify(path.join(dir, spec.data.file), spec.data.sha256, checked);
+  if (spec.data) {
+    const data = path.join(dir, spec.data.file);
+    await verify(data, spec.data.sha256, checked);
+    // onnxruntime (1.30) refuses external data with several hard links, taking them for a link
+    // attack, and says so in terms of the graph; a deployment that hard-links identical files
+    // (cp -l, rsync --link-dest) should hear which file and what to do.
+    const { nlink } = await stat(data);
+    if (nlink > 1)
+      throw errors.graphInvalid(
+        file,
+        `its weights, ${data}, have ${nlink} hard links, and onnxruntime reads external data only from a file with one: copy the file rather than linking it`,
+      );
+  }
   const graph = await createGraph(file, settings, log);
   try {
     checkSide(file, 'inputs', spec.inputs, graph.inputs, want.inputs);

@@ -1,5 +1,5 @@
 /** A model directory is verified before it is served: manifest, files, checksums, signatures. */
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, link, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -60,6 +60,18 @@ describe('loadModel', () => {
     expect(model.feedback).toHaveLength(model.manifest.pcoders.length);
     expect(model.head?.provider).toBe('cpu');
     expect(model.graphs).toHaveLength(Object.keys(model.manifest.graphs).length);
+    await model.release();
+  });
+
+  it('names a hard-linked weight file, which onnxruntime would refuse to read', async () => {
+    const other = path.join(dir, 'step.onnx.data.link');
+    await link(path.join(dir, 'step.onnx.data'), other);
+    await expect(loadModel(dir, settings, silent)).rejects.toMatchObject({
+      code: 'PREDIFY_ERR_GRAPH_INVALID',
+      message: expect.stringMatching(/step\.onnx\.data, have 2 hard links.*copy the file/),
+    });
+    await rm(other);
+    const model = await loadModel(dir, settings, silent);
     await model.release();
   });
 
