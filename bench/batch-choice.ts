@@ -3,10 +3,11 @@
  * PyTorch loop, in one run: 32 connections POST /classify?timesteps=8 to a server started with
  * each batch setting in turn (fixed 8, 16, 32, and auto), and the PyTorch reference loop
  * (scripts/bench_reference.py, 2 threads, no HTTP) classifies the same model at batch 1, 8 and
- * 32. Reports images/s, p50, the size auto chose, auto against the best fixed size, and the
- * server against PyTorch at its best batch size.
+ * 32. Each of these runs once per round, in turn; the figures are medians over the rounds.
+ * Reports images/s, p50, the size auto chose, auto against the best fixed size, and the server
+ * against PyTorch at its best batch size.
  *
- *   npm run bench:batch [-- --model models/fashion-pc --duration 10 --connections 32 --reference]
+ *   npm run bench:batch [-- --model models/fashion-pc --duration 10 --connections 32 --rounds 3]
  *
  * The PyTorch loop needs the model's checkpoint.pt (our own models); imported models are
  * compared across batch settings only (`--no-reference`).
@@ -32,12 +33,14 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '32' },
     sizes: { type: 'string', default: '8,16,32' },
+    rounds: { type: 'string', default: '3' },
     'no-reference': { type: 'boolean', default: false },
   },
 });
 const T = 8;
 const duration = Number(values.duration);
 const connections = Number(values.connections);
+const rounds = Number(values.rounds);
 // "pefficientnet_b0" or "pvgg16": the paper's network at 224, imported on first use.
 const modelDir = existsSync(values.model) ? path.resolve(values.model) : paperModel(values.model).dir;
 const sample = existsSync(path.join(modelDir, 'samples'))
@@ -46,19 +49,18 @@ const sample = existsSync(path.join(modelDir, 'samples'))
 const body = await readFile(sample);
 
 console.log(
-  `# batch size by measurement: ${path.basename(modelDir)}, ${connections} connections, T = ${T}, ${duration} s each\n# ${machine()}\n`,
+  `# batch size by measurement: ${path.basename(modelDir)}, ${connections} connections, T = ${T}, ${duration} s each, ${rounds} rounds\n# ${machine()}\n`,
 );
 
-interface Row {
-  setting: string;
+interface Run {
   chosen: number;
   rps: number;
   p50: number;
   meanBatch: number;
   failures: number;
 }
-const rows: Row[] = [];
-for (const setting of [...values.sizes.split(','), 'auto']) {
+
+async function serve(setting: string): Promise<Run> {
   const server = await startServer({ MODEL_DIR: modelDir, BATCH_MAX_SIZE: setting });
   const models = (await (await fetch(`${server.base}/models`)).json()) as {
     models: { batch: { size: number } }[];
@@ -67,32 +69,18 @@ for (const setting of [...values.sizes.split(','), 'auto']) {
   const r = await classifyLoad(server.base, body, { timesteps: T, connections, duration, timeout: 120 });
   const meanBatch = meanBatchSize(await server.metrics());
   await server.stop();
-  rows.push({
-    setting: setting === 'auto' ? 'auto' : `fixed ${setting}`,
+  return {
     chosen: models.models[0]!.batch.size,
     rps: r.requests.average,
     p50: r.latency.p50,
     meanBatch,
     failures: r.non2xx + r.errors,
-  });
+  };
 }
 
-const fixed = rows.filter((r) => r.setting !== 'auto');
-const bestFixed = fixed.reduce((a, b) => (b.rps > a.rps ? b : a));
-const auto = rows.find((r) => r.setting === 'auto')!;
-console.log(
-  table(
-    ['BATCH_MAX_SIZE', 'batch size', 'images/s', 'p50 (ms)', 'mean batch', 'failures'],
-    rows.map((r) => [r.setting, r.chosen, r.rps, r.p50, r.meanBatch, r.failures]),
-  ),
-);
-console.log(
-  `\nauto (chose ${auto.chosen}) / best fixed (${bestFixed.setting}): ${(auto.rps / bestFixed.rps).toFixed(3)}× images/s (target ≥ 0.95×)`,
-);
-
-if (!values['no-reference'] && existsSync(path.join(modelDir, 'checkpoint.pt'))) {
-  const batches = [1, 8, 32];
-  const reference = pytorchReference([
+const batches = [1, 8, 32];
+function reference(): number[] {
+  const r = pytorchReference([
     '--model',
     modelDir,
     '--timesteps',
@@ -104,13 +92,63 @@ if (!values['no-reference'] && existsSync(path.join(modelDir, 'checkpoint.pt')))
     '--batches',
     ...batches.map(String),
   ]);
-  const images = reference.results.map((r) => r.sampleStepsPerSecond / (T + 1));
+  torchVersion = r.torch;
+  return r.results.map((x) => x.sampleStepsPerSecond / (T + 1));
+}
+let torchVersion = '';
+
+// Every setting (and the PyTorch loop) once per round, the order reversed every other round:
+// this machine's speed drifts by more than the differences measured, so each figure below is
+// the median over rounds, and each round's numbers are shown beside it.
+const settings = [...values.sizes.split(',').map((s) => `fixed ${s}`), 'auto'];
+const withReference = !values['no-reference'] && existsSync(path.join(modelDir, 'checkpoint.pt'));
+const runs = new Map<string, Run[]>(settings.map((s) => [s, []]));
+const referenceRuns: number[][] = [];
+for (let round = 0; round < rounds; round++) {
+  const order = round % 2 ? [...settings].reverse() : settings;
+  if (withReference && round % 2) referenceRuns.push(reference());
+  for (const setting of order) runs.get(setting)!.push(await serve(setting.replace('fixed ', '')));
+  if (withReference && !(round % 2)) referenceRuns.push(reference());
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rows = settings.map((setting) => {
+  const all = runs.get(setting)!;
+  return {
+    setting,
+    chosen: [...new Set(all.map((r) => r.chosen))].join(', '),
+    rps: median(all.map((r) => r.rps)),
+    each: all.map((r) => r.rps.toFixed(1) + (setting === 'auto' ? ` (${r.chosen})` : '')).join(', '),
+    p50: median(all.map((r) => r.p50)),
+    meanBatch: median(all.map((r) => r.meanBatch)),
+    failures: all.reduce((n, r) => n + r.failures, 0),
+  };
+});
+type Row = (typeof rows)[number];
+const fixed = rows.filter((r) => r.setting !== 'auto');
+const bestFixed = fixed.reduce((a, b) => (b.rps > a.rps ? b : a));
+const auto = rows.find((r) => r.setting === 'auto')!;
+console.log(
+  table(
+    ['BATCH_MAX_SIZE', 'batch size', 'images/s (median)', 'each round', 'p50 (ms)', 'mean batch', 'failures'],
+    rows.map((r) => [r.setting, r.chosen, r.rps, r.each, r.p50, r.meanBatch, r.failures]),
+  ),
+);
+console.log(
+  `\nauto (chose ${auto.chosen}) / best fixed (${bestFixed.setting}): ${(auto.rps / bestFixed.rps).toFixed(3)}× images/s, medians (target ≥ 0.95×)`,
+);
+
+if (withReference) {
+  const images = batches.map((_, k) => median(referenceRuns.map((r) => r[k]!)));
   const best = Math.max(...images);
   const bestBatch = batches[images.indexOf(best)]!;
   console.log(
-    `\nPyTorch ${reference.torch} reference loop, 2 threads, no HTTP: ${batches
-      .map((b, k) => `batch ${b} ${images[k]!.toFixed(1)}`)
-      .join(', ')} images/s (best: batch ${bestBatch})`,
+    `\nPyTorch ${torchVersion} reference loop, 2 threads, no HTTP, medians: ${batches
+      .map(
+        (b, k) =>
+          `batch ${b} ${images[k]!.toFixed(1)} (${referenceRuns.map((r) => r[k]!.toFixed(1)).join(', ')})`,
+      )
+      .join('; ')} images/s (best: batch ${bestBatch})`,
   );
   const fixed32 = rows.find((r) => r.setting === 'fixed 32');
   for (const r of [fixed32, auto, bestFixed].filter((x): x is Row => x !== undefined))

@@ -40,12 +40,16 @@ for (const [name, env] of [
     ...engineEnv(values),
     ...env,
   });
+  const models = (await (await fetch(`${server.base}/models`)).json()) as {
+    models: { batch: { size: number; source: string } }[];
+  };
+  const { size, source } = models.models[0]!.batch;
   const [short, long] = await Promise.all([load(server.base, 1), load(server.base, 32)]);
   const batch = meanBatchSize(await server.metrics());
   await server.stop();
   p99Short.push(short.latency.p99);
   rows.push([
-    name,
+    `${name} (batch ${size}, ${source})`,
     'T = 1',
     short.requests.total,
     short.latency.p50,
@@ -54,7 +58,7 @@ for (const [name, env] of [
     short.non2xx + short.errors,
   ]);
   rows.push([
-    name,
+    `${name} (batch ${size}, ${source})`,
     'T = 32',
     long.requests.total,
     long.latency.p50,

@@ -66,7 +66,7 @@ export const CONFIG_DOCS: Record<string, SettingDoc> = {
     group: 'models',
     defaultText: '`0` (no budget)',
     meaning:
-      "refuse to start when the models' estimated memory (1.6 \u00d7 their graph files + 40 MB each, + 50 MB each with engine processes) exceeds it",
+      "refuse to start when the models' estimated memory (1.2 \u00d7 their graph files + 120 MB each, + 50 MB each with engine processes) exceeds it",
   },
   DEFAULT_TIMESTEPS: {
     group: 'models',
@@ -107,7 +107,7 @@ export const CONFIG_DOCS: Record<string, SettingDoc> = {
   BATCH_MAX_SIZE: {
     group: 'engine',
     meaning:
-      "most samples the engine steps together: `auto` measures each model's throughput at load (1, 2, 4 ... 64 samples, on the graphs, threads and provider that serve) and keeps the largest size within 3% of the best, or uses the size `npm run tune --write` recorded for this machine; a number fixes it, `1` turns batching off",
+      "most samples the engine steps together: `auto` measures each model's throughput at load (1, 2, 4 ... 64 samples, on the graphs, threads and provider that serve) and keeps the largest size within 10% of the best (the measurement's noise on two shared cores), or uses the curve `npm run tune --write` recorded for this machine; a smaller batch on that curve's plateau counts as full (several timesteps a call) when it holds every request in hand lately; a number fixes it, `1` turns batching off",
   },
   BATCH_TUNE_BUDGET_MS: {
     group: 'engine',
@@ -133,7 +133,7 @@ export const CONFIG_DOCS: Record<string, SettingDoc> = {
   ENGINE_MULTI_STEP: {
     group: 'engine',
     meaning:
-      'which batches take several timesteps per call: `full` (only a full batch of fixed-`T` requests: admission unchanged) or `always` (any batch: more throughput, later admission)',
+      'which batches take several timesteps per call: `full` (only a full batch of fixed-`T` requests, at the cap or, with `BATCH_MAX_SIZE=auto`, at a plateau size holding every request in hand lately) or `always` (any batch: more throughput, later admission)',
   },
   BODY_LIMIT_BYTES: {
     group: 'limits',

@@ -10,7 +10,9 @@
  * as many clients, the same throughput means the same mean latency) and leaves continuous
  * batching room to admit: a cap below the load let long requests hold every slot and short
  * ones queue behind them (BENCHMARKS.md, section 4: with the smallest such size, 16, short
- * requests' p99 was 4.2 times what it is at 32). Measuring
+ * requests' p99 was 4.2 times what it is at 32). The sizes below the choice on the curve's
+ * plateau are handed to the scheduler too (plateauOf): a batch that fills one of them with
+ * every request in hand runs several timesteps a call, as a full batch does. Measuring
  * stops at the start-up budget, or once throughput has clearly passed its peak. A curve
  * recorded in the manifest by `npm run tune` for the same provider and machine is used
  * without measuring.
@@ -22,8 +24,13 @@ import { newSample, type PredictiveStepper } from './predictive-step.js';
 export const TUNING = {
   /** the largest size tried */
   maxSize: 64,
-  /** sizes within this fraction of the best throughput count as equal; the largest wins */
-  tolerance: 0.03,
+  /**
+   * sizes within this fraction of the best throughput count as equal; the largest wins. On two
+   * shared cores one size's start-up measurement varies by 10-15% from start to start
+   * (BENCHMARKS.md §8): sizes closer than that cannot be told apart, and a cap chosen too small
+   * by chance costs more (admission) than one a few percent slower per call.
+   */
+  tolerance: 0.1,
   /** each size is timed over at least this long, after a call that is not timed */
   minMs: 100,
 } as const;
@@ -54,6 +61,24 @@ export function pickSize(curve: readonly BatchPoint[], tolerance: number = TUNIN
     .find((p) => p.sampleStepsPerSecond >= (1 - tolerance) * best)!.size;
 }
 
+/**
+ * The sizes that run about as efficiently as the chosen one: from the smallest within
+ * `tolerance` of the best up to the choice (its plateau; a dip between them is noise). Empty
+ * for a fixed size. The scheduler counts a batch of one of these as full when no more
+ * requests are in hand (SchedulerOptions.efficientSizes).
+ */
+export function plateauOf(choice: BatchChoice, tolerance: number = TUNING.tolerance): number[] {
+  if (choice.source === 'fixed' || choice.curve.length === 0) return [];
+  const best = Math.max(...choice.curve.map((p) => p.sampleStepsPerSecond));
+  const from = Math.min(
+    ...choice.curve.filter((p) => p.sampleStepsPerSecond >= (1 - tolerance) * best).map((p) => p.size),
+  );
+  return choice.curve
+    .map((p) => p.size)
+    .filter((size) => size >= from && size < choice.size)
+    .sort((a, b) => a - b);
+}
+
 export interface MeasureOptions {
   maxSize?: number;
   budgetMs: number;
@@ -63,11 +88,11 @@ export interface MeasureOptions {
 }
 
 /**
- * Throughput at 1, 2, 4, ... sizes, in order, then once more each while the budget lasts (the
- * better of the two counts: a machine's noise only ever slows a measurement down). Size 1 is
- * always measured; a larger one only if the time it is expected to take (twice the last
- * size's) still fits in the budget, and while the last two sizes have not both fallen well
- * (15%) below the best.
+ * Throughput at 1, 2, 4, ... sizes, in order, then once more each, largest first, while the
+ * budget lasts (the better of the two counts: a machine's noise only ever slows a measurement
+ * down). Size 1 is always measured; a larger one only if the time it is expected to take
+ * (twice the last size's) still fits in the budget, and while the last two sizes have not
+ * both fallen well (15%) below the best.
  */
 export async function measureCurve(
   measure: (size: number) => Promise<number>,
@@ -95,8 +120,10 @@ export async function measureCurve(
       break;
     }
   }
-  for (const point of curve) {
-    if (now() - started + took.get(point.size)! > budgetMs) break;
+  // The second pass runs largest first: a slow spell of the machine then falls on other sizes
+  // than in the first, rather than on the same neighbours twice.
+  for (const point of [...curve].reverse()) {
+    if (now() - started + took.get(point.size)! > budgetMs) continue;
     point.sampleStepsPerSecond = Math.max(point.sampleStepsPerSecond, await measure(point.size));
   }
   return { curve, ...(stoppedAt ? { stoppedAt } : {}), ms: now() - started };
@@ -156,11 +183,17 @@ export interface ChooseOptions {
   threads: number;
   provider: string;
   tuning?: BatchTuning | undefined;
+  /** a choice made before: a restarted engine keeps its predecessor's */
+  chosen?: BatchChoice | undefined;
   measure: (size: number) => Promise<number>;
 }
 
-/** The batch size to serve with: the fixed one, else a recorded choice, else a measured one. */
+/**
+ * The batch size to serve with: one chosen before, else the fixed one, else a recorded
+ * choice, else a measured one.
+ */
 export async function chooseBatch(options: ChooseOptions): Promise<BatchChoice> {
+  if (options.chosen) return options.chosen;
   if (options.maxBatch !== 'auto') return { size: options.maxBatch, source: 'fixed', curve: [] };
   const recorded = recordedChoice(options.tuning, options.provider, options.threads);
   if (recorded) return recorded;

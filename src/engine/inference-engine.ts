@@ -30,6 +30,8 @@ export interface EngineSettings extends SessionSettings {
   maxBatch: number | 'auto';
   /** how long measuring may take, with maxBatch auto */
   tuneBudgetMs?: number;
+  /** a batch choice made before (a restarted engine keeps its predecessor's, curve and all) */
+  chosenBatch?: BatchChoice;
   maxDelayMs: number;
   continuous: boolean;
   maxQueue: number;

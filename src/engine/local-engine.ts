@@ -2,7 +2,7 @@
 import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, timestepProvider, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
-import { chooseBatch, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
+import { chooseBatch, plateauOf, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
 import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
 import { openStepper, type PredictiveStepper } from './predictive-step.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
@@ -27,9 +27,12 @@ export class LocalEngine implements InferenceEngine {
   ) {
     this.model = model;
     this.stepper = stepper;
-    this.#scheduler = new BatchScheduler(this.stepper, settings);
-    this.#profiles = profileCoefficients(model.manifest);
     this.batch = batch ?? { size: settings.maxBatch, source: 'fixed', curve: [] };
+    this.#scheduler = new BatchScheduler(this.stepper, {
+      ...settings,
+      efficientSizes: plateauOf(this.batch),
+    });
+    this.#profiles = profileCoefficients(model.manifest);
   }
 
   static async open(settings: EngineSettings, log: Logger): Promise<LocalEngine> {
@@ -56,6 +59,7 @@ export class LocalEngine implements InferenceEngine {
       threads: settings.intraOpThreads ?? 0,
       provider: timestepProvider(model),
       tuning: model.manifest.batchTuning,
+      chosen: settings.chosenBatch,
       measure: (size) => stepperThroughput(stepper, size, TUNING.minMs),
     });
     if (batch.source !== 'fixed') {

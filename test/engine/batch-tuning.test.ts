@@ -9,6 +9,7 @@ import {
   chooseBatch,
   measureCurve,
   pickSize,
+  plateauOf,
   TUNING,
   type BatchPoint,
 } from '../../src/engine/batch-tuning.js';
@@ -41,11 +42,29 @@ describe('pickSize', () => {
       [8, 605],
       [16, 620],
       [32, 610],
-      [64, 560],
+      [64, 540],
     ]);
-    // 610 is within 3% of 620: as fast, and more room for continuous batching to admit; 64 is past the peak.
+    // 610 is within 10% of 620: as fast, and more room for continuous batching to admit; 64 is past the peak.
     expect(pickSize(c)).toBe(32);
     expect(pickSize(c, 0.001)).toBe(16);
+  });
+});
+
+describe('plateauOf', () => {
+  it('lists the sizes below the choice from the first within the tolerance, a noisy dip included', () => {
+    const c = curve([
+      [1, 300],
+      [2, 400],
+      [4, 605],
+      [8, 520],
+      [16, 620],
+      [32, 610],
+      [64, 560],
+    ]);
+    expect(plateauOf({ size: 32, source: 'measured', curve: c })).toEqual([4, 8, 16]);
+    expect(plateauOf({ size: 32, source: 'recorded', curve: c })).toEqual([4, 8, 16]);
+    // A fixed size has no plateau: a batch is full at that size only.
+    expect(plateauOf({ size: 32, source: 'fixed', curve: [] })).toEqual([]);
   });
 });
 
@@ -117,6 +136,15 @@ describe('chooseBatch', () => {
       source: 'fixed',
       curve: [],
     });
+    expect(f.measured).toEqual([]);
+  });
+
+  it('keeps a choice made before (a restarted engine) without measuring', async () => {
+    const f = fake(() => 1);
+    const before = { size: 8, source: 'measured' as const, curve: curve([[8, 100]]), ms: 1200 };
+    expect(await chooseBatch({ ...common, maxBatch: 'auto', chosen: before, measure: f.measure })).toBe(
+      before,
+    );
     expect(f.measured).toEqual([]);
   });
 

@@ -112,7 +112,7 @@ describe('a model with a loop graph', () => {
 
   describe("by default ('full'), several timesteps per call only where admission cannot change", () => {
     /** The scheduler over the real stepper, recording how many timesteps each call computed. */
-    const scheduler = (maxBatch: number) => {
+    const scheduler = (maxBatch: number, efficientSizes?: number[]) => {
       const stepper = openStepper(model);
       const calls: number[] = [];
       const recording = {
@@ -129,6 +129,7 @@ describe('a model with a loop graph', () => {
         continuous: true,
         maxQueue: 0,
         stepsPerCall: 8,
+        ...(efficientSizes ? { efficientSizes } : {}),
       });
       return { s, calls };
     };
@@ -154,6 +155,31 @@ describe('a model with a loop graph', () => {
         s.submit({ image: images[1]!, timesteps: 4 }),
       ]);
       expect(calls.every((k) => k === 1)).toBe(true);
+    });
+
+    it('counts a batch as full at an efficient size that holds every request in hand lately', async () => {
+      // BATCH_MAX_SIZE=auto chose 8 and measured 2 and 4 as fast: 4 requests against a cap
+      // of 8 run as against a cap of 4, several timesteps per call.
+      const { s, calls } = scheduler(8, [2, 4]);
+      const results = await Promise.all(
+        [10, 10, 10, 5].map((timesteps, k) => s.submit({ image: images[k]!, timesteps })),
+      );
+      results.forEach((r, k) => expectGolden(k, r.steps));
+      // All four: t = 0..5 in one call, 3 leaves; three in hand is no efficient size, and a
+      // fourth could still arrive (four were in hand lately): a step a call.
+      expect(calls).toEqual([6, 1, 1, 1, 1, 1]);
+    });
+
+    it('keeps to one timestep per call when more requests than the efficient sizes were in hand', async () => {
+      // Five in hand, cap 8: the peak (5) is above every efficient size, so an arrival could
+      // join. When three leave at t = 2, the two left fill an efficient size, but five were in
+      // hand within the last second: more may come, so still a step a call.
+      const { s, calls } = scheduler(8, [2, 4]);
+      const results = await Promise.all(
+        [2, 2, 2, 6, 6].map((timesteps, k) => s.submit({ image: images[k % 4]!, timesteps })),
+      );
+      expect(results.map((r) => r.steps.length)).toEqual([3, 3, 3, 7, 7]);
+      expect(calls).toEqual(Array(7).fill(1));
     });
 
     it('never takes several timesteps per call with room in the batch', async () => {

@@ -39,6 +39,10 @@ async function setUp(isolation: Isolation) {
     ENGINE_ISOLATION: isolation,
     ENGINE_WATCHDOG_MS: '400',
     BATCH_MAX_DELAY_MS: '0',
+    // Measured at start-up, so that a restart is seen to keep the choice (a fixed size would
+    // come back the same anyway).
+    BATCH_MAX_SIZE: 'auto',
+    BATCH_TUNE_BUDGET_MS: '600',
   }));
   engine = opened!;
   base = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -60,6 +64,13 @@ async function metric(series: string): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+async function batchChoice(model = 'fashion-pc'): Promise<unknown> {
+  const { models } = (await (await fetch(`${base}/models`)).json()) as {
+    models: { name: string; batch: unknown }[];
+  };
+  return models.find((m) => m.name === model)!.batch;
 }
 
 async function eventually(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
@@ -87,6 +98,7 @@ describe.each<Isolation>(['process', 'thread'])('an engine worker run as a %s', 
   describe.each(kinds)('a worker that dies by %s', (kind) => {
     it('answers its requests 503, restarts, and computes the same numbers afterwards', async () => {
       const before = await (await classify(3)).json();
+      const batchBefore = await batchChoice();
       const [restarts, lost] = [await metric(RESTARTS), await metric(LOST)];
       const steps = await metric('predify_timesteps_total');
       const inflight = Array.from({ length: 4 }, () => classify(64));
@@ -108,6 +120,8 @@ describe.each<Isolation>(['process', 'thread'])('an engine worker run as a %s', 
       await eventually(async () => (await fetch(`${base}/readyz`)).status === 200);
       const after = await (await classify(3)).json();
       expect(after.steps).toEqual(before.steps);
+      // The restarted engine keeps the batch choice, curve and all, rather than measuring again.
+      expect(await batchChoice()).toEqual(batchBefore);
       expect(await metric(RESTARTS)).toBe(restarts + 1);
       expect(await metric(LOST)).toBe(lost + 4);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
