@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PredictiveLoop } from '../src/engine/predictive-loop.js';
 import { loadModel } from '../src/model/load-model.js';
-import { DEFAULT_MODEL, machine, paperModel, quiet, randomImages, table } from './lib.js';
+import { DEFAULT_MODEL, engineThroughput, machine, paperModel, quiet, table } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -62,21 +62,15 @@ async function measure(dir: string): Promise<Measured> {
   const model = await loadModel(dir, settings, quiet, 'served');
   const loaded = growth(pages(), before);
   const loop = new PredictiveLoop(model, { stepsPerCall: Number(values['steps-per-call']) });
-  const batch = Number(values.batch);
-  const timesteps = Number(values.timesteps);
-  const images = randomImages(loop, batch);
-  await loop.run(images, batch, timesteps); // warm-up: onnxruntime sizes its buffers
-  let runs = 0;
-  const started = performance.now();
-  let elapsed: number;
-  do {
-    await loop.run(images, batch, timesteps);
-    runs++;
-    elapsed = (performance.now() - started) / 1000;
-  } while (elapsed < Number(values.seconds) || runs < 2);
+  const { sampleStepsPerSecond } = await engineThroughput(
+    loop,
+    Number(values.batch),
+    Number(values.timesteps),
+    Number(values.seconds),
+  );
   const ran = growth(pages(), before);
   await model.release();
-  return { loaded, ran, sampleStepsPerSecond: (runs * batch * (timesteps + 1)) / elapsed };
+  return { loaded, ran, sampleStepsPerSecond };
 }
 
 if (values.child !== undefined) {
