@@ -9,6 +9,10 @@
  *
  *   npm run bench:batch [-- --model models/fashion-pc --duration 10 --connections 32 --rounds 3]
  *
+ * With `--rate N`, the connections send N requests a second between them, whatever the
+ * answers' pace (an open loop, as from many users); the p50 and p99 then say what each setting
+ * costs in latency at that load.
+ *
  * The PyTorch loop needs the model's checkpoint.pt (our own models); imported models are
  * compared across batch settings only (`--no-reference`).
  */
@@ -34,6 +38,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     sizes: { type: 'string', default: '8,16,32' },
     rounds: { type: 'string', default: '3' },
+    rate: { type: 'string' },
     'no-reference': { type: 'boolean', default: false },
   },
 });
@@ -41,6 +46,7 @@ const T = 8;
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const rounds = Number(values.rounds);
+const rate = values.rate === undefined ? undefined : Number(values.rate);
 // "pefficientnet_b0" or "pvgg16": the paper's network at 224, imported on first use.
 const modelDir = existsSync(values.model) ? path.resolve(values.model) : paperModel(values.model).dir;
 const sample = existsSync(path.join(modelDir, 'samples'))
@@ -49,13 +55,14 @@ const sample = existsSync(path.join(modelDir, 'samples'))
 const body = await readFile(sample);
 
 console.log(
-  `# batch size by measurement: ${path.basename(modelDir)}, ${connections} connections, T = ${T}, ${duration} s each, ${rounds} rounds\n# ${machine()}\n`,
+  `# batch size by measurement: ${path.basename(modelDir)}, ${connections} connections${rate ? ` at ${rate} requests/s` : ''}, T = ${T}, ${duration} s each, ${rounds} rounds\n# ${machine()}\n`,
 );
 
 interface Run {
   chosen: number;
   rps: number;
   p50: number;
+  p99: number;
   meanBatch: number;
   failures: number;
 }
@@ -66,13 +73,20 @@ async function serve(setting: string): Promise<Run> {
     models: { batch: { size: number } }[];
   };
   // PEfficientNetB0 at 224 answers in seconds under load; a timeout is a failure, not an answer.
-  const r = await classifyLoad(server.base, body, { timesteps: T, connections, duration, timeout: 120 });
+  const r = await classifyLoad(server.base, body, {
+    timesteps: T,
+    connections,
+    duration,
+    timeout: 120,
+    ...(rate ? { rate } : {}),
+  });
   const meanBatch = meanBatchSize(await server.metrics());
   await server.stop();
   return {
     chosen: models.models[0]!.batch.size,
     rps: r.requests.average,
     p50: r.latency.p50,
+    p99: r.latency.p99,
     meanBatch,
     failures: r.non2xx + r.errors,
   };
@@ -120,6 +134,7 @@ const rows = settings.map((setting) => {
     rps: median(all.map((r) => r.rps)),
     each: all.map((r) => r.rps.toFixed(1) + (setting === 'auto' ? ` (${r.chosen})` : '')).join(', '),
     p50: median(all.map((r) => r.p50)),
+    p99: median(all.map((r) => r.p99)),
     meanBatch: median(all.map((r) => r.meanBatch)),
     failures: all.reduce((n, r) => n + r.failures, 0),
   };
@@ -130,8 +145,17 @@ const bestFixed = fixed.reduce((a, b) => (b.rps > a.rps ? b : a));
 const auto = rows.find((r) => r.setting === 'auto')!;
 console.log(
   table(
-    ['BATCH_MAX_SIZE', 'batch size', 'images/s (median)', 'each round', 'p50 (ms)', 'mean batch', 'failures'],
-    rows.map((r) => [r.setting, r.chosen, r.rps, r.each, r.p50, r.meanBatch, r.failures]),
+    [
+      'BATCH_MAX_SIZE',
+      'batch size',
+      'images/s (median)',
+      'each round',
+      'p50 (ms)',
+      'p99 (ms)',
+      'mean batch',
+      'failures',
+    ],
+    rows.map((r) => [r.setting, r.chosen, r.rps, r.each, r.p50, r.p99, r.meanBatch, r.failures]),
   ),
 );
 console.log(

@@ -138,7 +138,10 @@ export async function startServer(env: Record<string, string>): Promise<Server> 
   };
 }
 
-/** `connections` clients posting `body` to /classify?timesteps=`timesteps` for `duration` s. */
+/**
+ * `connections` clients posting `body` to /classify?timesteps=`timesteps` for `duration` s, or,
+ * with `rate`, that many requests a second spread over them.
+ */
 export async function classifyLoad(
   base: string,
   body: Buffer,
@@ -147,7 +150,8 @@ export async function classifyLoad(
     connections,
     duration,
     timeout = 10,
-  }: { timesteps: number; connections: number; duration: number; timeout?: number },
+    rate,
+  }: { timesteps: number; connections: number; duration: number; timeout?: number; rate?: number },
 ): Promise<import('autocannon').Result> {
   const { default: autocannon } = await import('autocannon');
   return autocannon({
@@ -158,6 +162,9 @@ export async function classifyLoad(
     connections,
     duration,
     timeout,
+    // Requests at this rate whatever the answers' pace (connections permitting): arrivals as
+    // from many independent users, rather than a fixed set of clients each awaiting its answer.
+    ...(rate ? { overallRate: rate } : {}),
   });
 }
 
