@@ -53,6 +53,17 @@ async function startReady(env: Record<string, string> = {}) {
 const postImage = (base: string, url: string, image: Buffer<ArrayBuffer>) =>
   fetch(`${base}${url}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: image });
 
+/** Runs `body` while another listener holds `port` on 127.0.0.1. */
+async function whileHeld(port: number, body: () => Promise<void>): Promise<void> {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
+  try {
+    await body();
+  } finally {
+    await new Promise((resolve) => holder.close(resolve));
+  }
+}
+
 describe('server process', () => {
   it('serves the default model over a real socket and exits 0 on SIGTERM', async () => {
     const server = await startReady();
@@ -196,9 +207,7 @@ describe('server process', () => {
 
   it('a GRPC_PORT in use stops the start-up with the same code, naming GRPC_PORT', async () => {
     const port = await freePort();
-    const holder = createServer();
-    await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
-    try {
+    await whileHeld(port, async () => {
       const taken = start({ PORT: String(await freePort()), GRPC_PORT: String(port) });
       expect(await taken.exited).toBe(1);
       expect(fatalLine(taken.output())).toEqual(
@@ -207,16 +216,12 @@ describe('server process', () => {
           msg: `cannot listen on 127.0.0.1:${port}: the port is in use (set GRPC_PORT)`,
         }),
       );
-    } finally {
-      await new Promise((resolve) => holder.close(resolve));
-    }
+    });
   });
 
   it('exits with one coded line, no stack, when the port is in use or HOST does not resolve', async () => {
     const port = await freePort();
-    const holder = createServer();
-    await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
-    try {
+    await whileHeld(port, async () => {
       const taken = start({ PORT: String(port) });
       expect(await taken.exited).toBe(1);
       expect(fatalLine(taken.output())).toEqual(
@@ -225,9 +230,7 @@ describe('server process', () => {
           msg: `cannot listen on 127.0.0.1:${port}: the port is in use (set PORT)`,
         }),
       );
-    } finally {
-      holder.close();
-    }
+    });
     const nowhere = start({ PORT: String(await freePort()), HOST: 'no-such-host.invalid' });
     expect(await nowhere.exited).toBe(1);
     expect(fatalLine(nowhere.output())).toEqual(

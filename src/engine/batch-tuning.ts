@@ -55,10 +55,13 @@ export interface BatchChoice {
 /** The largest size whose throughput is within `tolerance` of the best. */
 export function pickSize(curve: readonly BatchPoint[], tolerance: number = TUNING.tolerance): number {
   if (curve.length === 0) throw new Error('no batch size was measured');
+  return Math.max(...asFastAsTheBest(curve, tolerance));
+}
+
+/** The sizes whose throughput is within `tolerance` of the best. */
+function asFastAsTheBest(curve: readonly BatchPoint[], tolerance: number): number[] {
   const best = Math.max(...curve.map((p) => p.sampleStepsPerSecond));
-  return [...curve]
-    .sort((a, b) => b.size - a.size)
-    .find((p) => p.sampleStepsPerSecond >= (1 - tolerance) * best)!.size;
+  return curve.filter((p) => p.sampleStepsPerSecond >= (1 - tolerance) * best).map((p) => p.size);
 }
 
 /**
@@ -69,10 +72,7 @@ export function pickSize(curve: readonly BatchPoint[], tolerance: number = TUNIN
  */
 export function plateauOf(choice: BatchChoice, tolerance: number = TUNING.tolerance): number[] {
   if (choice.source === 'fixed' || choice.curve.length === 0) return [];
-  const best = Math.max(...choice.curve.map((p) => p.sampleStepsPerSecond));
-  const from = Math.min(
-    ...choice.curve.filter((p) => p.sampleStepsPerSecond >= (1 - tolerance) * best).map((p) => p.size),
-  );
+  const from = Math.min(...asFastAsTheBest(choice.curve, tolerance));
   return choice.curve
     .map((p) => p.size)
     .filter((size) => size >= from && size < choice.size)

@@ -67,7 +67,7 @@ export class SupervisedEngine implements InferenceEngine {
     this.manifest = worker.manifest;
     this.providers = worker.providers;
     this.batch = worker.batch;
-    this.#settings = { ...settings, maxBatch: worker.batch.size, chosenBatch: worker.batch };
+    this.#settings = { ...settings, chosenBatch: worker.batch };
     this.#logLevel = logLevel;
     this.#options = options;
     this.#log = log;

@@ -30,41 +30,21 @@ export function outputsOf(
   const outputs = results.flatMap((r) =>
     Array.from({ length: steps }, (_, t) => r.outputs[Math.min(t, r.outputs.length - 1)]!),
   );
-  const concat = (parts: ArrayLike<number>[], per: number) => {
-    const all = new Float32Array(parts.length * per);
-    parts.forEach((p, k) => all.set(p, k * per));
-    return all;
+  // One value of `width` numbers per sample and timestep: [batch, steps, width].
+  const perStep = (values: (o: (typeof outputs)[number]) => ArrayLike<number>, width: number) => {
+    const all = new Float32Array(outputs.length * width);
+    outputs.forEach((o, k) => all.set(values(o), k * width));
+    return { datatype: 'FP32' as const, shape: [batch, steps, width], data: all };
   };
   const tensors = {
-    probabilities: () => ({
-      datatype: 'FP32' as const,
-      shape: [batch, steps, classes],
-      data: concat(
-        outputs.map((o) => softmax(o.logits)),
-        classes,
-      ),
-    }),
+    probabilities: () => perStep((o) => softmax(o.logits), classes),
     predictions: () => ({
       datatype: 'INT64' as const,
       shape: [batch, steps],
       data: outputs.map((o) => argmax(o.logits)),
     }),
-    pcoder_errors: () => ({
-      datatype: 'FP32' as const,
-      shape: [batch, steps, pcoders],
-      data: concat(
-        outputs.map((o) => o.errors),
-        pcoders,
-      ),
-    }),
-    logits: () => ({
-      datatype: 'FP32' as const,
-      shape: [batch, steps, classes],
-      data: concat(
-        outputs.map((o) => o.logits),
-        classes,
-      ),
-    }),
+    pcoder_errors: () => perStep((o) => o.errors, pcoders),
+    logits: () => perStep((o) => o.logits, classes),
     timesteps: () => ({ datatype: 'INT64' as const, shape: [batch], data: results.map((r) => r.timesteps) }),
     corruption_score: () => ({
       datatype: 'FP32' as const,
