@@ -47,6 +47,7 @@ from torch import nn  # noqa: E402
 from predify.backbones import torchvision_backbone, torchvision_classifiers  # noqa: E402
 from predify.checkpoints import (  # noqa: E402
     PackageCheckpoint,
+    backbone_state as backbone_state_of,
     c_from_sqrt,
     is_timm_efficientnet,
     load_into,
@@ -215,6 +216,10 @@ def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageRefere
         if len(args.predictor_weights) != n:
             raise ConfigError(f"--predictor-weights: {len(args.predictor_weights)} files for {n} PCoders")
         backbone_state = tensors(load_weights(args.backbone_weights, "backbone weights"), "backbone weights")
+    elif getattr(args, "backbone_weights", None):
+        # The backbone's weights alone (the feedback trainer's start): fresh predictors.
+        layout = "backbone"
+        backbone_state = backbone_state_of(load_weights(args.backbone_weights, "backbone weights"), "backbone weights")
     if backbone_state is not None and is_timm_efficientnet(backbone_state):
         if args.backbone != "efficientnet_b0":
             raise ConfigError(f"the backbone weights are timm's efficientnet, not {arch}")
@@ -264,6 +269,8 @@ def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageRefere
     classes = int(logits.shape[1])
 
     predictors: list[nn.Module] = []
+    if layout == "backbone":
+        torch.manual_seed(getattr(args, "predictor_seed", 0))
     for i, pc in enumerate(cfg.pcoders):
         where = f"PCoder {i + 1}"
         try:
@@ -352,7 +359,7 @@ def _run(blocks: list[nn.Module], size: tuple[int, int, int]) -> torch.Tensor:
     return h
 
 
-def import_network(args: argparse.Namespace, out: Path) -> dict:
+def import_network(args: argparse.Namespace, out: Path, extra: dict | None = None) -> dict:
     model, reference, source = build_network(args)
     gen = torch.Generator().manual_seed(1234)
     golden = torch.randn(args.golden, *model.input_shape, generator=gen) if args.golden else None
@@ -360,7 +367,7 @@ def import_network(args: argparse.Namespace, out: Path) -> dict:
         model,
         out,
         golden_inputs=golden,
-        extra={"source": source},
+        extra={"source": source, **(extra or {})},
         keep_profiles=False,
         reference=reference.run,
         golden_timesteps=GOLDEN_TIMESTEPS,
@@ -439,26 +446,32 @@ def summary(manifest: dict, out: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = Path(args.out)
-    started = time.time()
-    # Written next to its destination and moved into place only when complete.
+def import_to(args: argparse.Namespace, out: Path, extra: dict | None = None) -> dict:
+    """import_network into `out`, written next to it and moved into place only when complete:
+    on any failure nothing is left at `out` (an older directory there stays as it was)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
     try:
-        manifest = import_network(args, work)
+        manifest = import_network(args, work, extra)
         publish_permissions(work)
-    except (ConfigError, HyperparameterError) as err:
-        shutil.rmtree(work, ignore_errors=True)
-        print(f"import_predify: {err}", file=sys.stderr)
-        return 2
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    started = time.time()
+    try:
+        manifest = import_to(args, out)
+    except (ConfigError, HyperparameterError) as err:
+        print(f"import_predify: {err}", file=sys.stderr)
+        return 2
     print(summary(manifest, out, time.time() - started))
     return 0
 

@@ -5,7 +5,7 @@
 # Idempotent: packages already present are left alone.
 set -euo pipefail
 
-packages=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pytest python3-grpcio python3-grpc-tools dataset-fashion-mnist chromium)
+packages=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pytest python3-matplotlib python3-grpcio python3-grpc-tools dataset-fashion-mnist chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -177,3 +177,35 @@ def c_from_sqrt(c_sqrt: float | None) -> float | None:
     if c_sqrt <= 0:
         raise ConfigError(f"checkpoint: C_sqrt {c_sqrt} is not positive")
     return c_sqrt
+
+
+def backbone_state(data: dict[str, Any], what: str) -> StateDict:
+    """A backbone's weights from the files they come in: a plain state dict, a training
+    checkpoint that holds one under 'backbone' (scripts/train_fashion.py's checkpoint.pt), or a
+    Predify network's state dict (its 'backbone.' entries)."""
+    if isinstance(data.get("backbone"), dict):
+        return tensors(data["backbone"], what)
+    state = tensors(data, what)
+    if any(k.startswith("backbone.") for k in state) and any(re.match(r"pcoder\d+\.", k) for k in state):
+        return {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def package_state_dict(
+    backbone: nn.Module, predictors: list[nn.Module], sets: list[dict[str, float]], shared: bool, c_sqrt: list[float | None]
+) -> StateDict:
+    """The state dict of the Predify package's network for these parts, as `pnet.state_dict()`
+    gives it, so that the package's own class loads it strictly: `backbone.*`, `pcoderN.pmodule.*`,
+    `pcoderN.C_sqrt` for a PCoderN network, and the hyperparameter buffers and auxiliary
+    parameters (shared: ffm/fbm/erm, ff_part, ...; else numbered per PCoder). `sets` holds each
+    PCoder's beta/lambda/alpha."""
+    state: StateDict = {f"backbone.{k}": v.detach().clone() for k, v in backbone.state_dict().items()}
+    for i, p in enumerate(predictors, 1):
+        state.update({f"pcoder{i}.pmodule.{k}": v.detach().clone() for k, v in p.state_dict().items()})
+        if c_sqrt[i - 1] is not None:
+            state[f"pcoder{i}.C_sqrt"] = torch.tensor(float(c_sqrt[i - 1]), dtype=torch.float)
+    for suffix, h in ([("", sets[0])] if shared else [(str(i), h) for i, h in enumerate(sets, 1)]):
+        ff, fb, er = h["beta"], h["lambda"], h["alpha"]
+        for name, value in (("ffm", ff), ("fbm", fb), ("erm", er), ("ff_part", ff), ("fb_part", fb), ("mem_part", 1.0 - ff - fb), ("errorm", er)):
+            state[f"{name}{suffix}"] = torch.tensor(float(value))
+    return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,16 +82,19 @@ class PredifyModel(nn.Module):
         return list(self.predictors.parameters())
 
     def checkpoint(self) -> dict[str, Any]:
+        # The config as JSON text: a safe load (torch.load with weights_only) takes tensors and
+        # strings, but not every Python value a config holds (torch 1.13 refuses floats).
         return {
-            "config": self.cfg.raw,
+            "config": json.dumps(self.cfg.raw),
             "backbone": self.backbone.state_dict(),
             "predictors": self.predictors.state_dict(),
         }
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "PredifyModel":
-        state = torch.load(path, map_location="cpu")
-        model = cls(parse_config(state["config"], where=str(path)))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = json.loads(state["config"]) if isinstance(state["config"], str) else state["config"]
+        model = cls(parse_config(raw, where=str(path)))
         model.backbone.load_state_dict(state["backbone"])
         model.predictors.load_state_dict(state["predictors"])
         return model.eval()

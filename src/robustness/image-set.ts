@@ -13,8 +13,9 @@ import path from 'node:path';
 import { CORRUPTIONS, isCorruption, type Corruption } from './imagenet-c/index.js';
 import { loadFashion, type Dataset } from './fashion-mnist.js';
 
-/** File names the study reads as images: the formats the service decodes. */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff']);
+import { IMAGE_EXTENSIONS } from '../image/pixel-cache.js';
+
+export { IMAGE_EXTENSIONS };
 
 export const FASHION_MNIST = 'fashion-mnist';
 
