@@ -6,13 +6,14 @@
     /usr/bin/python3 scripts/train_fashion.py --export-only     # re-export from checkpoint.pt
 
 1. The backbone (fashion-cnn) is trained supervised on training images 0..49 999.
-2. The backbone is frozen and the feedback modules D_i are trained without labels. With
-   --feedback-objective reconstruct, exactly the spec's objective: minimise
+2. The backbone is frozen and the feedback modules D_i are trained without labels by the one
+   feedback trainer (predify/feedback_training.py, what scripts/train_feedback.py runs for any
+   CNN). With --feedback-objective reconstruct, exactly the spec's objective: minimise
    sum_i mean((p_i(0) - r_{i-1}(0))^2). With denoise (the default), half of each batch goes
    up the backbone with Gaussian pixel noise (sigma uniform in [0, 0.3]) and D_i must still
-   predict the CLEAN r_{i-1}: the feedback learns to map a noisy upper representation to the
-   clean one below it, which is what the dynamics use it for (scripts/feedback_study.py and
-   docs/robustness.md compare the two).
+   predict the CLEAN r_{i-1} (scripts/feedback_study.py and docs/robustness.md compare the two).
+   The shipped weights were trained before the trainer was shared (its batches and noise were
+   drawn differently): a rerun gives feedback trained the same way, not the same bits.
 3. checkpoint.pt, the ONNX graphs, manifest.json, golden.json and a few sample images are
    written to the model directory. Everything is seeded: a rerun gives the same weights.
 """
@@ -34,6 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 from predify.config import load_config  # noqa: E402
 from predify.data import load_fashion, normalise  # noqa: E402
 from predify.export import export_model  # noqa: E402
+from predify.feedback_training import Distributed, Options, PixelSet, representations, train  # noqa: E402
 from predify.model import PredifyModel  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "fashion-pc"
@@ -86,42 +88,17 @@ def train_backbone(model: PredifyModel, x: torch.Tensor, y: torch.Tensor, epochs
 
 def feedback_loss(model: PredifyModel, xb: torch.Tensor) -> torch.Tensor:
     """The spec's unsupervised objective: sum_i mean((p_i(0) - r_{i-1}(0))^2)."""
-    with torch.no_grad():
-        reps = [xb]
-        for block in model.blocks:
-            reps.append(block(reps[-1]))
+    reps = representations(model.blocks, xb)
     return sum(F.mse_loss(model.predictors[i](reps[i + 1]), reps[i]) for i in range(len(model.blocks)))
 
 
-NOISE_SIGMA_MAX = 0.3  # in pixel units ([0, 1]); gaussian-noise severity 4 is 0.26
-
-
-def denoising_loss(model: PredifyModel, xb: torch.Tensor, gen: torch.Generator, std: float) -> torch.Tensor:
-    """sum_i mean((D_i(r_i(noisy)) - r_{i-1}(clean))^2), half the batch left clean."""
-    sigma = torch.rand(len(xb), 1, 1, 1, generator=gen) * NOISE_SIGMA_MAX / std
-    sigma[: len(xb) // 2] = 0
-    noisy = xb + sigma * torch.randn(xb.shape, generator=gen)
-    with torch.no_grad():
-        targets, ups, clean, up = [xb], [], xb, noisy
-        for block in model.blocks:
-            clean, up = block(clean), block(up)
-            targets.append(clean)
-            ups.append(up)
-    return sum(F.mse_loss(model.predictors[i](ups[i]), targets[i]) for i in range(len(model.blocks)))
-
-
-def train_feedback(
-    model: PredifyModel, x: torch.Tensor, epochs: int, gen: torch.Generator, objective: str = "reconstruct", std: float = 1.0
-) -> None:
-    model.backbone.eval()
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.Adam(model.feedback_parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * ((len(x) + 127) // 128))
-    if objective == "denoise":
-        fit("feedback (denoise)", lambda idx: denoising_loss(model, x[idx], gen, std), opt, sched, len(x), epochs, gen)
-    else:
-        fit("feedback", lambda idx: feedback_loss(model, x[idx]), opt, sched, len(x), epochs, gen)
+def train_feedback(model: PredifyModel, images: np.ndarray, epochs: int, objective: str, mean: float, std: float, state_dir: Path) -> dict:
+    """The feedback, by the one feedback trainer (predify/feedback_training.py, which
+    scripts/train_feedback.py runs for any CNN): Adam, lr 1e-3, one cosine over the run, batch 128,
+    2% of the images held out to report the reconstruction loss."""
+    options = Options(objective=objective, epochs=epochs, batch_size=128, lr=1e-3, weight_decay=0.0, optimizer="adam", schedule="cosine", val_fraction=0.02)
+    data = PixelSet(np.ascontiguousarray(images)[..., None], [], "", {"kind": "fashion-mnist"})
+    return train(model.blocks, model.backbone, model.predictors, data, [mean], [std], options, state_dir, {}, False, Distributed())
 
 
 def write_samples(images: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> list[str]:
@@ -191,7 +168,10 @@ def main() -> None:
         else:
             train_backbone(model, x_train, y_train, args.epochs, gen)
         print(f"clean test accuracy (t = 0): {evaluate(model, x_test, y_test):.4f}", flush=True)
-        train_feedback(model, x_train, args.feedback_epochs, gen, args.feedback_objective, std)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as state:
+            train_feedback(model, train_images[:keep], args.feedback_epochs, args.feedback_objective, mean, std, Path(state))
         torch.save(model.checkpoint(), args.out / "checkpoint.pt")
 
     accuracy = evaluate(model, x_test, y_test)

@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--optimizer", choices=("rmsprop", "sgd", "adam"), default="rmsprop")
     ap.add_argument("--momentum", type=float, default=0.0, help="with --optimizer sgd (the package's PVGG16 example uses none)")
-    ap.add_argument("--schedule", choices=("cosine-restarts", "constant"), default="cosine-restarts")
+    ap.add_argument("--schedule", choices=("cosine-restarts", "cosine", "constant"), default="cosine-restarts", help="cosine-restarts every --t0 epochs, one cosine over the run, or constant")
     ap.add_argument("--t0", type=int, default=3, help="epochs between warm restarts")
     ap.add_argument("--val-fraction", type=float, default=0.05, help="held out for validation, chosen by --seed")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")

@@ -98,6 +98,10 @@ def folder_pixels(root: str, size: tuple[int, int, int], resize: str, background
 
     if not Path(root).is_dir():
         raise TrainingError(f"--images {root}: no such folder")
+    if _is_pixel_cache(Path(root)):
+        # Decoded beforehand (npm run decode-images, e.g. by a Job in the service's image): read
+        # as it is, no Node.js needed here.
+        return _read_cache(Path(root), size, resize, background, images=None)
     repo = Path(__file__).resolve().parents[2]
     tool = repo / "dist" / "cli" / "decode-images.js"
     if not tool.exists():
@@ -118,10 +122,26 @@ def folder_pixels(root: str, size: tuple[int, int, int], resize: str, background
         ours = [line for line in done.stderr.splitlines() if line.startswith("decode-images:")]
         other = [line for line in done.stderr.splitlines() if "Error" in line]
         raise TrainingError(ours[0].removeprefix("decode-images: ") if ours else f"decode-images failed: {(other or [f'exit {done.returncode}'])[0].strip()}")
+    return _read_cache(cache, size, resize, background, images=root)
+
+
+def _is_pixel_cache(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "index.json").read_text()).get("format") == "predify-pixels"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _read_cache(cache: Path, size: tuple[int, int, int], resize: str, background: list[int], images: str | None) -> PixelSet:
     index = json.loads((cache / "index.json").read_text())
-    h, w, c = index["geometry"]["height"], index["geometry"]["width"], index["geometry"]["channels"]
+    g = index["geometry"]
+    want = {"channels": size[0], "height": size[1], "width": size[2], "resize": resize, "background": background}
+    differs = [k for k in want if g.get(k) != want[k]]
+    if differs:
+        raise TrainingError(f"the pixel cache {cache} was decoded with {', '.join(f'{k} {g.get(k)}' for k in differs)}; this model takes {', '.join(f'{k} {want[k]}' for k in differs)}")
+    h, w, c = g["height"], g["width"], g["channels"]
     pixels = np.memmap(cache / "pixels.u8", dtype=np.uint8, mode="r", shape=(index["count"], h, w, c)) if index["count"] else np.zeros((0, h, w, c), np.uint8)
-    source = {"kind": "folder", "root": str(Path(root).resolve()), "unreadable": index["unreadable"], "ignoredFiles": index["ignored"], "cache": str(cache)}
+    source = {"kind": "folder", "root": str(Path(images).resolve()) if images else None, "cache": str(cache), "unreadable": index["unreadable"], "ignoredFiles": index["ignored"]}
     return PixelSet(pixels, index["files"], index["digest"], source)
 
 
@@ -242,9 +262,12 @@ def make_optimizer(options: Options, params) -> torch.optim.Optimizer:
 
 def learning_rate(options: Options, epoch: float) -> float:
     """Cosine annealing with warm restarts every t0 epochs (eta_min 0), as torch's
-    CosineAnnealingWarmRestarts with T_mult 1, evaluated at a fractional epoch; or constant."""
+    CosineAnnealingWarmRestarts with T_mult 1, evaluated at a fractional epoch; one cosine over
+    the run (`cosine`); or constant."""
     if options.schedule == "constant":
         return options.lr
+    if options.schedule == "cosine":  # one annealing over the whole run
+        return options.lr * (1 + math.cos(math.pi * epoch / options.epochs)) / 2
     phase = epoch % options.t0
     return options.lr * (1 + math.cos(math.pi * phase / options.t0)) / 2
 

@@ -3,6 +3,7 @@
  * the probes expect, environment variables the service reads (with valid values), a
  * termination grace period longer than the drain, names that refer to each other.
  */
+import { execFileSync } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,6 +28,8 @@ import { readManifest } from '../../src/model/manifest.js';
 import { DEFAULT_MODEL, ROOT } from '../paths.js';
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const torchvisionName = (name: string) => /^[a-z][a-z0-9_]*$/.test(name);
 
 async function manifests(file: string): Promise<Doc[]> {
   const text = await readFile(path.join(ROOT, 'deploy', 'kubernetes', file), 'utf8');
@@ -220,5 +223,83 @@ describe('deploy/kubernetes', () => {
     expect(adapter!.data['config.yaml']).toContain(metric);
     expect(hpa!.spec.scaleTargetRef.name).toBe(deployment!.metadata.name);
     expect(hpa!.spec.metrics[0].pods.metric.name).toBe(metric);
+  });
+
+  it('feedback training: decode then an indexed torchrun Job, its rendezvous, options and volume', async () => {
+    const [claim, decode, service, train] = await manifests('train-feedback-job.yaml');
+    expect([claim!.kind, decode!.kind, service!.kind, train!.kind]).toEqual([
+      'PersistentVolumeClaim',
+      'Job',
+      'Service',
+      'Job',
+    ]);
+    // Every option each step passes is one its command has (their --help lists them).
+    const decodeArgs = decode!.spec.template.spec.containers[0].command as string[];
+    expect(decodeArgs.slice(0, 2)).toEqual(['node', 'dist/cli/decode-images.js']);
+    const decodeHelp = execFileSync(process.execPath, [path.join(ROOT, decodeArgs[1]!), '--help'], {
+      encoding: 'utf8',
+    });
+    const opts = (args: string[]) =>
+      Object.fromEntries(
+        args
+          .filter((a) => a.startsWith('--'))
+          .map((a) => {
+            const [name, value] = a.slice(2).split('=');
+            return [name!, value ?? true];
+          }),
+      );
+    const decoded = opts(decodeArgs);
+    for (const name of Object.keys(decoded)) expect(decodeHelp).toContain(`--${name}`);
+
+    const pod = train!.spec.template.spec;
+    const command = (pod.containers[0].command as string[])[2]!;
+    // the shell's $(...) adds --resume when there is a state to resume from
+    const script = command.replace(/\$\([^)]*\)/g, '').split(/\s+/);
+    const launcher = opts(
+      script.slice(script.indexOf('torchrun'), script.indexOf('scripts/train_feedback.py')),
+    );
+    const trainer = opts(script.slice(script.indexOf('scripts/train_feedback.py') + 1));
+    const trainHelp = execFileSync(
+      '/usr/bin/python3',
+      [path.join(ROOT, 'scripts/train_feedback.py'), '--help'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    for (const name of Object.keys(trainer)) expect(trainHelp).toContain(`--${name}`);
+    // One pod a node: indexed, all at once, node rank from the index, pod 0 the rendezvous
+    // through the headless Service that names the pods.
+    expect(train!.spec.completionMode).toBe('Indexed');
+    expect(train!.spec.completions).toBe(Number(launcher['nnodes']));
+    expect(train!.spec.parallelism).toBe(train!.spec.completions);
+    expect(launcher['node_rank']).toBe('$JOB_COMPLETION_INDEX');
+    expect(service!.spec.clusterIP).toBe('None');
+    expect(pod.subdomain).toBe(service!.metadata.name);
+    expect(launcher['master_addr']).toBe(`${train!.metadata.name}-0.${service!.metadata.name}`);
+    expect(service!.spec.ports[0].port).toBe(Number(launcher['master_port']));
+    expect(service!.spec.selector).toEqual(
+      expect.objectContaining(train!.spec.template.metadata.labels as Record<string, string>),
+    );
+    expect(Number(launcher['nproc_per_node'])).toBe(pod.containers[0].resources.limits['nvidia.com/gpu']);
+    // The trainer reads the cache the decode step writes, at the size it decoded, and both write
+    // to the claim; a restarted pod resumes from the state there.
+    expect(trainer['images']).toBe(decoded['out']);
+    expect(decoded['size']).toBe(`${trainer['input-size']}x${trainer['input-size']}`);
+    for (const [job, dir] of [
+      [decode!, String(decoded['out'])],
+      [train!, String(trainer['out'])],
+    ] as const) {
+      const spec = job.spec.template.spec;
+      const mount = (spec.containers[0].volumeMounts as Doc[]).find((m) =>
+        dir.startsWith(m.mountPath + '/'),
+      )!;
+      const volume = (spec.volumes as Doc[]).find((v) => v.name === mount.name)!;
+      expect(volume.persistentVolumeClaim.claimName).toBe(claim!.metadata.name);
+    }
+    expect(claim!.spec.accessModes).toContain('ReadWriteMany');
+    expect(command).toContain(`$(test -f ${String(trainer['out'])}/state/last.pt && echo --resume)`);
+    // The config is one the image ships (copied from it by the init container).
+    await access(path.join(ROOT, String(trainer['config'])));
+    expect(torchvisionName(String(trainer['backbone']))).toBe(true);
   });
 });
