@@ -226,7 +226,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('feedback training: decode then an indexed torchrun Job, its rendezvous, options and volume', async () => {
-    const [claim, decode, service, train] = await manifests('train-feedback-job.yaml');
+    const [claim, decode, service, train] = await manifests('training/feedback-job.yaml');
     expect([claim!.kind, decode!.kind, service!.kind, train!.kind]).toEqual([
       'PersistentVolumeClaim',
       'Job',
