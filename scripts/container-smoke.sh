@@ -47,10 +47,24 @@ echo "$answer" | node -e '
 /usr/bin/python3 scripts/grpc_client.py --grpc "127.0.0.1:$grpc_port" --http "http://127.0.0.1:$port" \
   models/fashion-pc/samples/0002-trouser.png models/fashion-pc/samples/0008-sandal.png | tail -1
 
+# The stop as `docker stop` sends it (SIGTERM to the container's main process) with requests in
+# flight: each must still be answered.
+statuses=$(mktemp)
+for _ in 1 2 3 4; do
+  curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'content-type: image/png' \
+    --data-binary @models/fashion-pc/samples/0002-trouser.png "http://127.0.0.1:$port/classify?timesteps=64" >>"$statuses" &
+done
+for _ in $(seq 1 200); do
+  curl -sf "http://127.0.0.1:$port/metrics" | grep -q '^predify_classify_in_flight 4$' && break
+  sleep 0.05
+done
 podman_ stop -t 15 "$cid" >/dev/null
+wait
 code=$(podman_ inspect "$cid" --format '{{.State.ExitCode}}')
 [ "$code" = "0" ] || { echo "container exited with $code after SIGTERM" >&2; podman_ logs "$cid" | tail -5; exit 1; }
-echo "container stopped cleanly on SIGTERM (exit 0)"
+[ "$(grep -c '^200$' "$statuses")" = "4" ] || { echo "requests in flight at the stop answered: $(tr '\n' ' ' <"$statuses")" >&2; exit 1; }
+rm -f "$statuses"
+echo "container stopped cleanly on SIGTERM (exit 0), the 4 requests in flight answered 200"
 
 podman_ rm -f "$cid" >/dev/null
 # A model directory imported as root (umask 077, as a hardened shell has it) and mounted as the

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -13,12 +13,24 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL, PAPER_MODELS, ROOT, SAMPLES, TEST_MODELS } from './paths.js';
 
 const children: ChildProcess[] = [];
-afterEach(() => children.splice(0).forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+afterEach(() =>
+  children.splice(0).forEach((c) => {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    // a server in a group of its own takes its engine with it
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {
+      c.kill('SIGKILL');
+    }
+  }),
+);
 
-function start(env: Record<string, string>) {
+/** `group`: the server leads a process group of its own, as a shell or systemd starts it. */
+function start(env: Record<string, string>, group = false) {
   const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
     env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', GRPC_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: group,
   });
   children.push(child);
   let output = '';
@@ -42,9 +54,9 @@ async function waitReady(base: string, timeoutMs = 60_000): Promise<void> {
 }
 
 /** Starts the server on a free port and waits until /readyz says ready. */
-async function startReady(env: Record<string, string> = {}) {
+async function startReady(env: Record<string, string> = {}, group = false) {
   const port = await freePort();
-  const server = start({ PORT: String(port), ...env });
+  const server = start({ PORT: String(port), ...env }, group);
   const base = `http://127.0.0.1:${port}`;
   await waitReady(base);
   return { ...server, base };
@@ -108,6 +120,90 @@ describe('server process', () => {
     expect(answers.map((r) => r.status)).toEqual(Array(8).fill(200));
     for (const r of answers) expect((await r.json()).steps).toHaveLength(65);
     expect(await server.exited).toBe(0);
+  });
+
+  /** Posts `count` requests and resolves once the server holds them all (its in-flight gauge). */
+  async function inFlight(base: string, count: number, timesteps: number) {
+    const image = await readFile(path.join(SAMPLES, '0002-trouser.png'));
+    const requests = Array.from({ length: count }, () =>
+      postImage(base, `/classify?timesteps=${timesteps}`, image),
+    );
+    for (let k = 0; k < 500; k++) {
+      const m = await (await fetch(`${base}/metrics`)).text();
+      if (new RegExp(`^predify_classify_in_flight ${count}$`, 'm').test(m)) return requests;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`the server never held ${count} requests at once`);
+  }
+
+  /** The processes whose parent is `pid`, from /proc. */
+  async function childrenOf(pid: number): Promise<number[]> {
+    const found: number[] = [];
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      // the fields after the command's closing parenthesis: state, ppid, pgrp, ...
+      const [, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === pid) found.push(Number(entry));
+    }
+    return found;
+  }
+  /** Running, not a zombie that an init process has yet to reap. */
+  const alive = async (pid: number) => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  };
+
+  it.each([
+    ['SIGTERM', 'process'],
+    ['SIGINT', 'process'],
+    ['SIGTERM', 'thread'],
+  ] as const)(
+    'drains every in-flight request when %s reaches the whole process group (ENGINE_ISOLATION=%s)',
+    async (signal, isolation) => {
+      const server = await startReady({ ENGINE_ISOLATION: isolation }, true);
+      const engines = await childrenOf(server.child.pid!);
+      expect(engines.length).toBe(isolation === 'process' ? 1 : 0);
+      const requests = await inFlight(server.base, 6, 32);
+      // kill -- -PGID: the server and its engine child get the signal at the same moment.
+      process.kill(-server.child.pid!, signal);
+      const answers = await Promise.all(requests);
+      expect(answers.map((r) => r.status)).toEqual(Array(6).fill(200));
+      for (const r of answers) expect((await r.json()).steps).toHaveLength(33);
+      expect(await server.exited).toBe(0);
+      for (const pid of engines) expect(await alive(pid)).toBe(false);
+    },
+  );
+
+  it('a second signal to the group during the drain stops at once', async () => {
+    // 4 x 1024 timesteps: a drain of about 12 s on these cores.
+    const server = await startReady({ MAX_TIMESTEPS: '1024' }, true);
+    // the connections are cut by the second signal: their failures are expected
+    const requests = Promise.allSettled(await inFlight(server.base, 4, 1024));
+    process.kill(-server.child.pid!, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    const second = Date.now();
+    process.kill(-server.child.pid!, 'SIGINT');
+    expect(await server.exited).not.toBe(0);
+    expect(Date.now() - second).toBeLessThan(5000);
+    expect((await requests).every((r) => r.status === 'rejected')).toBe(true);
+  });
+
+  it('leaves no engine process behind when the server is SIGKILLed', async () => {
+    const server = await startReady({}, true);
+    const [engine] = await childrenOf(server.child.pid!);
+    expect(engine).toBeGreaterThan(0);
+    // Busy in a model call when its parent dies: it goes once the call returns.
+    const requests = Promise.allSettled(await inFlight(server.base, 2, 64));
+    server.child.kill('SIGKILL');
+    await server.exited;
+    await requests;
+    let gone = false;
+    for (let k = 0; k < 100 && !gone; k++) {
+      gone = !(await alive(engine!));
+      if (!gone) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(gone).toBe(true);
   });
 
   it('serves a model exported from the paper architectures when MODEL_DIR points at it', async () => {

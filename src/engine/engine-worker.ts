@@ -31,8 +31,15 @@ const port = parentPort
       onMessage: (listener: (msg: ToWorker) => void) => process.on('message', listener),
       close: () => process.disconnect(),
     };
-// A child whose server is gone has no one to work for.
-if (!parentPort) process.on('disconnect', () => process.exit(0));
+if (!parentPort) {
+  // A child whose server is gone has no one to work for: this is also how it dies with a server
+  // that was SIGKILLed (the IPC channel closes with it), once any model call under way returns.
+  process.on('disconnect', () => process.exit(0));
+  // A stop sent to the whole process group (Ctrl-C, systemd's KillMode=control-group, tini -g,
+  // kill -- -PGID) reaches this child too, at the same moment as the server. The server drains
+  // its requests with this engine and then closes it, so the child leaves the stopping to it.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => {});
+}
 
 const { settings, logLevel } = port.data;
 const log = pino({ level: logLevel, base: { thread: 'engine' } });

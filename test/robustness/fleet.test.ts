@@ -158,27 +158,33 @@ describe('a study against servers', () => {
     expect(endpoints[0]!.retries).toBeGreaterThan(0);
   }, 120_000);
 
-  it('resumes a client killed mid-run: nothing twice, nothing lost, the same report', async () => {
-    const a = await freePort();
-    await server(a);
-    const out = path.join(work, 'killed-client');
-    const journal = path.join(out, 'journal.jsonl');
-    const first = evalCli(['--out', out, '--endpoint', `http://127.0.0.1:${a}`, '--batch', '2']);
-    await journalReaches(journal, 60);
-    first.child.kill('SIGKILL');
-    await first.done;
-    const before = (await journalLines(journal)).length - 1;
-    expect(before).toBeLessThan(PAIRS);
-    const again = evalCli(['--out', out, '--endpoint', `http://127.0.0.1:${a}`, '--resume']);
-    const { code, output } = await again.done;
-    expect(code, output).toBe(0);
-    expect(output).toMatch(/resuming: \d+ answers in it/);
-    expect(answers(await results(out))).toEqual(answers(local));
-    await checkJournal(journal);
-    // The resumed run asked only for what the journal lacked.
-    const asked = ((await results(out))['speed'] as { endpoints: { images: number }[] }).endpoints[0]!.images;
-    expect(asked).toBe(PAIRS - before);
-  }, 120_000);
+  // SIGKILL: the client dies wherever it is; SIGINT: Ctrl-C in its terminal.
+  it.each(['SIGKILL', 'SIGINT'] as const)(
+    'resumes a client stopped mid-run by %s: nothing twice, nothing lost, the same report',
+    async (signal) => {
+      const a = await freePort();
+      await server(a);
+      const out = path.join(work, `stopped-client-${signal}`);
+      const journal = path.join(out, 'journal.jsonl');
+      const first = evalCli(['--out', out, '--endpoint', `http://127.0.0.1:${a}`, '--batch', '2']);
+      await journalReaches(journal, 60);
+      first.child.kill(signal);
+      await first.done;
+      const before = (await journalLines(journal)).length - 1;
+      expect(before).toBeLessThan(PAIRS);
+      const again = evalCli(['--out', out, '--endpoint', `http://127.0.0.1:${a}`, '--resume']);
+      const { code, output } = await again.done;
+      expect(code, output).toBe(0);
+      expect(output).toMatch(/resuming: \d+ answers in it/);
+      expect(answers(await results(out))).toEqual(answers(local));
+      await checkJournal(journal);
+      // The resumed run asked only for what the journal lacked.
+      const asked = ((await results(out))['speed'] as { endpoints: { images: number }[] }).endpoints[0]!
+        .images;
+      expect(asked).toBe(PAIRS - before);
+    },
+    120_000,
+  );
 
   it('rides out 503 storms from a server with a tiny queue: retried, nothing lost', async () => {
     const a = await freePort();
