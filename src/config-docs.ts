@@ -206,4 +206,9 @@ export const CONFIG_DOCS: Record<string, SettingDoc> = {
     meaning:
       '`1`: SIGUSR2 makes every engine worker throw, to rehearse a death (tests and drills only; refused with `NODE_ENV=production`)',
   },
+  ENGINE_STEP_DELAY_MS: {
+    group: 'supervision',
+    meaning:
+      'with `ENGINE_FAULTS=1` only: every model call blocks its thread this many ms longer, standing in for a slow model (tests and benchmarks of the hand-off to the engine)',
+  },
 };

@@ -122,6 +122,9 @@ const schema = z
       .enum(['0', '1'])
       .default('0')
       .transform((v) => v === '1'),
+    // With ENGINE_FAULTS only: every model call blocks its thread this much longer, as a slow
+    // model's would (tests and benchmarks of the hand-off to the engine).
+    ENGINE_STEP_DELAY_MS: integer('ENGINE_STEP_DELAY_MS', 0, 10_000, 0),
     // `false`: /readyz stays ready while some models restart, as long as one is ready; requests
     // for a restarting model get 503 with Retry-After. `true`: ready only when every model is.
     STRICT_READINESS: z
@@ -134,6 +137,11 @@ const schema = z
   .refine((c) => !c.GPU_REQUIRED || c.EXECUTION_PROVIDERS.includes('cuda'), {
     message: 'GPU_REQUIRED=true needs cuda in EXECUTION_PROVIDERS',
     path: ['GPU_REQUIRED'],
+  })
+  .refine((c) => c.ENGINE_STEP_DELAY_MS === 0 || c.ENGINE_FAULTS, {
+    message:
+      'ENGINE_STEP_DELAY_MS slows every model call on purpose; it needs ENGINE_FAULTS=1 (tests and drills only)',
+    path: ['ENGINE_STEP_DELAY_MS'],
   })
   .refine((c) => !(c.ENGINE_FAULTS && c.NODE_ENV === 'production'), {
     message:
@@ -202,6 +210,7 @@ export function engineSettings(config: Config) {
     maxQueue: config.MAX_QUEUE,
     stepsPerCall: config.ENGINE_STEPS_PER_CALL,
     multiStep: config.ENGINE_MULTI_STEP,
+    stepDelayMs: config.ENGINE_STEP_DELAY_MS,
   };
 }
 

@@ -168,6 +168,11 @@ export class BatchScheduler {
         const admitted = this.#admit();
         if (this.#active.length === 0) continue;
         await this.#step(admitted);
+        // A model call computes synchronously and resolves as a microtask: without a turn of
+        // the event loop here, requests that arrived as messages during the call would wait
+        // for the batch after next.
+        if (this.#queue.length < this.#options.maxBatch)
+          await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } finally {
       this.#running = false;

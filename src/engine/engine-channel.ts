@@ -31,11 +31,14 @@ export interface EngineChannel {
   kill(): void;
 }
 
-/** The compiled worker; tests run from src/ but workers need JavaScript, so they use dist/. */
-function workerFile(): string {
+/**
+ * A compiled entry (engine-worker.js, the thread; engine-process.js, the child process that runs
+ * that thread); tests run from src/ but workers need JavaScript, so they use dist/.
+ */
+function workerFile(name: 'engine-worker.js' | 'engine-process.js'): string {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return path.join(path.dirname(here), 'engine-worker.js');
-  return path.resolve(path.dirname(here), '..', '..', 'dist', 'engine', 'engine-worker.js');
+  if (here.endsWith('.js')) return path.join(path.dirname(here), name);
+  return path.resolve(path.dirname(here), '..', '..', 'dist', 'engine', name);
 }
 
 export function openChannel(isolation: Isolation, data: WorkerData): EngineChannel {
@@ -43,7 +46,7 @@ export function openChannel(isolation: Isolation, data: WorkerData): EngineChann
 }
 
 function threadChannel(data: WorkerData): EngineChannel {
-  const worker = new Worker(workerFile(), { workerData: data });
+  const worker = new Worker(workerFile('engine-worker.js'), { workerData: data });
   let exited = false;
   // An uncaught exception ends the thread: 'error', then 'exit', which reports it.
   let error: Error | undefined;
@@ -65,7 +68,7 @@ function threadChannel(data: WorkerData): EngineChannel {
 }
 
 function processChannel(data: WorkerData): EngineChannel {
-  const child: ChildProcess = fork(workerFile(), [JSON.stringify(data)], {
+  const child: ChildProcess = fork(workerFile('engine-process.js'), [JSON.stringify(data)], {
     // v8 serialization, so that typed arrays arrive as typed arrays.
     serialization: 'advanced',
     execArgv: [],

@@ -1,7 +1,8 @@
 /**
- * The engine worker's entry, as a thread or as a child process (src/engine/engine-channel.ts):
- * owns the onnxruntime sessions and the batch scheduler, so that the synchronous session.run
- * never blocks the HTTP thread. Protocol in worker-protocol.ts.
+ * The engine worker: a thread, of the server (ENGINE_ISOLATION=thread) or of the engine's child
+ * process (engine-process.ts relays for it). Owns the onnxruntime sessions and the batch
+ * scheduler, so that the synchronous session.run never blocks the thread that reads requests.
+ * Protocol in worker-protocol.ts.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
@@ -10,36 +11,18 @@ import type { WorkerData } from './engine-channel.js';
 import { LocalEngine } from './local-engine.js';
 import type { FaultKind, FromWorker, ToWorker } from './worker-protocol.js';
 
-/** The parent, whichever kind of worker this is. */
-const port = parentPort
-  ? {
-      data: workerData as WorkerData,
-      send: (msgs: FromWorker[], then?: () => void) => {
-        parentPort!.postMessage(msgs);
-        then?.();
-      },
-      onMessage: (listener: (msg: ToWorker) => void) => parentPort!.on('message', listener),
-      close: () => parentPort!.close(),
-    }
-  : {
-      data: JSON.parse(process.argv[2]!) as WorkerData,
-      // A child's messages are written asynchronously: one sent just before exiting needs `then`.
-      send: (msgs: FromWorker[], then?: () => void) => {
-        if (process.connected) process.send!(msgs, undefined, {}, () => then?.());
-        else then?.();
-      },
-      onMessage: (listener: (msg: ToWorker) => void) => process.on('message', listener),
-      close: () => process.disconnect(),
-    };
-if (!parentPort) {
-  // A child whose server is gone has no one to work for: this is also how it dies with a server
-  // that was SIGKILLed (the IPC channel closes with it), once any model call under way returns.
-  process.on('disconnect', () => process.exit(0));
-  // A stop sent to the whole process group (Ctrl-C, systemd's KillMode=control-group, tini -g,
-  // kill -- -PGID) reaches this child too, at the same moment as the server. The server drains
-  // its requests with this engine and then closes it, so the child leaves the stopping to it.
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => {});
-}
+if (!parentPort)
+  throw new Error('engine-worker.js runs as a worker thread (engine-process.js is the child process)');
+const parent = parentPort;
+const port = {
+  data: workerData as WorkerData,
+  send: (msgs: FromWorker[], then?: () => void) => {
+    parent.postMessage(msgs);
+    then?.();
+  },
+  onMessage: (listener: (msg: ToWorker) => void) => parent.on('message', listener),
+  close: () => parent.close(),
+};
 
 const { settings, logLevel } = port.data;
 const log = pino({ level: logLevel, base: { thread: 'engine' } });

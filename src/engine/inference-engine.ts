@@ -39,6 +39,8 @@ export interface EngineSettings extends SessionSettings {
   stepsPerCall?: number;
   /** which batches may take several timesteps in one call (SchedulerOptions.multiStep) */
   multiStep?: 'full' | 'always';
+  /** rehearsals only (ENGINE_FAULTS): each model call blocks this much longer */
+  stepDelayMs?: number;
 }
 
 /** An engine that never computes several timesteps per call need not open the loop graph. */

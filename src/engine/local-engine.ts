@@ -75,6 +75,7 @@ export class LocalEngine implements InferenceEngine {
         `batch size ${batch.size} (${batch.source}${batch.ms !== undefined ? ` in ${Math.round(batch.ms)} ms` : ''}; sample-steps/s by size ${curve})`,
       );
     }
+    if (settings.stepDelayMs) blockLonger(stepper, settings.stepDelayMs);
     return new LocalEngine(model, { ...settings, maxBatch: batch.size }, batch, stepper);
   }
 
@@ -106,4 +107,18 @@ export class LocalEngine implements InferenceEngine {
   close(): Promise<void> {
     return this.model.release();
   }
+}
+
+/**
+ * Rehearsals (ENGINE_FAULTS with ENGINE_STEP_DELAY_MS): each model call keeps its thread busy
+ * `ms` longer, as a slower model's synchronous session.run would; a timer would not block.
+ */
+function blockLonger(stepper: PredictiveStepper, ms: number): void {
+  const steps = stepper.steps.bind(stepper);
+  stepper.steps = async (samples, k) => {
+    const out = await steps(samples, k);
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+    return out;
+  };
 }
