@@ -41,6 +41,7 @@ describe('loadConfig', () => {
       ENGINE_MAX_RESTARTS: 10,
       ENGINE_WATCHDOG_MS: 60_000,
       ENGINE_FAULTS: false,
+      ENGINE_STEP_DELAY_MS: 0,
       STRICT_READINESS: true,
       LOG_LEVEL: 'info',
     });
@@ -71,6 +72,10 @@ describe('loadConfig', () => {
     [{ EXECUTION_PROVIDERS: 'tpu' }, /EXECUTION_PROVIDERS/],
     [{ DEFAULT_TIMESTEPS: '10', MAX_TIMESTEPS: '5' }, /DEFAULT_TIMESTEPS must not exceed MAX_TIMESTEPS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [
+      { ENGINE_STEP_DELAY_MS: '100' },
+      /ENGINE_STEP_DELAY_MS slows every model call on purpose; it needs ENGINE_FAULTS=1/,
+    ],
     [{ BODY_LIMIT_BYTES: '1.5' }, /BODY_LIMIT_BYTES must be a whole number/],
     [{ DEFAULT_TIMESTEPS: 'soon' }, /^[^;]*DEFAULT_TIMESTEPS must be auto or a whole number from 0 to 1024$/],
   ])('refuses %o, naming the variable', (env, message) => {
