@@ -75,7 +75,9 @@ export async function buildApp({
     clientErrorHandler: clientErrorHandler(config.HEADERS_TIMEOUT_MS),
   });
   answerUnknownExpectations(app.server);
-  metrics.watchInFlight(() => state.models?.all.map((c) => [c.name, c.inFlight] as [string, number]) ?? []);
+  metrics.watchInFlight(
+    () => state.models?.all.map((c) => [c.name, c.inFlight, c.inTransit] as [string, number, number]) ?? [],
+  );
   // Each route's zod schemas validate its requests and serialize its responses.
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

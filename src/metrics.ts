@@ -7,7 +7,7 @@ const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 export function createMetrics() {
   const registry = new Registry();
   // Read when scraped: each model's images in its engine now (set by watchInFlight).
-  let inFlight: () => [string, number][] = () => [];
+  let inFlight: () => [model: string, submitted: number, inTransit: number][] = () => [];
   collectDefaultMetrics({ register: registry, prefix: 'predify_' });
   const m = {
     registry,
@@ -45,16 +45,26 @@ export function createMetrics() {
     }),
     engineInFlight: new Gauge({
       name: 'predify_engine_in_flight',
-      help: "Images submitted to a model's engine by any route (/classify, V2 REST, gRPC) and not yet answered: queued or stepping. The signal to scale a fleet on",
+      help: "Images a model's engine holds, from any route (/classify, V2 REST, gRPC), not yet answered: queued or stepping. The signal to scale a fleet on",
       labelNames: ['model'] as const,
       registers: [registry],
       collect() {
         this.reset();
-        for (const [model, n] of inFlight()) this.set({ model }, n);
+        for (const [model, n, transit] of inFlight()) this.set({ model }, n - transit);
+      },
+    }),
+    engineInTransit: new Gauge({
+      name: 'predify_engine_in_transit',
+      help: "Images handed to a model's engine worker that it has not received yet: near 0 unless the hand-off is a bottleneck",
+      labelNames: ['model'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [model, , transit] of inFlight()) this.set({ model }, transit);
       },
     }),
     /** Where the in-flight gauge reads from (the models served, which loads change). */
-    watchInFlight(source: () => [string, number][]) {
+    watchInFlight(source: () => [model: string, submitted: number, inTransit: number][]) {
       inFlight = source;
     },
     classifyInFlight: new Gauge({

@@ -10,7 +10,7 @@ import { loadConfig, requestDefaults } from '../config.js';
 import { Classifier } from '../engine/classifier.js';
 import { LocalEngine } from '../engine/local-engine.js';
 import type { StepSummary } from '../engine/results.js';
-import { preprocess } from '../image/preprocess.js';
+import { decodeForModel } from '../image/preprocess.js';
 import type { ExecutionProvider } from '../model/onnx-backend.js';
 
 export interface CliResult {
@@ -96,10 +96,10 @@ export async function localSource(
         throw new UsageError((err as Error).message);
       }
       const bytes = await readImageFile(file);
-      const image = await preprocess(bytes, classifier.manifest.input).catch((err: Error) => {
+      const image = await decodeForModel(bytes, classifier.manifest.input).catch((err: Error) => {
         throw new ImageError(err.message);
       });
-      const result = await classifier.classify(image.tensor, request);
+      const result = await classifier.classify(image.input, request);
       return {
         model: classifier.name,
         profile: request.profile,

@@ -1,5 +1,5 @@
 /** The engine's public face: an image in, per-timestep classifications out. No HTTP here. */
-import type { EngineJob } from './batch-scheduler.js';
+import type { EngineRequest, ModelInput } from './inference-engine.js';
 import { profilesOf } from '../model/manifest.js';
 import type { EngineStatus, InferenceEngine } from './inference-engine.js';
 import type { SampleStep } from './predictive-step.js';
@@ -94,6 +94,11 @@ export class Classifier {
     return this.#inFlight;
   }
 
+  /** Of those in flight, the images still crossing to the engine's worker. */
+  get inTransit(): number {
+    return this.#engine.inTransit ?? 0;
+  }
+
   /** the batch size its engine steps at, and how it was chosen */
   get batch() {
     return this.#engine.batch;
@@ -115,7 +120,7 @@ export class Classifier {
    * classifier before it was replaced (a reload) is served by its successor; after an unload it
    * is refused as the model's requests now are.
    */
-  async classify(image: Float32Array, options: ClassifyOptions): Promise<Classification> {
+  async classify(image: ModelInput, options: ClassifyOptions): Promise<Classification> {
     const retired = this.#retiredFor;
     if (retired instanceof Classifier) return retired.classify(image, options);
     if (retired) throw retired;
@@ -127,10 +132,10 @@ export class Classifier {
     }
   }
 
-  async #classify(image: Float32Array, options: ClassifyOptions): Promise<Classification> {
+  async #classify(image: ModelInput, options: ClassifyOptions): Promise<Classification> {
     const { labels } = this.manifest;
     const summary = (step: SampleStep) => summariseStep(step, labels, this.#pcoderNames, options.topk);
-    const job: EngineJob = { image, timesteps: options.timesteps, profile: options.profile };
+    const job: EngineRequest = { image, timesteps: options.timesteps, profile: options.profile };
     if (options.settle) job.settle = options.settle;
     if (options.signal) job.signal = options.signal;
     if (options.requestId) job.requestId = options.requestId;

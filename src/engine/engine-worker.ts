@@ -78,6 +78,7 @@ process.on('exit', releaseSessions);
 const controllers = new Map<number, AbortController>();
 port.onMessage((msg: ToWorker) => {
   if (msg.type === 'submit') {
+    post({ type: 'received', id: msg.id });
     const controller = new AbortController();
     controllers.set(msg.id, controller);
     engine

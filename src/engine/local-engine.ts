@@ -3,7 +3,13 @@ import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, timestepProvider, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
 import { chooseBatch, plateauOf, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
-import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
+import {
+  graphSetFor,
+  type EngineRequest,
+  type EngineSettings,
+  type InferenceEngine,
+} from './inference-engine.js';
+import { normalise, type ModelPixels } from '../image/normalise.js';
 import { openStepper, type PredictiveStepper } from './predictive-step.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
 
@@ -95,13 +101,26 @@ export class LocalEngine implements InferenceEngine {
     this.#scheduler.onStep = fn;
   }
 
-  submit(job: EngineJob) {
+  submit(request: EngineRequest) {
+    const { image } = request;
+    const job: EngineJob = {
+      ...request,
+      image: image instanceof Float32Array ? image : this.#normalise(image),
+    };
     if (job.profile === undefined) return this.#scheduler.submit(job);
     try {
       return this.#scheduler.submit(job, coefficientsOfProfile(this.#profiles, job.profile));
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  #normalise({ pixels, stride }: ModelPixels): Float32Array {
+    const spec = this.manifest.input;
+    // A frame of another size is refused as a float32 input of the wrong length is.
+    if (pixels.length !== spec.width * spec.height * stride || stride < 1)
+      return new Float32Array(pixels.length);
+    return normalise(pixels, stride, spec);
   }
 
   close(): Promise<void> {

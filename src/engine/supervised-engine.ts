@@ -12,11 +12,11 @@
  *   dying (more than `maxRestarts` deaths in ten minutes), the engine has failed: the server
  *   then fails its liveness probe and exits non-zero after draining.
  */
-import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
+import type { EngineResult, StepStats } from './batch-scheduler.js';
 import { errors } from '../errors.js';
 import type { Manifest } from '../model/manifest.js';
 import type { Logger } from '../model/onnx-backend.js';
-import type { EngineSettings, EngineStatus, InferenceEngine } from './inference-engine.js';
+import type { EngineRequest, EngineSettings, EngineStatus, InferenceEngine } from './inference-engine.js';
 import type { BatchChoice } from './batch-tuning.js';
 import { WorkerEngine, type WorkerOptions } from './worker-engine.js';
 import type { FaultKind } from './worker-protocol.js';
@@ -97,7 +97,11 @@ export class SupervisedEngine implements InferenceEngine {
     if (this.#worker) this.#worker.onStep = fn;
   }
 
-  submit(job: EngineJob): Promise<EngineResult> {
+  get inTransit(): number {
+    return this.#worker?.inTransit ?? 0;
+  }
+
+  submit(job: EngineRequest): Promise<EngineResult> {
     if (!this.#worker || this.#status !== 'ready')
       return Promise.reject(errors.engineRestarting(this.manifest.name));
     return this.#worker.submit(job);

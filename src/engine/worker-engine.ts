@@ -1,15 +1,17 @@
 /** The engine in a worker (a thread or a child process), seen from the HTTP thread. */
 import { errors, ServiceError } from '../errors.js';
 import type { Manifest } from '../model/manifest.js';
-import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
-import type { EngineSettings, InferenceEngine } from './inference-engine.js';
+import type { EngineResult, StepStats } from './batch-scheduler.js';
+import type { EngineRequest, EngineSettings, InferenceEngine, ModelInput } from './inference-engine.js';
 import type { SampleStep } from './predictive-step.js';
 import { openChannel, type EngineChannel, type Isolation } from './engine-channel.js';
 import type { BatchChoice } from './batch-tuning.js';
 import type { FaultKind, FromWorker, ToWorker } from './worker-protocol.js';
 
 interface Pending {
-  job: EngineJob;
+  job: EngineRequest;
+  /** the worker said it has the request */
+  received: boolean;
   steps: SampleStep[];
   resolve(result: EngineResult): void;
   reject(err: Error): void;
@@ -66,9 +68,16 @@ export class WorkerEngine implements InferenceEngine {
     }
   }
 
-  /** How many requests it holds (queued or running). */
+  /** How many requests it holds (queued or running), in transit to the worker or there. */
   get pending(): number {
     return this.#pending.size;
+  }
+
+  /** Requests sent that the worker has not yet received (kept apart in the metrics). */
+  get inTransit(): number {
+    let n = 0;
+    for (const p of this.#pending.values()) if (!p.received) n++;
+    return n;
   }
 
   /**
@@ -116,7 +125,7 @@ export class WorkerEngine implements InferenceEngine {
     });
   }
 
-  submit(job: EngineJob): Promise<EngineResult> {
+  submit(job: EngineRequest): Promise<EngineResult> {
     if (this.#dead)
       return Promise.reject(
         Object.assign(errors.engineRestarting(this.manifest.name), { cause: this.#dead }),
@@ -125,7 +134,7 @@ export class WorkerEngine implements InferenceEngine {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       if (this.#pending.size === 0) this.#lastHeard = performance.now();
-      this.#pending.set(id, { job, steps: [], resolve, reject });
+      this.#pending.set(id, { job, received: false, steps: [], resolve, reject });
       job.signal?.addEventListener(
         'abort',
         () => {
@@ -136,12 +145,16 @@ export class WorkerEngine implements InferenceEngine {
         { once: true },
       );
       // A copy owns its buffer outright, so it can be transferred instead of cloned.
-      const image = job.image.slice();
+      const image: ModelInput =
+        job.image instanceof Float32Array
+          ? job.image.slice()
+          : { pixels: job.image.pixels.slice(), stride: job.image.stride };
+      const buffer = image instanceof Float32Array ? image.buffer : image.pixels.buffer;
       const msg: ToWorker = { type: 'submit', id, image, timesteps: job.timesteps };
       if (job.settle) msg.settle = job.settle;
       if (job.requestId) msg.requestId = job.requestId;
       if (job.profile) msg.profile = job.profile;
-      this.#worker.send(msg, [image.buffer]);
+      this.#worker.send(msg, [buffer as ArrayBuffer]);
     });
   }
 
@@ -162,7 +175,9 @@ export class WorkerEngine implements InferenceEngine {
     if (msg.type === 'ready' || msg.type === 'start-failed') return;
     const pending = this.#pending.get(msg.id);
     if (!pending) return; // cancelled meanwhile
-    if (msg.type === 'step') {
+    if (msg.type === 'received') {
+      pending.received = true;
+    } else if (msg.type === 'step') {
       pending.steps.push(msg.step);
       pending.job.onStep?.(msg.step);
     } else if (msg.type === 'done') {

@@ -3,12 +3,13 @@ import type { StepStats } from './batch-scheduler.js';
 import type { BatchChoice } from './batch-tuning.js';
 import type { SampleStep } from './predictive-step.js';
 import type { SettleRule, StopReason } from './settling.js';
+import type { ModelInput } from './inference-engine.js';
 
 export type ToWorker =
   | {
       type: 'submit';
       id: number;
-      image: Float32Array;
+      image: ModelInput;
       timesteps: number;
       settle?: SettleRule;
       requestId?: string;
@@ -33,6 +34,8 @@ export type FaultKind = 'throw' | 'exit' | 'hang' | 'crash';
 export type FromWorker =
   | { type: 'ready'; manifest: Manifest; providers: string[]; batch: BatchChoice }
   | { type: 'start-failed'; code: string; message: string }
+  /** the request has arrived: it is the engine's now, no longer in transit */
+  | { type: 'received'; id: number }
   | { type: 'step'; id: number; step: SampleStep }
   | { type: 'done'; id: number; queueMs: number; inferenceMs: number; stop?: StopReason }
   | {

@@ -6,6 +6,9 @@ import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { errors } from '../errors.js';
 import type { InputSpec } from '../model/manifest.js';
 import { plainPngPixels } from './plain-png.js';
+import { normalise, type ModelPixels } from './normalise.js';
+
+export { normalise, type ModelPixels };
 
 /** Media types the service decodes; anything else is refused before decoding. */
 export const IMAGE_MEDIA_TYPES = [
@@ -28,13 +31,27 @@ export interface Preprocessed {
 
 /** Decodes `bytes` and returns the model input, channel-major (C, H, W), normalised. */
 export async function preprocess(bytes: Buffer, spec: InputSpec): Promise<Preprocessed> {
+  const { input, source } = await decodeForModel(bytes, spec);
+  return { tensor: normalise(input.pixels, input.stride, spec), source };
+}
+
+/**
+ * Decodes `bytes` to the model's size and colours and stops there: the 8-bit pixels that
+ * preprocess() normalises, which is how an image is handed to the engine (a quarter of the
+ * bytes of float32); the engine normalises them with the same function, to the same bits.
+ */
+export async function decodeForModel(
+  bytes: Buffer,
+  spec: InputSpec,
+): Promise<{ input: ModelPixels; source: Preprocessed['source'] }> {
   const plain = plainPngPixels(bytes, spec.width, spec.height, spec.channels);
   if (plain)
     return {
-      tensor: normalise(plain, spec.channels, spec),
+      input: { pixels: plain, stride: spec.channels },
       source: { format: 'png', width: spec.width, height: spec.height },
     };
-  return preprocessWithSharp(bytes, spec);
+  const { pixels, source } = await decodeAtModelSize(bytes, spec, 'model');
+  return { input: { pixels: pixels.data, stride: pixels.channels }, source };
 }
 
 /** preprocess() for every image, even those plainPngPixels reads itself (for tests). */
@@ -147,26 +164,6 @@ function isGrey(p: RawPixels): boolean {
   for (let k = 0; k < p.data.length; k += p.channels)
     if (p.data[k] !== p.data[k + 1] || p.data[k] !== p.data[k + 2]) return false;
   return true;
-}
-
-/**
- * Interleaved 8-bit pixels to planar floats, (p * scale - mean) / std. Each operation is
- * rounded to float32 the way the PyTorch side computes it, so the same image gives the same
- * tensor here and in the reference.
- */
-export function normalise(pixels: Uint8Array, stride: number, spec: InputSpec): Float32Array {
-  const plane = spec.width * spec.height;
-  const out = new Float32Array(plane * spec.channels);
-  const f = Math.fround;
-  for (let c = 0; c < spec.channels; c++) {
-    const mean = f(spec.mean[c]!);
-    const std = f(spec.std[c]!);
-    const src = Math.min(c, stride - 1);
-    for (let k = 0; k < plane; k++) {
-      out[c * plane + k] = f(f(f(pixels[k * stride + src]! * spec.scale) - mean) / std);
-    }
-  }
-  return out;
 }
 
 function describe(err: unknown): string {

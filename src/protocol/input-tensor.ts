@@ -5,7 +5,8 @@
  * images, decoded and preprocessed by the same code as /classify.
  */
 import type { Manifest } from '../model/manifest.js';
-import { preprocess } from '../image/preprocess.js';
+import { decodeForModel, type ModelPixels } from '../image/preprocess.js';
+import type { ModelInput } from '../engine/inference-engine.js';
 import { INPUT_NAME, ProtocolError, type JsonTensorData } from './open-inference.js';
 
 /** A tensor's elements as values (JSON, gRPC `contents`) or as raw little-endian bytes. */
@@ -29,7 +30,7 @@ export async function imagesOf(
   data: TensorData | undefined,
   manifest: Manifest,
   maxBatch: number,
-): Promise<Float32Array[]> {
+): Promise<ModelInput[]> {
   if (input.name !== INPUT_NAME)
     throw new ProtocolError(`unknown input '${input.name}': this model's input is '${INPUT_NAME}'`);
   if (data === undefined)
@@ -99,7 +100,7 @@ async function decodeImages(
   data: TensorData,
   manifest: Manifest,
   maxBatch: number,
-): Promise<Float32Array[]> {
+): Promise<ModelPixels[]> {
   if (!(shape.length === 1 || (shape.length === 2 && shape[1] === 1)))
     throw new ProtocolError(
       `a BYTES input holds one encoded image per element: shape [N], got [${shape.join(', ')}]`,
@@ -111,9 +112,9 @@ async function decodeImages(
     throw new ProtocolError(
       `input data holds ${elements.length} images, shape [${shape.join(', ')}] needs ${batch}`,
     );
-  const decoded = await Promise.allSettled(elements.map((bytes) => preprocess(bytes, manifest.input)));
+  const decoded = await Promise.allSettled(elements.map((bytes) => decodeForModel(bytes, manifest.input)));
   return decoded.map((d, n) => {
-    if (d.status === 'fulfilled') return d.value.tensor;
+    if (d.status === 'fulfilled') return d.value.input;
     throw new ProtocolError(
       `input element ${n} is not an image the server decodes: ${(d.reason as Error).message}`,
     );

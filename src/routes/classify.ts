@@ -9,7 +9,7 @@ import { eventStream, STREAM_MEDIA_TYPES, streamFormat } from '../http/event-str
 import { errorBody, errors, ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { pastDeadline } from '../http/deadline.js';
-import { IMAGE_MEDIA_TYPES, preprocess } from '../image/preprocess.js';
+import { IMAGE_MEDIA_TYPES, decodeForModel } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
 import { code, COMMON_ERRORS, errorResponses } from '../http/responses.js';
 import {
@@ -143,7 +143,7 @@ export default async function classifyRoutes(
     const asked = classifier.resolve({ ...rest, maxTimesteps });
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);
     const decodeStart = performance.now();
-    const image = await preprocess(bytes, classifier.manifest.input);
+    const image = await decodeForModel(bytes, classifier.manifest.input);
     const decodeMs = performance.now() - decodeStart;
     // A client that disconnects, or a request past its deadline, leaves the batch at the
     // next timestep boundary (or never joins it).
@@ -160,14 +160,14 @@ export default async function classifyRoutes(
 
     const format = streamFormat(request.headers.accept);
     if (!format) {
-      const result = await classifier.classify(image.tensor, job);
+      const result = await classifier.classify(image.input, job);
       const { timings, ...head } = summary(result);
       return reply.send({ ...head, steps: result.steps, timings });
     }
     // Streaming: one event per timestep as soon as the engine has computed it, then the result.
     const events = eventStream(format);
     classifier
-      .classify(image.tensor, { ...job, onStep: (step) => events.write('step', step) })
+      .classify(image.input, { ...job, onStep: (step) => events.write('step', step) })
       .then(
         (result) => events.write('result', summary(result)),
         (err: FastifyError) => {

@@ -6,10 +6,12 @@
  * - with a slow model (each call blocks 300 ms longer: ENGINE_STEP_DELAY_MS's mechanism), 16
  *   requests submitted together are all in the second call's batch, in both isolations;
  * - a request cancelled while queued is never stepped;
+ * - the engine receives a request while a call computes, and counts it in transit until then;
+ * - a decoded image crosses as its 8-bit pixels and gives the bits its float32 form gives;
  * - the answers through the hand-off equal the model's goldens.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +20,8 @@ import type { Isolation } from '../../src/engine/engine-channel.js';
 import { WorkerEngine } from '../../src/engine/worker-engine.js';
 import { readGolden } from '../../src/model/golden.js';
 import { readManifest } from '../../src/model/manifest.js';
-import { ROOT } from '../paths.js';
+import { ROOT, SAMPLES } from '../paths.js';
+import { decodeForModel, preprocess } from '../../src/image/preprocess.js';
 
 let work: string;
 let modelDir: string;
@@ -92,6 +95,43 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
       expect((await first).steps).toHaveLength(4);
       // the first request's 4 timesteps, each alone in its call
       expect(batches).toEqual([1, 1, 1, 1]);
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
+
+  it('counts images in transit apart, and receives them while a call computes', async () => {
+    const { engine, batches } = await start(isolation, 300);
+    try {
+      const first = engine.submit({ image: randomImage(1), timesteps: 3 });
+      while (batches.length === 0) await new Promise((r) => setTimeout(r, 5));
+      // the engine is inside its 300 ms calls now; a second request is sent...
+      const second = engine.submit({ image: randomImage(2), timesteps: 0 });
+      expect(engine.inTransit).toBe(1);
+      // ...and received before the first request's last call, not only between its calls
+      while (engine.inTransit > 0) await new Promise((r) => setTimeout(r, 5));
+      expect(batches.length).toBeLessThan(4);
+      await Promise.all([first, second]);
+      expect(engine.inTransit).toBe(0);
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
+
+  it('hands over the 8-bit pixels of a decoded image: the same bits as its float32 input', async () => {
+    const { engine } = await start(isolation, 0);
+    try {
+      const spec = (await readManifest(modelDir)).input;
+      const bytes = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
+      const { input } = await decodeForModel(bytes, spec);
+      // a quarter of the bytes of the float32 form
+      expect(input.pixels.length).toBe(224 * 224 * 3);
+      const { tensor } = await preprocess(bytes, spec);
+      const [asPixels, asFloats] = await Promise.all([
+        engine.submit({ image: input, timesteps: 3 }),
+        engine.submit({ image: tensor, timesteps: 3 }),
+      ]);
+      expect(asPixels.steps).toEqual(asFloats.steps);
     } finally {
       await engine.close();
     }

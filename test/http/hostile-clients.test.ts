@@ -24,12 +24,12 @@ vi.mock('../../src/image/preprocess.js', async (importOriginal) => {
   const actual = await importOriginal<typeof import('../../src/image/preprocess.js')>();
   return {
     ...actual,
-    preprocess: async (...args: Parameters<typeof actual.preprocess>) => {
+    decodeForModel: async (...args: Parameters<typeof actual.decodeForModel>) => {
       if (decode.gate) {
         decode.entered?.();
         await decode.gate;
       }
-      return actual.preprocess(...args);
+      return actual.decodeForModel(...args);
     },
   };
 });
