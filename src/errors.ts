@@ -150,6 +150,12 @@ export const errors = {
     (name: string, known: readonly string[]) =>
       `the model has no profile '${name}': it has ${known.join(', ')}`,
   ),
+  topkOutOfRange: define(
+    'PREDIFY_ERR_TOPK_OUT_OF_RANGE',
+    400,
+    (asked: number, classes: number) =>
+      `topk must be from 1 to ${classes} (the model's classes), got ${asked}`,
+  ),
   timestepsOutOfRange: define(
     'PREDIFY_ERR_TIMESTEPS_OUT_OF_RANGE',
     400,

@@ -41,6 +41,7 @@ export interface ClassifyRequest {
 export const OPTION_ERRORS: readonly string[] = [
   errors.queryInvalid.code,
   errors.unknownProfile.code,
+  errors.topkOutOfRange.code,
   errors.timestepsOutOfRange.code,
   errors.settleInvalid.code,
   errors.unknownModel.code,

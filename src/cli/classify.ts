@@ -77,6 +77,7 @@ const maxTimesteps =
   values['max-timesteps'] === undefined
     ? undefined
     : wholeNumber('max-timesteps', values['max-timesteps'], 0);
+// checked against the model where every path checks it (resolveRequest), not here
 const topk = values.topk === undefined ? undefined : wholeNumber('topk', values.topk, 1);
 const providers = values.providers.split(',').map((p) => p.trim().toLowerCase());
 for (const p of providers)

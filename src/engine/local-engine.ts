@@ -129,15 +129,16 @@ export class LocalEngine implements InferenceEngine {
 }
 
 /**
- * Rehearsals (ENGINE_FAULTS with ENGINE_STEP_DELAY_MS): each model call keeps its thread busy
- * `ms` longer, as a slower model's synchronous session.run would; a timer would not block.
+ * Rehearsals (ENGINE_FAULTS with ENGINE_STEP_DELAY_MS): each model call blocks its thread `ms`
+ * longer, as a slower model's synchronous session.run would (a timer would not block), without
+ * using a core meanwhile, as a call waiting on a GPU does not.
  */
 function blockLonger(stepper: PredictiveStepper, ms: number): void {
   const steps = stepper.steps.bind(stepper);
+  const never = new Int32Array(new SharedArrayBuffer(4));
   stepper.steps = async (samples, k) => {
     const out = await steps(samples, k);
-    const until = performance.now() + ms;
-    while (performance.now() < until);
+    Atomics.wait(never, 0, 0, ms);
     return out;
   };
 }

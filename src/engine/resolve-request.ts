@@ -86,7 +86,11 @@ export function resolveRequest(
   const found = profiles[profile];
   if (!found) throw errors.unknownProfile(profile, Object.keys(profiles));
   const classes = manifest.labels.length;
-  const topk = Math.min(Math.max(1, Math.floor(asked.topk ?? defaults.defaultTopk)), classes);
+  // The one rule for topk, on every path: asked, it must fit the model; the service's default
+  // is cut to the model's classes.
+  if (asked.topk !== undefined && !(Number.isInteger(asked.topk) && asked.topk >= 1 && asked.topk <= classes))
+    throw errors.topkOutOfRange(asked.topk, classes);
+  const topk = asked.topk ?? Math.min(defaults.defaultTopk, classes);
   const wanted = asked.timesteps ?? (autoByDefault(defaults, found) ? 'auto' : undefined);
   if (wanted !== 'auto') {
     if ([asked.maxTimesteps, asked.tolerance, asked.patience, asked.confidence].some((v) => v !== undefined))

@@ -5,14 +5,12 @@
  */
 import { z } from 'zod';
 import { inputSpec } from '../model/manifest.js';
-import type { Classifier } from '../engine/classifier.js';
-import { errors } from '../errors.js';
 import { decimalParam, integerParam, stringParam, timestepsParam } from './query.js';
 
 /**
  * The query of /classify as far as the route can check it before a model is chosen: the
  * models load after the routes are registered, so each model's own limits (its profiles, its
- * number of classes) are checked against the query by `checkQueryFor`.
+ * number of classes) are checked by resolveRequest, the one place every path checks them.
  */
 export function classifyQuerySchema(limits: { maxTimesteps: number }) {
   return z
@@ -40,7 +38,7 @@ export function classifyQuerySchema(limits: { maxTimesteps: number }) {
         description:
           "with timesteps=auto: a step whose unchanged top-1 class has at least this probability counts as settled whatever its errors did; the profile's (if it has one) if absent",
       }),
-      topk: integerParam('topk', 1).optional().meta({
+      topk: integerParam('topk', 0).optional().meta({
         description:
           "classes listed per timestep, at most the model's number of classes; DEFAULT_TOPK (or every class, if fewer) if absent",
       }),
@@ -55,20 +53,6 @@ export function classifyQuerySchema(limits: { maxTimesteps: number }) {
     .strict();
 }
 export type ClassifyQuery = z.output<ReturnType<typeof classifyQuerySchema>>;
-
-/** Refuses a query whose values the chosen model cannot serve, naming each. */
-export function checkQueryFor(
-  classifier: Classifier,
-  query: { topk?: number | undefined; profile?: string | undefined },
-): void {
-  const problems = [];
-  const classes = classifier.manifest.labels.length;
-  const profiles = Object.keys(classifier.profiles);
-  if (query.topk !== undefined && query.topk > classes) problems.push(`topk must be at most ${classes}`);
-  if (query.profile !== undefined && !profiles.includes(query.profile))
-    problems.push(`profile must be one of ${profiles.join(', ')}`);
-  if (problems.length > 0) throw errors.queryInvalid(problems.join('; '));
-}
 
 export const errorBodySchema = z.object({
   statusCode: z.number().int(),

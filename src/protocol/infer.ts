@@ -56,10 +56,7 @@ export async function infer({
       `model_name '${request.model_name}' is not the model '${classifier.name}' the request is for`,
     );
   checkVersion(manifest, request.model_version);
-  const profiles = Object.keys(classifier.profiles);
   const p = request.parameters ?? {};
-  if (p.profile !== undefined && !profiles.includes(p.profile))
-    throw new ProtocolError(`parameters.profile must be one of ${profiles.join(', ')}`);
   if (!manifest.corruptionScore && request.outputs?.some((o) => o.name === SCORE_OUTPUT))
     throw new ProtocolError(
       `model ${manifest.name} has no calibrated corruption score: ask for other outputs`,

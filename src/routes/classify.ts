@@ -13,7 +13,6 @@ import { IMAGE_MEDIA_TYPES, decodeForModel } from '../image/preprocess.js';
 import type { ServiceState } from '../service-state.js';
 import { code, COMMON_ERRORS, errorResponses } from '../http/responses.js';
 import {
-  checkQueryFor,
   classificationSchema,
   classifyQuerySchema,
   stepSchema,
@@ -41,7 +40,7 @@ function routeSchema(config: Config) {
   return {
     summary: 'Classify one image over timesteps',
     description:
-      'The image as the body (PNG, JPEG, WebP, GIF, AVIF, TIFF) or as the one file of a multipart form. ' +
+      'The image as the body (PNG, JPEG, WebP, GIF, TIFF) or as the one file of a multipart form. ' +
       'With Accept: text/event-stream or application/x-ndjson, one `step` event per timestep is streamed as it is computed, then a `result` event (or an `error` event).',
     querystring: classifyQuerySchema({ maxTimesteps: config.MAX_TIMESTEPS }),
     body: {
@@ -138,7 +137,6 @@ export default async function classifyRoutes(
   async function classify(request: FastifyRequest, query: ClassifyQuery, reply: FastifyReply) {
     if (!state.models) throw errors.notReady();
     const classifier = state.models.get(query.model);
-    checkQueryFor(classifier, query);
     const { max_timesteps: maxTimesteps, ...rest } = query;
     const asked = classifier.resolve({ ...rest, maxTimesteps });
     const bytes = await readImage(request, config.BODY_LIMIT_BYTES);

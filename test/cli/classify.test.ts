@@ -167,7 +167,18 @@ describe('failures', () => {
     expect((await run([image, '--timesteps', '5000'])).code).toBe(2);
     const remote = await run([image, '--server', server, '--profile', 'nope'], { PREDIFY_API_KEY: KEY });
     expect(remote.code).toBe(2);
-    expect(remote.stderr).toMatch(/PREDIFY_ERR_(UNKNOWN_PROFILE|QUERY_INVALID).*profile/);
+    expect(remote.stderr).toMatch(/PREDIFY_ERR_UNKNOWN_PROFILE.*no profile 'nope'/);
+    // topk: one rule here and there (the model has 10 classes)
+    const topkLocal = await run([image, '--topk', '11']);
+    expect([topkLocal.code, topkLocal.stderr]).toEqual([
+      2,
+      expect.stringMatching(/topk must be from 1 to 10/),
+    ]);
+    const topkRemote = await run([image, '--server', server, '--topk', '11'], { PREDIFY_API_KEY: KEY });
+    expect([topkRemote.code, topkRemote.stderr]).toEqual([
+      2,
+      expect.stringMatching(/PREDIFY_ERR_TOPK_OUT_OF_RANGE.*topk must be from 1 to 10/),
+    ]);
   });
 
   it("lists the service's default top-k (DEFAULT_TOPK, 5) per timestep, the server's own against one", async () => {

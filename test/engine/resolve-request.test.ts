@@ -81,12 +81,18 @@ describe('resolveRequest', () => {
     ).toBe(2);
   });
 
-  it('keeps what the request names, top-k at most the number of classes', () => {
-    expect(resolveRequest(manifest, defaults, { profile: 'exported', timesteps: 0, topk: 99 })).toEqual({
+  it('keeps what the request names; a topk the model cannot give is refused, as on every path', () => {
+    expect(resolveRequest(manifest, defaults, { profile: 'exported', timesteps: 0, topk: 10 })).toEqual({
       profile: 'exported',
       timesteps: 0,
       topk: 10,
     });
+    for (const topk of [0, 11, 99, 1.5])
+      expect(() => resolveRequest(manifest, defaults, { topk })).toThrow(
+        expect.objectContaining({ code: 'PREDIFY_ERR_TOPK_OUT_OF_RANGE', statusCode: 400 }),
+      );
+    // the service's default is cut to the model's classes
+    expect(resolveRequest(manifest, { ...defaults, defaultTopk: 50 }, {}).topk).toBe(10);
   });
 
   it('refuses an unknown profile and too many timesteps, each with its own code', () => {

@@ -158,8 +158,8 @@ describe('POST /classify errors', () => {
     ['timesteps=1e9', /timesteps must be a whole number/],
     ['timesteps=17', /timesteps must be at most 16/],
     ['timesteps=1&timesteps=2', /timesteps must be given once/],
-    ['topk=0', /topk must be at least 1/],
-    ['topk=11', /topk must be at most 10/],
+    ['topk=0', /topk must be from 1 to 10 \(the model's classes\), got 0/],
+    ['topk=11', /topk must be from 1 to 10 \(the model's classes\), got 11/],
     ['steps=3', /unknown parameter\(s\) 'steps'/],
   ])('400 for %s', async (query, message) => {
     expectError(await post(`/classify?${query}`, sample), 400, message);

@@ -111,9 +111,9 @@ describe('profile=', () => {
   });
 
   it.each([
-    ['profile=robustest', /profile must be one of exported, feedback/],
+    ['profile=robustest', /the model has no profile 'robustest': it has exported, feedback/],
     ['profile=feedback&profile=exported', /profile must be given once/],
-    ['profile=', /profile must be one of/],
+    ['profile=', /the model has no profile '': it has exported, feedback/],
   ])('400 for %s', async (query, message) => {
     const res = await classify(withProfiles, query);
     expect(res.statusCode).toBe(400);

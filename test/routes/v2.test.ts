@@ -218,7 +218,11 @@ describe('errors use the protocol body', () => {
       /timesteps must be at most 16/,
     ],
     ['timesteps fractional', { parameters: { timesteps: 1.5 }, inputs: [input({})] }, /whole number/],
-    ['unknown profile', { parameters: { profile: 'fast' }, inputs: [input({})] }, /profile must be one of/],
+    [
+      'unknown profile',
+      { parameters: { profile: 'fast' }, inputs: [input({})] },
+      /the model has no profile 'fast': it has /,
+    ],
     ['unknown output', { inputs: [input({})], outputs: [{ name: 'hidden' }] }, /outputs\.0\.name/],
     ['unknown field', { inputs: [input({})], extra: 1 }, /extra/],
   ];
