@@ -171,7 +171,7 @@ console.log('GPU stand-in (tiny 224 px model, each call 3 ms longer without CPU,
 console.log(
   table(
     [
-      'isolation',
+      'worker',
       'connections',
       'images/s',
       'of decode alone',

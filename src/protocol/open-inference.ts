@@ -18,6 +18,9 @@
  *   timesteps      INT64 [N]                the last timestep computed for each sample
  * A model whose manifest has a calibrated corruption score also answers, by default:
  *   corruption_score  FP32 [N]              how unlike clean data each input looks (t = 0)
+ * and every model the head's exact logits:
+ *   logits         FP32  [N, T+1, classes]  what probabilities are the softmax of
+ * A request that names no outputs gets all of them, as the protocol says it should.
  */
 import { z } from 'zod';
 import type { Classifier } from '../engine/classifier.js';
@@ -37,16 +40,21 @@ export const OUTPUT_NAMES = ['probabilities', 'predictions', 'pcoder_errors'] as
 export const AUTO_OUTPUT = 'timesteps';
 /** Given, by default, by a model with a calibrated corruption score. */
 export const SCORE_OUTPUT = 'corruption_score';
-/** Given only when asked for: the head's logits, exact (what studies over a fleet replay). */
+/** The head's logits, exact (what studies over a fleet replay). */
 export const LOGITS_OUTPUT = 'logits';
 export type OutputName =
   (typeof OUTPUT_NAMES)[number] | typeof AUTO_OUTPUT | typeof SCORE_OUTPUT | typeof LOGITS_OUTPUT;
 
-/** The outputs of a request that names none. */
+/**
+ * The outputs of a request that names none: all this model and request have, as the protocol
+ * says ("if no outputs are specified, all outputs are returned"), the logits its metadata
+ * lists included.
+ */
 export function defaultOutputs(manifest: Manifest, anytime: boolean): OutputName[] {
   const names: OutputName[] = [...OUTPUT_NAMES];
   if (anytime) names.push(AUTO_OUTPUT);
   if (manifest.corruptionScore) names.push(SCORE_OUTPUT);
+  names.push(LOGITS_OUTPUT);
   return names;
 }
 

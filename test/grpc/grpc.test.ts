@@ -341,6 +341,7 @@ describe('ModelInfer', () => {
       'pcoder_errors',
       'timesteps',
       'corruption_score',
+      'logits',
     ]);
     expect(res.parameters['rule']).toEqual({ string_param: 'calibrated', parameter_choice: 'string_param' });
   });

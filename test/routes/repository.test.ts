@@ -119,6 +119,7 @@ describe('a model repository', () => {
       'probabilities',
       'predictions',
       'pcoder_errors',
+      'logits',
     ]);
     const asked = await infer([{ name: 'corruption_score' }]);
     expect(asked.statusCode).toBe(400);

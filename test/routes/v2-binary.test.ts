@@ -359,14 +359,15 @@ describe('encoded images: a BYTES input', () => {
 });
 
 describe('the logits output (what fleet studies replay)', () => {
-  it('only when asked, and equal to the PyTorch goldens', async () => {
+  it('in every answer that names no outputs, and equal to the PyTorch goldens', async () => {
     const c = golden.cases[1]!;
     const body = {
       parameters: { timesteps: 5, profile: 'exported' },
       inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1, 28, 28], data: c.input }],
     };
     const plain = await post(body);
-    expect(plain.json().outputs.map((o: { name: string }) => o.name)).not.toContain('logits');
+    // named or not: a request that names no outputs gets all of them (the protocol's rule)
+    expect(plain.json().outputs.map((o: { name: string }) => o.name)).toContain('logits');
     const res = await post({ ...body, outputs: [{ name: 'logits' }] });
     const [logits] = res.json().outputs;
     expect(logits).toMatchObject({ name: 'logits', datatype: 'FP32', shape: [1, 6, 10] });
