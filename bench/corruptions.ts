@@ -8,7 +8,8 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { newSample, openStepper, runTimesteps } from '../src/engine/predictive-step.js';
+import { newSample, runTimesteps } from '../src/engine/predictive-step.js';
+import { openStepper } from '../src/engine/open-stepper.js';
 import {
   CORRUPTIONS,
   corruptPixels,

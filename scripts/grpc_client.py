@@ -133,5 +133,17 @@ def main() -> int:
         return 1 if mismatches else 0
 
 
+def run() -> int:
+    """main(), with a failed call as one line naming the gRPC status, not a stack trace."""
+    try:
+        return main()
+    except grpc.RpcError as err:
+        print(f"grpc_client: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"grpc_client: {err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

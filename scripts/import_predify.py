@@ -348,6 +348,7 @@ def build_network(args: argparse.Namespace) -> tuple[PredifyModel, PackageRefere
         "cSqrt": c_sqrt,
         "cMeasuredByImport": measured,
         "modules": paths,
+        "labels": "file" if args.labels else ("imagenet" if classes == 1000 else "placeholder"),
     }
     return model, reference, source
 
@@ -391,7 +392,9 @@ def _model_config(cfg, args, cuts, sets, size, classes) -> ModelConfig:
     elif classes == 1000:
         labels = imagenet_labels()
     else:
+        # Placeholder names: said on stderr now and in the summary (the manifest records it too).
         labels = [f"class{k}" for k in range(classes)]
+        print(f"import_predify: warning: the model has {classes} classes and no --labels: they are named class0..class{classes - 1}", file=sys.stderr)
     if len(labels) != classes:
         raise ConfigError(f"--labels: {len(labels)} names for {classes} classes")
     if len(args.mean) != size[0] or len(args.std) != size[0]:
@@ -426,6 +429,8 @@ def summary(manifest: dict, out: Path, seconds: float) -> str:
         f"imported {manifest['name']}: {len(manifest['pcoders'])} PCoders on {source['backbone']}, "
         f"input {manifest['input']['height']}x{manifest['input']['width']}, weights: {source['weights']}, to {out} in {seconds:.1f}s"
     ]
+    if source.get("labels") == "placeholder":
+        lines.append(f"  labels: placeholders class0..class{len(manifest['labels']) - 1} (no --labels given)")
     for i, pc in enumerate(manifest["pcoders"]):
         h = pc["hyperparameters"]
         origin = source["hyperparameterOrigins"][i]

@@ -19,7 +19,7 @@ import { installDeadline } from './http/deadline.js';
 import { swaggerOptions } from './http/openapi.js';
 import { installRequestLifetime } from './http/request-lifetime.js';
 import './http/route-config.js';
-import { httpServerSettings, type Config } from './config.js';
+import { httpServerSettings, type Config } from './config/config.js';
 import { answerUnknownExpectations, clientErrorHandler } from './http/connection-errors.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import classifyRoutes from './routes/classify.js';

@@ -7,13 +7,19 @@
  * One operation runs at a time.
  */
 import path from 'node:path';
-import type { Config } from './config.js';
-import { engineSettings } from './config.js';
+import type { Config } from './config/config.js';
+import { engineSettings } from './config/config.js';
 import { errors } from './errors.js';
 import { graphSetFor } from './engine/inference-engine.js';
 import { checkBudget, modelDirectories, readEntry, type ModelEntry } from './model/repository.js';
 import { openClassifier, type OpenOptions } from './open-models.js';
-import type { ServiceState } from './service-state.js';
+import type { ModelSet } from './engine/model-set.js';
+
+/** What the repository API reads of the service's state (service-state.ts holds the whole). */
+export interface ControlledState {
+  models?: ModelSet;
+  closing?: boolean;
+}
 
 /** A model of the repository as Triton's index lists it. */
 export interface IndexEntry {
@@ -25,14 +31,14 @@ export interface IndexEntry {
 
 export class ModelControl {
   readonly #config: Config;
-  readonly #state: ServiceState;
+  readonly #state: ControlledState;
   readonly #open: Omit<OpenOptions, 'model'>;
   /** the entries of the models served, for the memory budget */
   readonly #served = new Map<string, ModelEntry>();
   #loading: string | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(config: Config, state: ServiceState, open: Omit<OpenOptions, 'model'>) {
+  constructor(config: Config, state: ControlledState, open: Omit<OpenOptions, 'model'>) {
     this.#config = config;
     this.#state = state;
     this.#open = open;

@@ -2,7 +2,7 @@
  * The engines the configuration asks for, one per model, the classifiers over them and the
  * set of them, wired to the metrics: the one wiring that the server and the tests share.
  */
-import { engineSettings, requestDefaults, type Config } from './config.js';
+import { engineSettings, requestDefaults, type Config } from './config/config.js';
 import { Classifier } from './engine/classifier.js';
 import { graphSetFor, type InferenceEngine } from './engine/inference-engine.js';
 import { LocalEngine } from './engine/local-engine.js';

@@ -2,8 +2,8 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { lookalikes } from './config-lookalikes.js';
-import { CONFIG_VARIABLES, engineSettings, loadConfig, type Config } from './config.js';
+import { lookalikes } from './config/lookalikes.js';
+import { CONFIG_VARIABLES, engineSettings, loadConfig, type Config } from './config/config.js';
 import { listenError } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { startGrpc, type GrpcServer } from './grpc/server.js';

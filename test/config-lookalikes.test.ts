@@ -4,8 +4,8 @@
  * the shell's, Node's, npm's).
  */
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES, loadConfig } from '../src/config.js';
-import { lookalikes } from '../src/config-lookalikes.js';
+import { CONFIG_VARIABLES, loadConfig } from '../src/config/config.js';
+import { lookalikes } from '../src/config/lookalikes.js';
 
 const PLATFORM = {
   HOME: '/root',

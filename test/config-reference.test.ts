@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { format, resolveConfig } from 'prettier';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES } from '../src/config.js';
-import { CONFIG_DOCS } from '../src/config-docs.js';
-import { configReference } from '../src/config-reference.js';
+import { CONFIG_VARIABLES } from '../src/config/config.js';
+import { CONFIG_DOCS } from '../src/config/docs.js';
+import { configReference } from '../src/config/reference.js';
 import { ROOT } from './paths.js';
 
 const FILE = path.join(ROOT, 'docs', 'reference', 'configuration.md');

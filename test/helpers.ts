@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
-import { loadConfig, type Config } from '../src/config.js';
+import { loadConfig, type Config } from '../src/config/config.js';
 import type { InferenceEngine } from '../src/engine/inference-engine.js';
 import { createMetrics } from '../src/metrics.js';
 import { loadModel, type LoadedModel } from '../src/model/load-model.js';

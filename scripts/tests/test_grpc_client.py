@@ -74,3 +74,17 @@ def test_client_without_the_key_is_refused(server):
     )
     assert run.returncode != 0
     assert "UNAUTHENTICATED" in run.stderr
+    # one line naming the status, not a stack trace
+    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("grpc_client: UNAUTHENTICATED")
+
+
+def test_an_unknown_model_is_one_line(server):
+    _, address = server
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "grpc_client.py"), "--grpc", address, "--key", KEY,
+         "--model", "no-such-model", str(SAMPLES[0])],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grpc_client: NOT_FOUND") and "no-such-model" in lines[0], run.stderr

@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
 import { coefficientsOfProfile, profileCoefficients } from '../engine/profiles.js';
-import { openStepper } from '../engine/predictive-step.js';
+import { openStepper } from '../engine/open-stepper.js';
 import { loadModel } from '../model/load-model.js';
 import { profilesOf, readManifest, type Manifest } from '../model/manifest.js';
 

@@ -1,8 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
-import { DEFAULT_MODEL_DIR } from '../config.js';
-import { openStepper } from '../engine/predictive-step.js';
+import { DEFAULT_MODEL_DIR } from '../config/config.js';
+import { openStepper } from '../engine/open-stepper.js';
 import { loadModel } from '../model/load-model.js';
 import { EXPORTED_PROFILE, MANIFEST_FILE, parseManifest, profilesOf } from '../model/manifest.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';

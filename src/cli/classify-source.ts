@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { errors } from '../errors.js';
-import { loadConfig, requestDefaults } from '../config.js';
+import { loadConfig, requestDefaults } from '../config/config.js';
 import { Classifier } from '../engine/classifier.js';
 import { LocalEngine } from '../engine/local-engine.js';
 import type { StepSummary } from '../engine/results.js';

@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
-import { DEFAULT_MODEL_DIR, EXECUTION_PROVIDERS } from '../config.js';
+import { DEFAULT_MODEL_DIR, EXECUTION_PROVIDERS } from '../config/config.js';
 import type { ExecutionProvider } from '../model/onnx-backend.js';
 import { progressReporter } from '../robustness/progress.js';
 import { parseCli, wholeNumber } from './args.js';

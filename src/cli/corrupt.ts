@@ -6,7 +6,7 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
+import { decodeWhole, encodePng as pngOf } from '../image/codecs.js';
 import {
   corruptionSeed,
   corruptPixels,
@@ -99,14 +99,7 @@ for (const file of files) {
   let image: Pixels;
   let grey: boolean;
   try {
-    const decoder = sharp(await readFile(file), { pages: 1, failOn: 'truncated' });
-    grey = ((await decoder.metadata()).channels ?? 3) <= 2;
-    const { data, info } = await decoder
-      .rotate()
-      .flatten({ background: { r: 0, g: 0, b: 0 } })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    image = { width: info.width, height: info.height, channels: info.channels, data: new Uint8Array(data) };
+    ({ image, grey } = await decodeWhole(await readFile(file)));
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0]!;
     if (!values['skip-unreadable']) {
@@ -149,14 +142,5 @@ async function encodePng(p: Pixels, sourceGrey: boolean): Promise<Buffer> {
   let keepGrey = sourceGrey;
   for (let k = 0; keepGrey && k < p.data.length; k += 3)
     keepGrey = p.data[k] === p.data[k + 1] && p.data[k] === p.data[k + 2];
-  if (keepGrey) {
-    const grey = p.data.filter((_, k) => k % 3 === 0);
-    return sharp(grey, { raw: { width: p.width, height: p.height, channels: 1 } })
-      .toColourspace('b-w')
-      .png()
-      .toBuffer();
-  }
-  return sharp(p.data, { raw: { width: p.width, height: p.height, channels: 3 } })
-    .png()
-    .toBuffer();
+  return pngOf(p.data, p.width, p.height, keepGrey);
 }

@@ -8,7 +8,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR } from '../config.js';
+import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { newSample, runTimesteps, type PredictiveStepper } from '../engine/predictive-step.js';
 import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
 import type { SettleRule } from '../engine/settling.js';

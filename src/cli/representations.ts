@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR } from '../config.js';
+import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { conditionName, type Condition } from '../robustness/evaluate.js';
 import { representationDistances, type RepresentationDistances } from '../robustness/representations.js';
 import { StudyInputs } from '../robustness/study-inputs.js';

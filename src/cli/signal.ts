@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR } from '../config.js';
+import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { corruptionScore } from '../engine/corruption-score.js';
 import { signalChart, svgToPng } from '../robustness/chart.js';
 import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';

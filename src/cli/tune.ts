@@ -6,9 +6,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
-import { EXECUTION_PROVIDERS } from '../config.js';
+import { EXECUTION_PROVIDERS } from '../config/config.js';
 import { machineKey, measureCurve, pickSize, stepperThroughput, TUNING } from '../engine/batch-tuning.js';
-import { openStepper } from '../engine/predictive-step.js';
+import { openStepper } from '../engine/open-stepper.js';
 import { graphSetFor } from '../engine/inference-engine.js';
 import { loadModel, timestepProvider } from '../model/load-model.js';
 import { MANIFEST_FILE, parseManifest } from '../model/manifest.js';

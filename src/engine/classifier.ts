@@ -1,5 +1,5 @@
 /** The engine's public face: an image in, per-timestep classifications out. No HTTP here. */
-import type { EngineRequest, ModelInput } from './inference-engine.js';
+import type { EngineRequest, ModelInput } from './engine-request.js';
 import { profilesOf } from '../model/manifest.js';
 import type { EngineStatus, InferenceEngine } from './inference-engine.js';
 import type { SampleStep } from './predictive-step.js';

@@ -4,17 +4,7 @@ import type { SessionSettings } from '../model/onnx-backend.js';
 import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
 import type { BatchChoice } from './batch-tuning.js';
 import type { FaultKind } from './worker-protocol.js';
-import type { ModelPixels } from '../image/normalise.js';
-
-/**
- * A model input as it reaches an engine: float32 and ready (an FP32 tensor a client sent), or a
- * decoded image's 8-bit pixels at the model's size, normalised on the engine's side. An image
- * crosses to a worker as what it is: a quarter of the bytes of its float32 form.
- */
-export type ModelInput = Float32Array | ModelPixels;
-
-/** An engine job as submitted: its image in either form. */
-export type EngineRequest = Omit<EngineJob, 'image'> & { image: ModelInput };
+import type { EngineRequest } from './engine-request.js';
 
 /** ready; restarting after its worker died; failed: no worker could be had */
 export type EngineStatus = 'ready' | 'restarting' | 'failed';

@@ -3,14 +3,11 @@ import type { Logger } from '../model/onnx-backend.js';
 import { loadModel, timestepProvider, type LoadedModel } from '../model/load-model.js';
 import { BatchScheduler, type EngineJob, type StepStats } from './batch-scheduler.js';
 import { chooseBatch, plateauOf, stepperThroughput, TUNING, type BatchChoice } from './batch-tuning.js';
-import {
-  graphSetFor,
-  type EngineRequest,
-  type EngineSettings,
-  type InferenceEngine,
-} from './inference-engine.js';
+import { graphSetFor, type EngineSettings, type InferenceEngine } from './inference-engine.js';
+import type { EngineRequest } from './engine-request.js';
 import { normalise, type ModelPixels } from '../image/normalise.js';
-import { openStepper, type PredictiveStepper } from './predictive-step.js';
+import type { PredictiveStepper } from './predictive-step.js';
+import { openStepper } from './open-stepper.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
 
 export class LocalEngine implements InferenceEngine {

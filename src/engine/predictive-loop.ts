@@ -4,7 +4,8 @@
  */
 import { errors } from '../errors.js';
 import type { LoadedModel } from '../model/load-model.js';
-import { newSample, type StepperOptions, openStepper, type PredictiveStepper } from './predictive-step.js';
+import { newSample, type StepperOptions, type PredictiveStepper } from './predictive-step.js';
+import { openStepper } from './open-stepper.js';
 
 /** One timestep's outputs for the whole batch, batch-major. */
 export interface StepOutput {

@@ -6,7 +6,7 @@
  * Two steppers compute the same numbers behind one interface: the dynamics written out graph
  * by graph in TypeScript (graph-by-graph-stepper.ts: the specification, readable, with the
  * update rule in one place) and the compiled path through the model's step and loop graphs
- * (compiled-stepper.ts: what serves). openStepper() picks; the scheduler does not know which.
+ * (compiled-stepper.ts: what serves). openStepper() (open-stepper.ts) picks; the scheduler does not know which.
  *
  * A sample at t = 0 takes the feedforward pass: r_i(0) = E_i(r_{i-1}(0)), which is the
  * update with beta = 1 and nothing else, so new and running samples share every graph call
@@ -14,8 +14,6 @@
  */
 import type { LoadedModel } from '../model/load-model.js';
 import type { Coefficients } from '../model/hyperparameters.js';
-import { CompiledStepper } from './compiled-stepper.js';
-import { GraphByGraphStepper } from './graph-by-graph-stepper.js';
 
 export interface SampleState {
   readonly image: Float32Array;
@@ -116,13 +114,4 @@ export async function runTimesteps(
     onCall?.(steps);
     t += k;
   }
-}
-
-/**
- * The stepper for a loaded model: the compiled path when the model has a step or loop graph
- * open (and `stepGraph` is not false), else graph by graph (which needs every graph open).
- */
-export function openStepper(model: LoadedModel, options: StepperOptions = {}): PredictiveStepper {
-  if (options.stepGraph !== false && (model.step || model.loop)) return new CompiledStepper(model);
-  return new GraphByGraphStepper(model);
 }

@@ -2,7 +2,8 @@
 import { errors, ServiceError } from '../errors.js';
 import type { Manifest } from '../model/manifest.js';
 import type { EngineResult, StepStats } from './batch-scheduler.js';
-import type { EngineRequest, EngineSettings, InferenceEngine, ModelInput } from './inference-engine.js';
+import type { EngineSettings, InferenceEngine } from './inference-engine.js';
+import type { EngineRequest, ModelInput } from './engine-request.js';
 import type { SampleStep } from './predictive-step.js';
 import { openChannel, type EngineChannel, type Isolation } from './engine-channel.js';
 import type { BatchChoice } from './batch-tuning.js';

@@ -3,7 +3,7 @@ import type { StepStats } from './batch-scheduler.js';
 import type { BatchChoice } from './batch-tuning.js';
 import type { SampleStep } from './predictive-step.js';
 import type { SettleRule, StopReason } from './settling.js';
-import type { ModelInput } from './inference-engine.js';
+import type { ModelInput } from './engine-request.js';
 
 export type ToWorker =
   | {

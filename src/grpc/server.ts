@@ -15,7 +15,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { errors } from '../errors.js';
 import { keyChecker, presentedKey } from '../http/api-key.js';
 import type { Metrics } from '../metrics.js';

@@ -1,6 +1,6 @@
 /**
- * The one place that touches sharp: decode, orient, resize and normalise an image as the
- * model's manifest says.
+ * A request's preprocessing: decode, orient, resize and normalise an image as the model's
+ * manifest says. With codecs.ts, the only code that touches sharp.
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { errors } from '../errors.js';

@@ -6,7 +6,7 @@
  */
 import type { Manifest } from '../model/manifest.js';
 import { decodeForModel, type ModelPixels } from '../image/preprocess.js';
-import type { ModelInput } from '../engine/inference-engine.js';
+import type { ModelInput } from '../engine/engine-request.js';
 import { INPUT_NAME, ProtocolError, type JsonTensorData } from './open-inference.js';
 
 /** A tensor's elements as values (JSON, gRPC `contents`) or as raw little-endian bytes. */

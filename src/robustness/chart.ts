@@ -1,5 +1,5 @@
-/** Accuracy against timestep as an SVG line chart (and PNG, rendered from it by sharp). */
-import sharp from 'sharp';
+/** Accuracy against timestep as an SVG line chart (and PNG, rendered from it). */
+export { svgToPng } from '../image/codecs.js';
 import type { SettleRule } from '../engine/settling.js';
 import { ruleName, sameRule, type AnytimeRow } from './anytime.js';
 import type { Summary } from './report.js';
@@ -142,10 +142,6 @@ export function mceChart(
     );
   parts.push('</svg>');
   return parts.join('\n');
-}
-
-export function svgToPng(svg: string): Promise<Buffer> {
-  return sharp(Buffer.from(svg)).png().toBuffer();
 }
 
 /**

@@ -2,7 +2,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import type { Classification } from '../engine/classifier.js';
 import { answerError } from '../http/answer-error.js';
 import { eventStream, STREAM_MEDIA_TYPES, streamFormat } from '../http/event-stream.js';

@@ -6,7 +6,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { answerError } from '../http/answer-error.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { errors } from '../errors.js';
 import { pastDeadline } from '../http/deadline.js';
 import { validationProblems } from '../http/query.js';

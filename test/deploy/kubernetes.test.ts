@@ -15,7 +15,7 @@ import {
   type ServiceClientConstructor,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { CONFIG_VARIABLES, loadConfig, type Config } from '../../src/config.js';
+import { CONFIG_VARIABLES, loadConfig, type Config } from '../../src/config/config.js';
 import { FLEET_OPTIONS } from '../../src/cli/fleet-args.js';
 import { STUDY_OPTIONS } from '../../src/cli/study-args.js';
 import { createMetrics } from '../../src/metrics.js';

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler, type SchedulerOptions, type StepStats } from '../../src/engine/batch-scheduler.js';
-import { type SampleState, type SampleStep, openStepper } from '../../src/engine/predictive-step.js';
+import { type SampleState, type SampleStep } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/open-stepper.js';
 import { stoppingPoint } from '../../src/engine/settling.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';

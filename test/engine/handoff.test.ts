@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { engineSettings, loadConfig } from '../../src/config.js';
+import { engineSettings, loadConfig } from '../../src/config/config.js';
 import type { Isolation } from '../../src/engine/engine-channel.js';
 import { WorkerEngine } from '../../src/engine/worker-engine.js';
 import { readGolden } from '../../src/model/golden.js';

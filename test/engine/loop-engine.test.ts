@@ -6,7 +6,8 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler, type StepStats } from '../../src/engine/batch-scheduler.js';
-import { newSample, type SampleStep, openStepper } from '../../src/engine/predictive-step.js';
+import { newSample, type SampleStep } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/open-stepper.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { loadModel, type LoadedModel } from '../../src/model/load-model.js';
 import { silent } from '../helpers.js';

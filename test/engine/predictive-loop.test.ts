@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictiveLoop, type StepOutput } from '../../src/engine/predictive-loop.js';
-import { newSample, openStepper, type PredictiveStepper } from '../../src/engine/predictive-step.js';
+import { newSample, type PredictiveStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/open-stepper.js';
 import type { Graph } from '../../src/model/onnx-backend.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import type { LoadedModel } from '../../src/model/load-model.js';

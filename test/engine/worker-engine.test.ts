@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
-import { engineSettings, loadConfig, requestDefaults } from '../../src/config.js';
+import { engineSettings, loadConfig, requestDefaults } from '../../src/config/config.js';
 import { Classifier } from '../../src/engine/classifier.js';
 import { ModelSet } from '../../src/engine/model-set.js';
 import type { Isolation } from '../../src/engine/engine-channel.js';

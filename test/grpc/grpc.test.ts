@@ -19,7 +19,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/config/config.js';
 import type { LocalEngine } from '../../src/engine/local-engine.js';
 import { softmax } from '../../src/engine/results.js';
 import { startGrpc, type GrpcServer } from '../../src/grpc/server.js';

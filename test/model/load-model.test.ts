@@ -3,7 +3,7 @@ import { cp, link, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/open-stepper.js';
 import { loadModel } from '../../src/model/load-model.js';
 import { parseManifest } from '../../src/model/manifest.js';
 import { silent } from '../helpers.js';

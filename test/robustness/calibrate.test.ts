@@ -1,6 +1,6 @@
 /** The calibration search: its stages, its bookkeeping, and that it never picks something worse. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/open-stepper.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { calibrate, finalRecommendation } from '../../src/robustness/calibrate.js';
 import { CLEAN, type StudyGroup } from '../../src/robustness/evaluate.js';

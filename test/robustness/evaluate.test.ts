@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStepper } from '../../src/engine/predictive-step.js';
+import { openStepper } from '../../src/engine/open-stepper.js';
 import { preprocess } from '../../src/image/preprocess.js';
 import type { LoadedModel } from '../../src/model/load-model.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';

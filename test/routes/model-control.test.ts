@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/config.js';
 import type { LocalEngine } from '../../src/engine/local-engine.js';
 import { buildTestApp } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';

@@ -8,7 +8,7 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import { describe, expect, it } from 'vitest';
 import healthRoutes from '../../src/routes/health.js';
 import { modelsReady, type ServiceState } from '../../src/service-state.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/config.js';
 
 const models = (...statuses: string[]) =>
   ({

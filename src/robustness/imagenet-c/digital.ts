@@ -2,7 +2,7 @@
  * Brightness, contrast, saturation, pixelation, JPEG and the elastic transform of ImageNet-C,
  * on RGB pixels in 0..255; parameters are the reference's.
  */
-import sharp from 'sharp';
+import { jpegRoundTrip } from '../../image/codecs.js';
 import type { Random } from './random.js';
 import {
   borderIndex,
@@ -130,12 +130,7 @@ export function pixelate(x: Raster, severity: number): Raster {
 /** Encoded as a baseline JPEG of this quality (4:2:0 chroma, standard tables) and decoded. */
 export async function jpegCompression(x: Raster, severity: number): Promise<Raster> {
   const quality = at([25, 18, 15, 10, 7], severity);
-  const bytes = Uint8Array.from(x.data);
-  const raw = { width: x.width, height: x.height, channels: 3 as const };
-  const encoded = await sharp(bytes, { raw })
-    .jpeg({ quality, chromaSubsampling: '4:2:0', optimiseCoding: false })
-    .toBuffer();
-  const decoded = await sharp(encoded).raw().toBuffer();
+  const decoded = await jpegRoundTrip(Uint8Array.from(x.data), x.width, x.height, quality);
   return { width: x.width, height: x.height, channels: 3, data: Float64Array.from(decoded) };
 }
 

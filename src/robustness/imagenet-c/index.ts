@@ -13,7 +13,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
+import { readRgbFile } from '../../image/codecs.js';
 import { defocusBlur, gaussianBlur, glassBlur, motionBlur, zoomBlur } from './blur.js';
 import { brightness, contrast, elasticTransform, jpegCompression, pixelate, saturate } from './digital.js';
 import { gaussianNoise, impulseNoise, shotNoise, speckleNoise } from './noise.js';
@@ -150,12 +150,8 @@ export async function loadCorruptionAssets(dir = FROST_DIR): Promise<CorruptionA
     throw new Error(`${dir}: expected the frost photographs frost1..frost6, found ${files.join(', ')}`);
   const pictures = await Promise.all(
     files.map(async (f) => {
-      const { data, info } = await sharp(path.join(dir, f))
-        .removeAlpha()
-        .toColourspace('srgb')
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      return { width: info.width, height: info.height, channels: 3, data: Float64Array.from(data) };
+      const { width, height, data } = await readRgbFile(path.join(dir, f));
+      return { width, height, channels: 3, data: Float64Array.from(data) };
     }),
   );
   return { frost: { pictures } };

@@ -1,11 +1,11 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import type { RequestDefaults } from './engine/resolve-request.js';
-import { describeLookalikes, lookalikes } from './config-lookalikes.js';
-import { errors } from './errors.js';
+import type { RequestDefaults } from '../engine/resolve-request.js';
+import { describeLookalikes, lookalikes } from './lookalikes.js';
+import { errors } from '../errors.js';
 
 /** The default model ships with the package, next to src/ and dist/. */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/fashion-pc', import.meta.url));
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/fashion-pc', import.meta.url));
 
 export const EXECUTION_PROVIDERS = ['cuda', 'cpu'] as const;
 
@@ -162,7 +162,7 @@ export type Config = z.infer<typeof schema>;
 /** The environment variables the service reads. */
 export const CONFIG_VARIABLES = Object.keys(schema.shape);
 
-/** Each variable's schema, for the generated reference (src/config-reference.ts). */
+/** Each variable's schema, for the generated reference (src/config/reference.ts). */
 export const CONFIG_FIELDS: Readonly<Record<string, z.ZodType>> = schema.shape;
 
 /** What a request that leaves something out gets. */
