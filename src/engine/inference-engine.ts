@@ -1,7 +1,7 @@
 /** What the service needs from an engine, whether it runs on this thread or in a worker. */
 import type { GraphSet, Manifest } from '../model/manifest.js';
 import type { SessionSettings } from '../model/onnx-backend.js';
-import type { EngineJob, EngineResult, StepStats } from './batch-scheduler.js';
+import type { EngineResult, StepStats } from './batch-scheduler.js';
 import type { BatchChoice } from './batch-tuning.js';
 import type { FaultKind } from './worker-protocol.js';
 import type { EngineRequest } from './engine-request.js';
