@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config/config.js';
@@ -24,7 +24,14 @@ import type { ScoreNormalisation } from '../engine/corruption-score.js';
 import { ImageSetError } from '../robustness/image-set.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
 import { parseCli, wholeNumber } from './args.js';
-import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyChoice, type StudyValues } from './study-args.js';
+import {
+  describeStudy,
+  planStudy,
+  STUDY_OPTIONS,
+  STUDY_USAGE,
+  type StudyChoice,
+  type StudyValues,
+} from './study-args.js';
 
 /**
  * For the shipped model, the validation split: the last 10 000 Fashion-MNIST training images
@@ -99,6 +106,24 @@ const finalists = wholeNumber('finalists', values.finalists, 5);
 const confirmTolerance = nonNegative('confirm-tolerance');
 const confirmMargin = nonNegative('confirm-margin');
 
+/** What the command prints, kept for --out: calibration.md (and calibration.json when chosen). */
+const printed: string[] = [];
+function say(line: string): void {
+  console.log(line);
+  printed.push(line);
+}
+async function saveReport(record?: Record<string, unknown>): Promise<void> {
+  if (!values.out) return;
+  await mkdir(values.out, { recursive: true });
+  const md = `# npm run calibrate: ${values.model}\n\n${printed.map((l) => `- ${l}`).join('\n')}\n`;
+  await writeFile(path.join(values.out, 'calibration.md'), md);
+  if (record)
+    await writeFile(path.join(values.out, 'calibration.json'), JSON.stringify(record, null, 2) + '\n');
+  console.log(
+    `wrote the report to ${path.join(values.out, 'calibration.md')}${record ? ' and calibration.json' : ''}`,
+  );
+}
+
 const model = await loadModel(
   values.model,
   { providers: ['cpu'], intraOpThreads: 2 },
@@ -149,6 +174,7 @@ if (values['score-only']) {
   const score = await fitScore();
   await model.release();
   if (values.write) await writeManifest((raw) => (raw['corruptionScore'] = score), 'the corruption score');
+  await saveReport({ corruptionScore: score });
   process.exit(0);
 }
 if (values['anytime-only']) {
@@ -165,6 +191,7 @@ if (values['anytime-only']) {
       (raw) => setAnytime(raw, values.name, anytime),
       `the anytime rule of profile '${values.name}'`,
     );
+  await saveReport({ profile: values.name, anytime });
   process.exit(0);
 }
 
@@ -217,7 +244,7 @@ const anytime = await chooseAnytime(best.hyperparameters, gates);
 await model.release();
 const chosen = finalRecommendation(best);
 const exportedChosen = finalRecommendation(exported);
-console.log(
+say(
   `best: ${fmt(best.hyperparameters)} (beta, lambda, alpha per PCoder): corrupted mean ${signed(chosen.gain)} points at t=${chosen.timesteps} (${families(chosen)}), clean ${signed(chosen.cleanChange)}; ` +
     `exported: ${signed(exportedChosen.gain)} at t=${exportedChosen.timesteps}${confirm ? ' (on the confirmation images)' : ''}. ${candidates.length} candidates, ${seconds} s.` +
     (inputs.unreadable.length
@@ -225,62 +252,62 @@ console.log(
       : ''),
 );
 
+const conditions = search.conditions.map((c) =>
+  c.corruption === 'clean' ? 'clean' : `${c.corruption}/${c.severity}`,
+);
+const calibration = {
+  method:
+    'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = the gain in mean accuracy under the corruptions over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0 and where no corruption family loses against t = 0' +
+    (confirm
+      ? `; then the ${finalists} best and the exported values measured again on other images, where clean accuracy must stay within ${confirmTolerance} points less ${confirmMargin} standard error(s) of the paired change (and no family lose), and the best there chosen`
+      : ''),
+  split: search.describe,
+  conditions,
+  timesteps,
+  space,
+  validation: {
+    ...(chosen.gate !== undefined ? { gate: chosen.gate } : {}),
+    gain: round(chosen.gain),
+    cleanChange: round(chosen.cleanChange),
+    families: roundAll(chosen.families),
+    exportedGain: round(exportedChosen.gain),
+  },
+  ...(confirm && confirmStudy
+    ? {
+        confirmation: {
+          split: confirmStudy.describe,
+          cleanTolerance: confirmTolerance,
+          standardErrors: confirmMargin,
+          finalists: (finalistsOut ?? []).map((c) => ({
+            hyperparameters: c.hyperparameters,
+            search: {
+              timesteps: c.recommended.timesteps,
+              gain: round(c.recommended.gain),
+              cleanChange: round(c.recommended.cleanChange),
+            },
+            timesteps: c.confirmation!.recommended.timesteps,
+            gain: round(c.confirmation!.recommended.gain),
+            cleanChange: round(c.confirmation!.recommended.cleanChange),
+            families: roundAll(c.confirmation!.recommended.families),
+            clean: c.confirmation!.clean.map(round4),
+            cleanChangeSE: c.confirmation!.cleanChangeSE.map(round),
+            corruptedMean: c.confirmation!.corruptedMean.map(round4),
+          })),
+        },
+      }
+    : {}),
+  candidates: candidates.map((c) => ({
+    stage: c.stage,
+    hyperparameters: c.hyperparameters,
+    timesteps: c.recommended.timesteps,
+    gain: round(c.recommended.gain),
+    cleanChange: round(c.recommended.cleanChange),
+  })),
+  ...(inputs.unreadable.length ? { unreadable: inputs.unreadable } : {}),
+};
 if (values.write) {
   const file = path.join(values.model, MANIFEST_FILE);
   const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  const conditions = search.conditions.map((c) =>
-    c.corruption === 'clean' ? 'clean' : `${c.corruption}/${c.severity}`,
-  );
-  const calibration = {
-    method:
-      'coordinate search: shared (beta, lambda), then each PCoder in turn, then alpha; score = the gain in mean accuracy under the corruptions over t = 0 at the best timestep whose clean accuracy stays within 0.5 points of t = 0 and where no corruption family loses against t = 0' +
-      (confirm
-        ? `; then the ${finalists} best and the exported values measured again on other images, where clean accuracy must stay within ${confirmTolerance} points less ${confirmMargin} standard error(s) of the paired change (and no family lose), and the best there chosen`
-        : ''),
-    split: search.describe,
-    conditions,
-    timesteps,
-    space,
-    validation: {
-      ...(chosen.gate !== undefined ? { gate: chosen.gate } : {}),
-      gain: round(chosen.gain),
-      cleanChange: round(chosen.cleanChange),
-      families: roundAll(chosen.families),
-      exportedGain: round(exportedChosen.gain),
-    },
-    ...(confirm && confirmStudy
-      ? {
-          confirmation: {
-            split: confirmStudy.describe,
-            cleanTolerance: confirmTolerance,
-            standardErrors: confirmMargin,
-            finalists: (finalistsOut ?? []).map((c) => ({
-              hyperparameters: c.hyperparameters,
-              search: {
-                timesteps: c.recommended.timesteps,
-                gain: round(c.recommended.gain),
-                cleanChange: round(c.recommended.cleanChange),
-              },
-              timesteps: c.confirmation!.recommended.timesteps,
-              gain: round(c.confirmation!.recommended.gain),
-              cleanChange: round(c.confirmation!.recommended.cleanChange),
-              families: roundAll(c.confirmation!.recommended.families),
-              clean: c.confirmation!.clean.map(round4),
-              cleanChangeSE: c.confirmation!.cleanChangeSE.map(round),
-              corruptedMean: c.confirmation!.corruptedMean.map(round4),
-            })),
-          },
-        }
-      : {}),
-    candidates: candidates.map((c) => ({
-      stage: c.stage,
-      hyperparameters: c.hyperparameters,
-      timesteps: c.recommended.timesteps,
-      gain: round(c.recommended.gain),
-      cleanChange: round(c.recommended.cleanChange),
-    })),
-    ...(inputs.unreadable.length ? { unreadable: inputs.unreadable } : {}),
-  };
   const profiles = (raw['profiles'] as Record<string, unknown> | undefined) ?? {};
   profiles[values.name] = {
     description: `calibrated under ImageNet-C's corruptions by npm run calibrate (${new Date().toISOString().slice(0, 10)})`,
@@ -297,10 +324,19 @@ if (values.write) {
   raw['corruptionScore'] = score;
   parseManifest(raw, file); // never write a manifest the server would refuse
   await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
-  console.log(
+  say(
     `wrote profile '${values.name}' to ${file}${raw['defaultProfile'] === values.name ? ' (the default)' : ''}`,
   );
 }
+await saveReport({
+  model: manifest.name,
+  profile: values.name,
+  hyperparameters: best.hyperparameters,
+  recommendedTimesteps: finalFixed(best).timesteps,
+  anytime,
+  corruptionScore: score,
+  calibration,
+});
 
 /** The search's images, or the confirmation's: alternate images of each class. */
 function halve(choice: StudyChoice, half: 0 | 1): StudyChoice {
@@ -317,11 +353,9 @@ function halve(choice: StudyChoice, half: 0 | 1): StudyChoice {
     throw new ImageSetError(
       `${choice.set.root}: too few images to split into a search half and a confirmation half (each class needs 2 or more); give --finalists 0 to search on them all`,
     );
-  return {
-    ...choice,
-    groups,
-    describe: `${choice.describe} (${half === 0 ? 'the search' : 'the confirmation'} half)`,
-  };
+  const corruptions = new Set(choice.conditions.filter((c) => c !== CLEAN).map((c) => c.corruption)).size;
+  const sizes = describeStudy(choice.set, groups, choice.conditions, corruptions, 'train');
+  return { ...choice, groups, describe: `${sizes} (${half === 0 ? 'the search' : 'the confirmation'} half)` };
 }
 
 /**
@@ -351,7 +385,7 @@ async function chooseAnytime(
   );
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const ref = choice.reference;
-  console.log(
+  say(
     `anytime: fixed T=${ref.timesteps} gives clean ${pct(ref.clean)}, corrupted ${pct(ref.corrupted)}; ` +
       (choice.chosen
         ? `${ruleName(choice.chosen.rule)}: clean ${pct(choice.chosen.clean.accuracy)}, corrupted ${pct(choice.chosen.corrupted.accuracy)}, ${choice.chosen.meanTimesteps.toFixed(2)} timesteps on average; ` +
@@ -399,7 +433,7 @@ async function fitScore(): Promise<Record<string, unknown>> {
       split: `${errors.length} clean validation images (${search.set.layout === 'fashion-mnist' ? `Fashion-MNIST training images ${SEARCH.from}..${CONFIRM.to - 1}` : search.set.root})`,
     },
   };
-  console.log(
+  say(
     `corruption score on ${errors.length} clean validation images: median ${score.cleanQuantiles['p50']}, 95% below ${score.cleanQuantiles['p95']}, 99% below ${score.cleanQuantiles['p99']}`,
   );
   return score;
@@ -460,7 +494,7 @@ async function writeManifest(edit: (raw: Record<string, unknown>) => void, what:
   edit(raw);
   parseManifest(raw, file); // never write a manifest the server would refuse
   await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
-  console.log(`wrote ${what} to ${file}`);
+  say(`wrote ${what} to ${file}`);
 }
 
 function nonNegative(name: 'confirm-tolerance' | 'confirm-margin') {

@@ -8,9 +8,9 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR } from '../config/config.js';
+import { DEFAULT_MODEL_DIR, loadConfig, requestDefaults } from '../config/config.js';
 import { newSample, runTimesteps, type PredictiveStepper } from '../engine/predictive-step.js';
-import { DEFAULT_SETTLE } from '../engine/resolve-request.js';
+import { resolveRequest } from '../engine/resolve-request.js';
 import type { SettleRule } from '../engine/settling.js';
 import {
   anytimeMarkdown,
@@ -107,17 +107,12 @@ try {
     process.exit(2);
   }
   const { timesteps } = study;
-  const norm = manifest.corruptionScore;
-  const rule: SettleRule = anytime
-    ? {
-        tolerance: anytime.tolerance,
-        patience: anytime.patience,
-        ...(anytime.confidence !== undefined ? { confidence: anytime.confidence } : {}),
-        ...(anytime.gate !== undefined && norm
-          ? { gate: { logErrorMean: norm.logErrorMean, logErrorStd: norm.logErrorStd, above: anytime.gate } }
-          : {}),
-      }
-    : DEFAULT_SETTLE;
+  // The engine's own rules, from where the engine gets them: what timesteps=auto runs on this
+  // profile, and what a request that names no timesteps gets from a server with the default
+  // configuration (auto, or fixed timesteps whatever this study's T).
+  const defaults = requestDefaults(loadConfig({}));
+  const rule: SettleRule = resolveRequest(manifest, defaults, { profile, timesteps: 'auto' }).settle!;
+  const unnamed = resolveRequest(manifest, defaults, { profile });
   const profileRule = { ...rule, source: anytime ? 'calibrated' : 'the default, none calibrated' };
   const rules = [...RULE_GRID, ...(RULE_GRID.some((r) => sameRule(r, rule)) ? [] : [rule])];
   const out =
@@ -199,7 +194,7 @@ try {
   }
   const rows = cleanResult ? anytimeRows(results, rules, timesteps) : undefined;
   const verdict = rows && anytimeVerdict(rows, summary.recommended.timesteps);
-  const served = servedDefault(rows, anytime?.default === true, marked, rule, results);
+  const served = servedDefault(rows, unnamed.settle !== undefined, unnamed.timesteps, rule, results);
   const report = {
     model: manifest.name,
     profile,
@@ -360,6 +355,10 @@ try {
       `Written to ${out}/`,
   );
   if (served) console.log(servedLine(served, rule));
+  else if (rows && !unnamed.settle)
+    console.log(
+      `served default (${unnamed.timesteps} timesteps): not measured, this study stops at t = ${timesteps}`,
+    );
   if (!rows || !verdict) process.exit(0);
   const chosen = rows.auto.find((r) => sameRule(r.rule!, profileRule))!;
   const best = verdict.best;

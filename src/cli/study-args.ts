@@ -164,17 +164,7 @@ export async function planStudy(
     if (moreClean.length) groups.push({ images: moreClean, conditions: [CLEAN] });
     conditions = [CLEAN, ...generated];
   }
-  const cleanCount = groups
-    .filter((g) => g.conditions.includes(CLEAN))
-    .reduce((n, g) => n + g.images.length, 0);
-  const corruptedCount =
-    set.layout === 'imagenet-c'
-      ? groups.filter((g) => !g.conditions.includes(CLEAN)).reduce((n, g) => Math.max(n, g.images.length), 0)
-      : groups[0]!.images.length;
-  const describe =
-    `${set.layout === 'fashion-mnist' ? `Fashion-MNIST ${defaults.fashion.split}` : `${set.root} (${set.layout === 'imagenet-c' ? "ImageNet-C's layout" : 'ImageFolder'})`}: ` +
-    `${set.classes.length} classes; ${corruptedCount} images per corruption condition, ${cleanCount} clean; ` +
-    `${conditions.length - (conditions[0] === CLEAN ? 1 : 0)} corruption conditions (${corruptions.length} corruptions)`;
+  const describe = describeStudy(set, groups, conditions, corruptions.length, defaults.fashion.split);
   return {
     set,
     corruptions,
@@ -186,6 +176,31 @@ export async function planStudy(
     conditions,
     describe,
   };
+}
+
+/**
+ * What a study reads, in a line: the set, its classes, the images per condition and the
+ * conditions, counted from the groups themselves (so a half says its own sizes).
+ */
+export function describeStudy(
+  set: StudyChoice['set'],
+  groups: StudyChoice['groups'],
+  conditions: StudyChoice['conditions'],
+  corruptions: number,
+  fashionSplit: string,
+): string {
+  const cleanCount = groups
+    .filter((g) => g.conditions.includes(CLEAN))
+    .reduce((n, g) => n + g.images.length, 0);
+  const corruptedCount =
+    set.layout === 'imagenet-c'
+      ? groups.filter((g) => !g.conditions.includes(CLEAN)).reduce((n, g) => Math.max(n, g.images.length), 0)
+      : groups[0]!.images.length;
+  return (
+    `${set.layout === 'fashion-mnist' ? `Fashion-MNIST ${fashionSplit}` : `${set.root} (${set.layout === 'imagenet-c' ? "ImageNet-C's layout" : 'ImageFolder'})`}: ` +
+    `${set.classes.length} classes; ${corruptedCount} images per corruption condition, ${cleanCount} clean; ` +
+    `${conditions.length - (conditions[0] === CLEAN ? 1 : 0)} corruption conditions (${corruptions} corruptions)`
+  );
 }
 
 /** The first `n` images of each label, in the set's order (by file name). */

@@ -13,7 +13,7 @@ import {
   type ResolvedRequest,
   type RuleSource,
 } from './resolve-request.js';
-import { corruptionScore } from './corruption-score.js';
+import { corruptionScore, largestErrorZ } from './corruption-score.js';
 import { summariseStep, type StepSummary } from './results.js';
 import type { StopReason } from './settling.js';
 
@@ -35,6 +35,8 @@ export interface Classification {
     patience: number;
     confidence?: number;
     gate?: number;
+    /** the statistic the gate compared with `gate`: the largest signed z of ln e_i(0) */
+    gateZ?: number;
     maxTimesteps: number;
     rule: RuleSource;
   };
@@ -154,7 +156,9 @@ export class Classifier {
               tolerance: settle.tolerance,
               patience: settle.patience,
               ...(settle.confidence !== undefined ? { confidence: settle.confidence } : {}),
-              ...(settle.gate ? { gate: settle.gate.above } : {}),
+              ...(settle.gate
+                ? { gate: settle.gate.above, gateZ: largestErrorZ(result.steps[0]!.errors, settle.gate) }
+                : {}),
               maxTimesteps: options.timesteps,
               rule: options.ruleSource ?? 'asked',
             },

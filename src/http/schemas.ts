@@ -86,7 +86,11 @@ export const stopSchema = z
     }),
     gate: z.number().optional().meta({
       description:
-        "the gate: iterated only when the largest z of ln e_i(0) is above it (the profile's calibrated rule)",
+        "the gate: iterated only when the largest signed z of ln e_i(0) (gateZ) is above it (the profile's calibrated rule)",
+    }),
+    gateZ: z.number().optional().meta({
+      description:
+        "what the gate compared: this image's largest signed z of ln e_i(0), how far its errors rise above clean images'. The corruption score is the largest |z|, so errors far below clean (blur, low contrast) give a high score and a low gateZ",
     }),
     tolerance: z.number(),
     patience: z.number().int(),

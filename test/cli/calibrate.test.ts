@@ -69,12 +69,28 @@ describe('npm run calibrate on an imported model and an ImageFolder', () => {
       '1',
       '--write',
       '--default',
+      '--out',
+      path.join(dir, 'report'),
     ]);
     expect(stdout).toMatch(/corruption score on 8 clean validation images/);
+    // --out holds what was printed, and the choice as JSON
+    const md = await readFile(path.join(dir, 'report', 'calibration.md'), 'utf8');
+    expect(md).toMatch(/^- best: /m);
+    expect(md).toMatch(/^- corruption score on 8 clean validation images/m);
+    const saved = JSON.parse(await readFile(path.join(dir, 'report', 'calibration.json'), 'utf8'));
+    expect(saved.profile).toBe('robust');
     expect(stdout).toMatch(/wrote profile 'robust'/);
     const manifest = JSON.parse(await readFile(path.join(modelDir, 'manifest.json'), 'utf8'));
     const robust = manifest.profiles.robust;
     expect(robust.calibration.conditions).toEqual(['clean', 'gaussian_noise/3', 'contrast/3']);
+    // each half described with its own size: 2 of the 4 images of each of the 2 classes
+    expect(robust.calibration.split).toMatch(
+      /2 classes; 4 images per corruption condition, 4 clean; .*\(the search half\)$/,
+    );
+    expect(robust.calibration.confirmation.split).toMatch(
+      /4 images per corruption condition, 4 clean; .*\(the confirmation half\)$/,
+    );
+    expect(saved.calibration.split).toBe(robust.calibration.split);
     expect(robust.calibration.confirmation.finalists.length).toBeGreaterThanOrEqual(1);
     expect(robust.recommendedTimesteps).toBeGreaterThanOrEqual(0);
     expect(manifest.corruptionScore.logErrorMean).toHaveLength(manifest.pcoders.length);

@@ -65,6 +65,8 @@ describe('an int8 variant', () => {
   it('answers the golden inputs with the reference classes, its logits within 8 bits of them', async () => {
     const steps = await run(new PredictiveLoop(variant));
     let maxDiff = 0;
+    expect(golden.cases.length).toBeGreaterThan(0);
+    expect(steps).toHaveLength(golden.cases.length);
     golden.cases.forEach((c, k) =>
       steps[k]!.forEach((step, t) => {
         expect(argmax(step.logits), `${c.name} t=${t}`).toBe(argmax(c.logits[t]!));
@@ -81,6 +83,8 @@ describe('an int8 variant', () => {
       await run(new PredictiveLoop(variant)),
       await run(new PredictiveLoop(variant, { stepsPerCall: 4 })),
     ];
+    expect(looped.length).toBeGreaterThan(0);
+    expect(looped.map((s) => s.length)).toEqual(single.map((s) => s.length));
     looped.forEach((steps, k) =>
       steps.forEach((step, t) =>
         step.logits.forEach((v, j) =>

@@ -36,10 +36,13 @@ describe('fileError', () => {
     expect(err.message).toMatch(message);
   });
 
-  it('says which uid the server runs as when permission is denied', () => {
-    if (typeof process.getuid !== 'function') return;
-    expect(fileError(errno('EACCES'), '/m').message).toContain(`uid ${process.getuid()}`);
-  });
+  // process.getuid exists on POSIX systems only: the only ones the service runs on.
+  it.skipIf(typeof process.getuid !== 'function')(
+    'says which uid the server runs as when permission is denied',
+    () => {
+      expect(fileError(errno('EACCES'), '/m').message).toContain(`uid ${process.getuid!()}`);
+    },
+  );
 });
 
 describe('reading a model directory', () => {

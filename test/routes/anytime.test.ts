@@ -65,6 +65,18 @@ describe('/classify?timesteps=auto', () => {
     expect((await classify('timesteps=auto')).json().timesteps).toBeLessThan(auto.timesteps);
   });
 
+  it("names the gate's statistic beside the gate, so that a gated answer explains itself", async () => {
+    const { stop, steps } = (await classify('timesteps=auto')).json();
+    // the shipped profile's calibrated rule has a start gate
+    expect(typeof stop.gate).toBe('number');
+    // the gate reads the corruption score's normalisation, signed: by hand from the t = 0 errors
+    const norm = (await readManifest(DEFAULT_MODEL)).corruptionScore!;
+    const errors = Object.values(steps[0].errors) as number[];
+    const z = Math.max(...norm.logErrorMean.map((m, i) => (Math.log(errors[i]!) - m) / norm.logErrorStd[i]!));
+    expect(stop.gateZ).toBeCloseTo(z, 3);
+    expect(stop.reason === 'gated').toBe(stop.gateZ <= stop.gate);
+  });
+
   it('stops a confident sample whose errors still move, where the rule replayed on a fixed request does', async () => {
     const query = 'timesteps=auto&max_timesteps=10&tolerance=0.000001&confidence=0.5&patience=2&topk=10';
     const auto = (await classify(query)).json();
@@ -92,7 +104,7 @@ describe('/classify?timesteps=auto', () => {
       patience,
       maxTimesteps,
       ...(confidence !== undefined ? { confidence } : {}),
-      ...(gate !== undefined ? { gate } : {}),
+      ...(gate !== undefined ? { gate, gateZ: expect.any(Number) } : {}),
     };
     const body = (await classify('timesteps=auto')).json();
     expect(body.stop).toEqual({

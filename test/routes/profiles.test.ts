@@ -152,6 +152,7 @@ describe('GET /models', () => {
     expect(robust.defaultTimesteps).toBe('auto');
     expect(robust.anytime.maxTimesteps).toBe(2);
     expect(robust.anytime.calibratedMaxTimesteps).toBeGreaterThan(2);
+    expect(m.profiles.length).toBeGreaterThan(1);
     expect(m.profiles.every((p: { defaultTimesteps: unknown }) => p.defaultTimesteps === 'auto')).toBe(true);
     const answer = (await classify(app, 'profile=exported')).json();
     expect(answer.stop.maxTimesteps).toBe(2);

@@ -138,6 +138,7 @@ describe('a model repository', () => {
     const plain = (await classify('model=pefficientnet-b0')).json();
     expect(plain.stop).toBeUndefined();
     const { models } = (await app.inject('/models')).json();
+    expect(models[1].profiles.length).toBeGreaterThan(0);
     expect(models[1].profiles.every((p: { anytime: unknown }) => p.anytime === null)).toBe(true);
     expect(models[1].timesteps.default).toEqual(expect.any(Number));
     expect(models[0].timesteps.default).toBe('auto');
