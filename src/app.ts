@@ -1,3 +1,7 @@
+/**
+ * The Fastify application: plugins (CORS, helmet, pressure, multipart, OpenAPI), the request log,
+ * the routes, and the error answers; the server (server.ts) listens and loads the models.
+ */
 import Fastify, {
   LogController,
   type FastifyBaseLogger,

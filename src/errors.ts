@@ -1,3 +1,7 @@
+/**
+ * The error catalogue: every refusal and failure the service raises on purpose, with its stable
+ * code, HTTP status and message (docs/reference/http-api.md lists them all).
+ */
 import { STATUS_CODES } from 'node:http';
 
 /**

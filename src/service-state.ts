@@ -1,3 +1,7 @@
+/**
+ * What the HTTP layer knows of the service (the models once loaded, the repository control,
+ * shutdown) and the one readiness that /readyz and gRPC health report.
+ */
 import type { ModelSet } from './engine/model-set.js';
 import type { ModelControl } from './model-control.js';
 

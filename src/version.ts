@@ -1,3 +1,6 @@
+/**
+ * The package's version, as the server and the CLI report it.
+ */
 import { readFileSync } from 'node:fs';
 
 /** The package's version, from package.json at the package root (src/ or dist/ is one below). */

@@ -1,7 +1,8 @@
 /**
  * The layering of src/ as the code is read: no module imports, directly or through others, a
  * module that imports it back (type imports included: they tie the modules' meanings together
- * all the same), and sharp is imported only by src/image/, where decoding lives.
+ * all the same), every module opens with a header saying what it is for, and sharp is imported
+ * only by src/image/, where decoding lives.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -50,6 +51,13 @@ describe('src/ imports', () => {
     };
     for (const file of edges.keys()) visit(file, []);
     expect(circles).toEqual([]);
+  });
+
+  it('follow a header that says what the module is for', async () => {
+    const files = await sources();
+    const bare = [...files].filter(([, text]) => !/^(#![^\n]*\n)?\/\*\*/.test(text)).map(([file]) => file);
+    expect(files.size).toBeGreaterThan(100);
+    expect(bare).toEqual([]);
   });
 
   it('bring in sharp only in src/image/', async () => {

@@ -1,3 +1,7 @@
+/**
+ * What the command-line tools share: parsing with usage on error, whole-number options, and
+ * opening a model with the profile asked for.
+ */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
 import { coefficientsOfProfile, profileCoefficients } from '../engine/profiles.js';

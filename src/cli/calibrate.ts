@@ -1,3 +1,8 @@
+/**
+ * npm run calibrate: chooses a profile's hyperparameters, recommended timesteps, anytime rule and
+ * the corruption score's normalisation on validation images, prints what it chose, writes it to
+ * the manifest with --write and to --out.
+ */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';

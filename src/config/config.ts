@@ -1,3 +1,7 @@
+/**
+ * The service's configuration: every environment variable, validated once at start-up by a zod
+ * schema with its default and range (docs.ts holds the meanings; reference.ts writes the page).
+ */
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { RequestDefaults } from '../engine/resolve-request.js';

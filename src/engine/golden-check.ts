@@ -1,3 +1,7 @@
+/**
+ * The engine against a model's golden cases (the PyTorch reference): each case alone and all as
+ * one batch, the worst differences in logits and errors (npm run check-golden, the tests).
+ */
 import type { Golden } from '../model/golden.js';
 import type { PredictiveLoop, StepOutput } from './predictive-loop.js';
 

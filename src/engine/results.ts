@@ -1,3 +1,7 @@
+/**
+ * What one sample's timestep reads as for a person: softmax, argmax and the top-k classes with
+ * each PCoder's error (the summaries /classify and the CLI answer with).
+ */
 import type { SampleStep } from './predictive-step.js';
 
 export interface ClassScore {

@@ -1,3 +1,6 @@
+/**
+ * The messages between the HTTP thread and the engine's worker, both ways.
+ */
 import type { Manifest } from '../model/manifest.js';
 import type { StepStats } from './batch-scheduler.js';
 import type { BatchChoice } from './batch-tuning.js';

@@ -1,3 +1,7 @@
+/**
+ * Errors as answers: the status, message and headers a failure gets on the wire, whatever the
+ * route or body format.
+ */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, ServiceError } from '../errors.js';
 import { IMAGE_MEDIA_TYPES } from '../image/preprocess.js';

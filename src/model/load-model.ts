@@ -1,3 +1,8 @@
+/**
+ * Loading a model directory: its manifest checked, each graph's checksum verified, the sessions
+ * opened on the providers asked for, and the step graph's state names; every failure a coded
+ * error that names the file.
+ */
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { access, stat } from 'node:fs/promises';

@@ -1,3 +1,8 @@
+/**
+ * A model directory's manifest.json: its zod schema (inputs, labels, PCoders, graphs and their
+ * checksums, profiles, the anytime rule, the corruption score), reading and validating it, and
+ * which of its graphs a given use opens.
+ */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';

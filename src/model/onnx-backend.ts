@@ -1,3 +1,7 @@
+/**
+ * onnxruntime-node behind one seam: sessions on the CPU or CUDA provider, plain float32 tensors
+ * in and out (the rest of the service never imports onnxruntime).
+ */
 import path from 'node:path';
 /**
  * The one seam around onnxruntime-node: nothing else in the service imports it.

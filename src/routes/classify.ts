@@ -1,3 +1,7 @@
+/**
+ * POST /classify: an image in the body or a multipart form, classified at every timestep, as
+ * JSON, a server-sent event stream or NDJSON; the request's fields are checked by resolveRequest.
+ */
 import multipart from '@fastify/multipart';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';

@@ -1,3 +1,6 @@
+/**
+ * GET /openapi.json and /docs: the API's OpenAPI document and its Swagger UI.
+ */
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';

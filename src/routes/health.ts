@@ -1,3 +1,6 @@
+/**
+ * GET /healthz (liveness) and GET /readyz (readiness): what probes and balancers read.
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { errorBodySchema, healthSchema, readySchema } from '../http/schemas.js';

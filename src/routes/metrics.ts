@@ -1,3 +1,6 @@
+/**
+ * GET /metrics: the Prometheus registry (requests, engine steps, batches, in-flight images).
+ */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { body } from '../http/responses.js';

@@ -1,3 +1,6 @@
+/**
+ * GET /models: each served model's inputs, labels, PCoders, profiles, default timesteps and batch size.
+ */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Classifier } from '../engine/classifier.js';

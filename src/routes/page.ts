@@ -1,3 +1,6 @@
+/**
+ * The page at GET / (public/): an image in, the per-timestep classification streaming in.
+ */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
