@@ -429,8 +429,6 @@ def summary(manifest: dict, out: Path, seconds: float) -> str:
         f"imported {manifest['name']}: {len(manifest['pcoders'])} PCoders on {source['backbone']}, "
         f"input {manifest['input']['height']}x{manifest['input']['width']}, weights: {source['weights']}, to {out} in {seconds:.1f}s"
     ]
-    if source.get("labels") == "placeholder":
-        lines.append(f"  labels: placeholders class0..class{len(manifest['labels']) - 1} (no --labels given)")
     for i, pc in enumerate(manifest["pcoders"]):
         h = pc["hyperparameters"]
         origin = source["hyperparameterOrigins"][i]
@@ -448,6 +446,8 @@ def summary(manifest: dict, out: Path, seconds: float) -> str:
             f"  {pc['name']} at {source['modules'][i]} {'x'.join(map(str, pc['shape']))}: "
             f"beta/lambda/alpha {h['beta']:g}/{h['lambda']:g}/{h['alpha']:g} from the {origin}{note}{'; lambda unused at the top' if top else ''}; {gradient}"
         )
+    if source.get("labels") == "placeholder":
+        lines.append(f"  labels: placeholders class0..class{len(manifest['labels']) - 1} (no --labels given)")
     return "\n".join(lines)
 
 

@@ -88,3 +88,47 @@ def test_an_unknown_model_is_one_line(server):
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("grpc_client: NOT_FOUND") and "no-such-model" in lines[0], run.stderr
+
+
+def test_a_stop_sent_to_the_whole_process_group_drains_grpc_calls():
+    """kill -- -PGID (systemd's control-group stop, Ctrl-C) with a gRPC call in flight: the
+    engine's child process ignores it, the server drains, and the call is answered."""
+    import re
+    import signal
+
+    node = shutil.which("node")
+    http, grpc_port = free_port(), free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(http), "GRPC_PORT": str(grpc_port), "LOG_LEVEL": "warn"}
+    server = subprocess.Popen([node, str(ROOT / "dist" / "server.js")], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{http}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        client = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "grpc_client.py"), "--grpc", f"127.0.0.1:{grpc_port}",
+             "--timesteps", "64", *map(str, SAMPLES)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        held = False
+        for _ in range(500):
+            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+                held = bool(re.search(r'^predify_engine_in_flight\{model="fashion-pc"\} [1-9]', r.read().decode(), re.M))
+            if held or client.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert held, "the call never reached the engine"
+        os.killpg(server.pid, signal.SIGTERM)
+        out, err = client.communicate(timeout=120)
+        assert client.returncode == 0, err
+        assert all(p.name in out for p in SAMPLES)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)

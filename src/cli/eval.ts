@@ -365,9 +365,11 @@ try {
   console.log(
     `auto (${profileRule.source}: ${ruleName(profileRule)}): clean ${(chosen.clean.accuracy * 100).toFixed(2)}%, corrupted mean ${(chosen.corrupted.accuracy * 100).toFixed(2)}% at ${chosen.clean.meanTimesteps.toFixed(2)} / ${chosen.corrupted.meanTimesteps.toFixed(2)} mean timesteps (clean / corrupted). ` +
       `Against fixed T=${verdict.reference.timesteps}: ` +
-      (best
-        ? `the cheapest rule keeping its accuracy (${ruleName(best.row.rule!)}) at ${best.meanTimesteps.toFixed(2)} timesteps; the fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
-        : 'no rule keeps its accuracy.'),
+      (verdict.reference.timesteps === 0
+        ? 'the feedforward answer (T = 0) is as accurate as any here: iterating gains nothing on these images, and no rule can save timesteps.'
+        : best
+          ? `the cheapest rule keeping its accuracy (${ruleName(best.row.rule!)}) at ${best.meanTimesteps.toFixed(2)} timesteps; the fewest fixed timesteps as accurate: T=${verdict.cheapestFixed}.`
+          : 'no rule keeps its accuracy.'),
   );
 } finally {
   await local?.model.release();

@@ -334,7 +334,7 @@ export function anytimeMarkdown(
     '',
     `Against the best fixed T here, **T=${ref.timesteps}** (clean ${pct(ref.clean)} ± ${pct(ref.cleanSE)} SE, corrupted mean ${pct(ref.corrupted)}): ` +
       (best
-        ? `the cheapest rule within 0.2 points under corruption and one clean SE is ${ruleName(best.row.rule!)}, at ${best.meanTimesteps.toFixed(2)} mean timesteps: ${ref.timesteps > 0 ? `${(best.saving * 100).toFixed(0)}% fewer` : 'more than T = 0'}. ${verdict.met ? 'That meets the 30% target.' : 'That misses the 30% target.'}`
+        ? `the cheapest rule within 0.2 points under corruption and one clean SE is ${ruleName(best.row.rule!)}, at ${best.meanTimesteps.toFixed(2)} mean timesteps: ${ref.timesteps > 0 ? `${(best.saving * 100).toFixed(0)}% fewer` : 'more than T = 0'}. ${ref.timesteps === 0 ? 'Here the feedforward answer (T = 0) is as accurate as any, so no rule can save timesteps.' : `That ${verdict.met ? 'meets' : 'misses'} the target of 30% fewer timesteps than the best fixed T at its accuracy.`}`
         : 'no rule keeps its accuracy.'),
     '',
     `The fewest fixed timesteps within the same margins: **T=${verdict.cheapestFixed}**` +

@@ -18,6 +18,27 @@ function svgHead(width: number, height: number, left: number, title: string): st
   ];
 }
 
+/**
+ * A series' legend: its accuracy at t = 0 and at the marked timestep, each named, and its best
+ * where that is neither (a line that rises and falls back is not read as flat).
+ */
+function legend(name: string, values: readonly number[], marked: number): string {
+  const pct = (v: number) => (v * 100).toFixed(1);
+  let best = 0;
+  values.forEach((v, t) => {
+    if (v > values[best]!) best = t;
+  });
+  const peak =
+    values[best]! > Math.max(values[0]!, values[marked]!) ? `, best ${pct(values[best]!)} at t=${best}` : '';
+  return `${name} (t=0 ${pct(values[0]!)}, t=${marked} ${pct(values[marked]!)}${peak})`;
+}
+
+/** A marker's label beside its line, on the side with room, so that it is never cut off. */
+function markerLabel(at: number, y: number, plot: { left: number; right: number }, text: string): string {
+  const right = at > plot.left + 0.6 * (plot.right - plot.left);
+  return `<text x="${right ? at - 4 : at + 4}" y="${y}" fill="#555"${right ? ' text-anchor="end"' : ''}>${escape(text)}</text>`;
+}
+
 /** The timestep the chart marks, and the legend reads its values at. */
 export interface Marker {
   timesteps: number;
@@ -71,7 +92,7 @@ export function accuracyChart(
   const marked = marker.timesteps;
   parts.push(
     `<line x1="${x(marked)}" x2="${x(marked)}" y1="${plot.top}" y2="${plot.bottom}" stroke="#888" stroke-dasharray="2 3"/>`,
-    `<text x="${x(marked) + 4}" y="${plot.bottom - 6}" fill="#555">${escape(marker.label)}: t = ${marked}</text>`,
+    markerLabel(x(marked), plot.bottom - 6, plot, `${marker.label}: t = ${marked}`),
   );
   series.forEach((s, k) => {
     const points = s.values.map((a, t) => `${x(t).toFixed(1)},${y(a).toFixed(1)}`).join(' ');
@@ -81,7 +102,7 @@ export function accuracyChart(
     const ly = plot.top + 10 + k * 22;
     parts.push(
       `<line x1="${plot.right + 20}" x2="${plot.right + 50}" y1="${ly}" y2="${ly}" stroke="${s.colour}" stroke-width="${s.bold ? 3 : 2}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
-      `<text x="${plot.right + 58}" y="${ly + 4}">${escape(s.name)} (${(s.values[0]! * 100).toFixed(1)} → ${(s.values[marked]! * 100).toFixed(1)})</text>`,
+      `<text x="${plot.right + 58}" y="${ly + 4}">${escape(legend(s.name, s.values, marked))}</text>`,
     );
   });
   parts.push('</svg>');
@@ -138,7 +159,12 @@ export function mceChart(
   if (marker)
     parts.push(
       `<line x1="${x(marker.timesteps)}" x2="${x(marker.timesteps)}" y1="${plot.top}" y2="${plot.bottom}" stroke="#888" stroke-dasharray="2 3"/>`,
-      `<text x="${x(marker.timesteps) + 4}" y="${plot.top + 14}" fill="#555">${escape(marker.label)}: t = ${marker.timesteps} (${((relative[marker.timesteps] ?? NaN) * 100).toFixed(1)}%)</text>`,
+      markerLabel(
+        x(marker.timesteps),
+        plot.top + 14,
+        plot,
+        `${marker.label}: t = ${marker.timesteps} (${((relative[marker.timesteps] ?? NaN) * 100).toFixed(1)}%)`,
+      ),
     );
   parts.push('</svg>');
   return parts.join('\n');

@@ -343,6 +343,20 @@ describe('summaries', () => {
     );
     expect(mce).toContain('<polygon');
     expect(mce).toContain('recommended: t = 1 (95.0%)');
+    // a marker at the last timestep puts its label on its left, inside the chart
+    const last = mceChart([1, 0.95, 0.9], [], 'mce', { timesteps: 2, label: 'best here' });
+    expect(last).toMatch(
+      /<text x="[\d.]+" y="[\d.]+" fill="#555" text-anchor="end">best here: t = 2 \(90\.0%\)<\/text>/,
+    );
+  });
+
+  it('legends name the timesteps they read, and a peak between them', () => {
+    const svg = accuracyChart(summariseEvaluation(results), 'legend', { timesteps: 0, label: 'recommended' });
+    // read at t = 0 (the marker): the corrupted mean rises to 61.7% at t = 3 and says so; clean
+    // peaks where it is read and needs nothing more
+    expect(svg).toContain('clean (t=0 90.0, t=0 90.0)</text>');
+    expect(svg).toContain('corrupted mean (t=0 50.0, t=0 50.0, best 61.7 at t=3)</text>');
+    expect(svg).not.toContain('→');
   });
 
   it('report the changes at the recommended timestep apart from the best one here', () => {
