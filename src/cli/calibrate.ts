@@ -3,13 +3,14 @@
  * the corruption score's normalisation on validation images, prints what it chose, writes it to
  * the manifest with --write and to --out.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { openStepper } from '../engine/open-stepper.js';
 import { loadModel } from '../model/load-model.js';
-import { EXPORTED_PROFILE, MANIFEST_FILE, parseManifest, profilesOf } from '../model/manifest.js';
+import { EXPORTED_PROFILE, profilesOf } from '../model/manifest.js';
+import { editManifest } from '../model/edit-manifest.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { gradientScales } from '../engine/profiles.js';
 import { chooseRule, ruleName, ruleRecord, undominated, type AnytimeChoice } from '../robustness/anytime.js';
@@ -311,27 +312,25 @@ const calibration = {
   ...(inputs.unreadable.length ? { unreadable: inputs.unreadable } : {}),
 };
 if (values.write) {
-  const file = path.join(values.model, MANIFEST_FILE);
-  const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  const profiles = (raw['profiles'] as Record<string, unknown> | undefined) ?? {};
-  profiles[values.name] = {
-    description: `calibrated under ImageNet-C's corruptions by npm run calibrate (${new Date().toISOString().slice(0, 10)})`,
-    hyperparameters: best.hyperparameters,
-    // The timesteps of a request that names none and runs fixed: the best for every input alike.
-    recommendedTimesteps: finalFixed(best).timesteps,
-    calibration,
-  };
-  raw['profiles'] = profiles;
-  raw['recommendedTimesteps'] = finalFixed(exported).timesteps;
-  if (values.default && best !== exported && chosen.gain > exportedChosen.gain)
-    raw['defaultProfile'] = values.name;
-  setAnytime(raw, values.name, anytime);
-  raw['corruptionScore'] = score;
-  parseManifest(raw, file); // never write a manifest the server would refuse
-  await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
-  say(
-    `wrote profile '${values.name}' to ${file}${raw['defaultProfile'] === values.name ? ' (the default)' : ''}`,
-  );
+  let madeDefault = false;
+  const file = await editManifest(values.model, (raw) => {
+    const profiles = (raw['profiles'] as Record<string, unknown> | undefined) ?? {};
+    profiles[values.name] = {
+      description: `calibrated under ImageNet-C's corruptions by npm run calibrate (${new Date().toISOString().slice(0, 10)})`,
+      hyperparameters: best.hyperparameters,
+      // The timesteps of a request that names none and runs fixed: the best for every input alike.
+      recommendedTimesteps: finalFixed(best).timesteps,
+      calibration,
+    };
+    raw['profiles'] = profiles;
+    raw['recommendedTimesteps'] = finalFixed(exported).timesteps;
+    if (values.default && best !== exported && chosen.gain > exportedChosen.gain)
+      raw['defaultProfile'] = values.name;
+    setAnytime(raw, values.name, anytime);
+    raw['corruptionScore'] = score;
+    madeDefault = raw['defaultProfile'] === values.name;
+  });
+  say(`wrote profile '${values.name}' to ${file}${madeDefault ? ' (the default)' : ''}`);
 }
 await saveReport({
   model: manifest.name,
@@ -494,12 +493,7 @@ function setAnytime(raw: Record<string, unknown>, name: string, choice: AnytimeC
 }
 
 async function writeManifest(edit: (raw: Record<string, unknown>) => void, what: string): Promise<void> {
-  const file = path.join(values.model, MANIFEST_FILE);
-  const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  edit(raw);
-  parseManifest(raw, file); // never write a manifest the server would refuse
-  await writeFile(file, JSON.stringify(raw, null, 2) + '\n');
-  say(`wrote ${what} to ${file}`);
+  say(`wrote ${what} to ${await editManifest(values.model, edit)}`);
 }
 
 function nonNegative(name: 'confirm-tolerance' | 'confirm-margin') {

@@ -3,15 +3,13 @@
  * start-up but longer, and with --write recorded in its manifest for this provider and
  * machine, so that the server starts without measuring (src/engine/batch-tuning.ts).
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { pino } from 'pino';
 import { EXECUTION_PROVIDERS } from '../config/config.js';
 import { machineKey, measureCurve, pickSize, stepperThroughput, TUNING } from '../engine/batch-tuning.js';
 import { openStepper } from '../engine/open-stepper.js';
 import { graphSetFor } from '../engine/inference-engine.js';
 import { loadModel, timestepProvider } from '../model/load-model.js';
-import { MANIFEST_FILE, parseManifest } from '../model/manifest.js';
+import { editManifest } from '../model/edit-manifest.js';
 import type { ExecutionProvider } from '../model/onnx-backend.js';
 import { parseCli, wholeNumber } from './args.js';
 
@@ -90,21 +88,18 @@ console.log(
 );
 
 if (values.write) {
-  const file = path.join(dir, MANIFEST_FILE);
-  // The manifest as written, not as parsed (parsing fills in defaults): only batchTuning changes.
-  const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  const tuning = (raw['batchTuning'] ?? {}) as Record<string, unknown>;
-  tuning[provider] = {
-    size,
-    curve: measured.curve.map((p) => ({
-      size: p.size,
-      sampleStepsPerSecond: Number(p.sampleStepsPerSecond.toFixed(1)),
-    })),
-    ...machineKey(threads),
-    measuredAt: new Date().toISOString(),
-  };
-  raw['batchTuning'] = tuning;
-  parseManifest(raw, file);
-  await writeFile(file, `${JSON.stringify(raw, null, 2)}\n`);
+  const file = await editManifest(dir, (raw) => {
+    const tuning = (raw['batchTuning'] ?? {}) as Record<string, unknown>;
+    tuning[provider] = {
+      size,
+      curve: measured.curve.map((p) => ({
+        size: p.size,
+        sampleStepsPerSecond: Number(p.sampleStepsPerSecond.toFixed(1)),
+      })),
+      ...machineKey(threads),
+      measuredAt: new Date().toISOString(),
+    };
+    raw['batchTuning'] = tuning;
+  });
   console.log(`wrote batchTuning.${provider} to ${file}`);
 }
