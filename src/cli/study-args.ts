@@ -11,6 +11,7 @@ import {
   ImageSetError,
   readClassMap,
   readImageSet,
+  type FashionPart,
   type ImageSet,
   type ReadOptions,
 } from '../robustness/image-set.js';
@@ -59,7 +60,14 @@ export interface StudyDefaults {
   severities: string;
   timesteps: number;
   /** for Fashion-MNIST only: its split and range, and images per class */
-  fashion: { split: 'train' | 't10k'; from?: number; to?: number; perClass: number; cleanPerClass: number };
+  fashion: {
+    split: 'train' | 't10k';
+    from?: number;
+    to?: number;
+    part?: FashionPart;
+    perClass: number;
+    cleanPerClass: number;
+  };
 }
 
 export interface StudyChoice {
@@ -164,7 +172,14 @@ export async function planStudy(
     if (moreClean.length) groups.push({ images: moreClean, conditions: [CLEAN] });
     conditions = [CLEAN, ...generated];
   }
-  const describe = describeStudy(set, groups, conditions, corruptions.length, defaults.fashion.split);
+  const { split, part } = defaults.fashion;
+  const describe = describeStudy(
+    set,
+    groups,
+    conditions,
+    corruptions.length,
+    part ? `${split} (${part} part)` : split,
+  );
   return {
     set,
     corruptions,

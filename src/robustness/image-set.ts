@@ -57,8 +57,16 @@ export interface ReadOptions {
   /** at most this many images of each class, the first by name (all when absent) */
   perClass?: number;
   /** Fashion-MNIST only: which split, and which of its images */
-  fashion?: { split: 'train' | 't10k'; from?: number; to?: number };
+  fashion?: { split: 'train' | 't10k'; from?: number; to?: number; part?: FashionPart };
 }
+
+/**
+ * Fashion-MNIST's test set in two fixed parts, by each class's images in index order: the first
+ * 500 of each class are `dev` (what studies, design and calibration checks may read), the last
+ * 500 `final` (read once, for the figures reported after every choice is made).
+ */
+export type FashionPart = 'dev' | 'final';
+export const FASHION_PART_SIZE = 500;
 
 /** Lower case, letters and digits only: 'T-shirt/top' and 'T-shirt_top' are one name. */
 const squash = (s: string) => s.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '');
@@ -308,9 +316,9 @@ function mergeClasses(a: readonly ClassMatch[] | undefined, b: readonly ClassMat
 
 /** Fashion-MNIST as an image set: `perClass` images of each class from [from, to) of the split. */
 async function readFashion(options: ReadOptions): Promise<ImageSet> {
-  const { split, from = 0, to } = options.fashion ?? { split: 't10k' };
+  const { split, from = 0, to, part } = options.fashion ?? { split: 't10k' };
   const data = await loadFashion(split);
-  const indices = fashionIndices(data, options.perClass, from, to ?? data.count);
+  const indices = fashionIndices(data, options.perClass, from, to ?? data.count, part);
   const size = data.width * data.height;
   const clean = indices.map((index): StudyImage => ({
     id: `${FASHION_MNIST}/${split}/${index}`,
@@ -329,17 +337,25 @@ async function readFashion(options: ReadOptions): Promise<ImageSet> {
   return { layout: 'fashion-mnist', root: FASHION_MNIST, clean, classes, ignored: [] };
 }
 
-/** The first `perClass` images of each class in [from, to): a fixed, reproducible subset. */
+/**
+ * The first `perClass` images of each class in [from, to), within `part` of the test set when
+ * one is named: a fixed, reproducible subset.
+ */
 export function fashionIndices(
   data: Dataset,
   perClass: number | undefined,
   from: number,
   to: number,
+  part?: FashionPart,
 ): number[] {
+  const seen = new Map<number, number>();
   const taken = new Map<number, number>();
   const out: number[] = [];
   for (let k = from; k < to; k++) {
     const label = data.labels[k]!;
+    const rank = seen.get(label) ?? 0;
+    seen.set(label, rank + 1);
+    if (part !== undefined && rank < FASHION_PART_SIZE !== (part === 'dev')) continue;
     const n = taken.get(label) ?? 0;
     if (perClass !== undefined && n >= perClass) continue;
     taken.set(label, n + 1);

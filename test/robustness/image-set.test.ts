@@ -153,6 +153,28 @@ describe('Fashion-MNIST', () => {
     for (let label = 0; label < 10; label++)
       expect(set.clean.filter((i) => i.label === label)).toHaveLength(3);
   });
+
+  it("splits the test set into a dev and a final part: each class's first and last 500 images", async () => {
+    const read = (part: 'dev' | 'final') =>
+      readImageSet(FASHION_MNIST, { labels: LABELS, fashion: { split: 't10k', part } });
+    const [dev, final] = [await read('dev'), await read('final')];
+    expect([dev.clean.length, final.clean.length]).toEqual([5000, 5000]);
+    const index = (i: { id: string }) => Number(i.id.split('/').at(-1));
+    const devIds = new Set(dev.clean.map(index));
+    expect(final.clean.some((i) => devIds.has(index(i)))).toBe(false);
+    for (let label = 0; label < 10; label++) {
+      const lastDev = Math.max(...dev.clean.filter((i) => i.label === label).map(index));
+      const firstFinal = Math.min(...final.clean.filter((i) => i.label === label).map(index));
+      expect(lastDev).toBeLessThan(firstFinal);
+    }
+    // the studies' default 60 a class come from the dev part: the first 60 of each class
+    const sixty = await readImageSet(FASHION_MNIST, {
+      labels: LABELS,
+      perClass: 60,
+      fashion: { split: 't10k', part: 'final' },
+    });
+    expect(sixty.clean.every((i) => !devIds.has(index(i)))).toBe(true);
+  });
 });
 
 describe('npm run eval on what npm run corrupt wrote', () => {
