@@ -11,6 +11,7 @@ import { openStepper } from '../engine/open-stepper.js';
 import { loadModel } from '../model/load-model.js';
 import { EXPORTED_PROFILE, profilesOf } from '../model/manifest.js';
 import { editManifest } from '../model/edit-manifest.js';
+import { digestsOf, recordCalibrationImages, SCORE_RECORD } from '../robustness/held-out.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { gradientScales } from '../engine/profiles.js';
 import { chooseRule, ruleName, ruleRecord, undominated, type AnytimeChoice } from '../robustness/anytime.js';
@@ -176,10 +177,23 @@ if (cleanGroups.length === 0) {
   console.error('calibration needs clean images: an ImageNet-C set needs DIR/clean/<class>/<image>');
   process.exit(2);
 }
+/** Records which images this calibration read, beside the model (eval refuses to score on them). */
+async function recordImages(name: string): Promise<void> {
+  const groups = [...search.groups, ...(confirmStudy?.groups ?? [])];
+  const file = await recordCalibrationImages(
+    values.model,
+    name,
+    await digestsOf(groups.flatMap((g) => g.images)),
+  );
+  say(`recorded the images calibrated on in ${file}: npm run eval will not score '${name}' on them`);
+}
 if (values['score-only']) {
   const score = await fitScore();
   await model.release();
-  if (values.write) await writeManifest((raw) => (raw['corruptionScore'] = score), 'the corruption score');
+  if (values.write) {
+    await writeManifest((raw) => (raw['corruptionScore'] = score), 'the corruption score');
+    await recordImages(SCORE_RECORD);
+  }
   await saveReport({ corruptionScore: score });
   process.exit(0);
 }
@@ -192,11 +206,13 @@ if (values['anytime-only']) {
   const norm = manifest.corruptionScore;
   const anytime = await chooseAnytime(profile.hyperparameters, norm ? { norm, above: GATES } : undefined);
   await model.release();
-  if (values.write)
+  if (values.write) {
     await writeManifest(
       (raw) => setAnytime(raw, values.name, anytime),
       `the anytime rule of profile '${values.name}'`,
     );
+    await recordImages(values.name);
+  }
   await saveReport({ profile: values.name, anytime });
   process.exit(0);
 }
@@ -331,6 +347,8 @@ if (values.write) {
     madeDefault = raw['defaultProfile'] === values.name;
   });
   say(`wrote profile '${values.name}' to ${file}${madeDefault ? ' (the default)' : ''}`);
+  await recordImages(values.name);
+  await recordImages(SCORE_RECORD);
 }
 await saveReport({
   model: manifest.name,

@@ -38,6 +38,7 @@ import {
 import { clock } from '../robustness/progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
+import { calibrationImages, digestsOf, SCORE_RECORD } from '../robustness/held-out.js';
 import { parseCli, studyModel, wholeNumber } from './args.js';
 import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
@@ -54,6 +55,8 @@ ${FLEET_USAGE}
   --split dev|final  Fashion-MNIST's test set: dev, the first 500 images of each class (the
                  default: what design and checks read), or final, the last 500 (read once, for
                  the figures reported when every choice is made)
+  --allow-calibration-images  score a calibrated profile even on images npm run calibrate read
+                 for it (refused otherwise); the report's title then says "not held out"
   --baseline FILE|alexnet  also ImageNet-C's normalised mCE (%), against AlexNet's published
                  errors or another study's results.json (its t = 0 errors)
   --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
@@ -68,6 +71,7 @@ const { values } = parseCli(
       ...FLEET_OPTIONS,
       quick: { type: 'boolean', default: false },
       split: { type: 'string', default: 'dev' },
+      'allow-calibration-images': { type: 'boolean', default: false },
       baseline: { type: 'string' },
       profile: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
@@ -121,6 +125,20 @@ try {
     process.exit(2);
   }
   const { timesteps } = study;
+  // Held out or not: a calibrated profile (or the gate's score) scored on the images it was
+  // calibrated on is refused, unless asked for, and then said in the report's title.
+  const calibratedOn = await calibrationImages(values.model, [profile, SCORE_RECORD]);
+  let notHeldOut = 0;
+  if (calibratedOn.size > 0) {
+    const studied = await digestsOf(study.groups.flatMap((g) => g.images));
+    notHeldOut = studied.filter((d) => calibratedOn.has(d)).length;
+    if (notHeldOut > 0 && !values['allow-calibration-images']) {
+      console.error(
+        `${notHeldOut} of the ${studied.length} images this study reads were read by npm run calibrate for profile '${profile}' or the corruption score: a result on them is not held out. Study other images, or give --allow-calibration-images (the report then says "not held out")`,
+      );
+      process.exit(2);
+    }
+  }
   // The engine's own rules, from where the engine gets them: what timesteps=auto runs on this
   // profile, and what a request that names no timesteps gets from a server with the default
   // configuration (auto, or fixed timesteps whatever this study's T).
@@ -195,7 +213,8 @@ try {
       : undefined;
   const marked = recommended ?? summary.recommended.timesteps;
   const part = study.set.layout === 'fashion-mnist' ? `, Fashion-MNIST test ${split} part` : '';
-  const title = `${manifest.name}, profile ${profile}: accuracy over timesteps (${summary.images} images per corruption condition, ${summary.cleanImages} clean${part})`;
+  const heldOut = notHeldOut > 0 ? ` - not held out: ${notHeldOut} images calibrated on` : '';
+  const title = `${manifest.name}, profile ${profile}: accuracy over timesteps (${summary.images} images per corruption condition, ${summary.cleanImages} clean${part})${heldOut}`;
   const covered = benchmarkCovered(results);
   const ces = corruptionErrors(results);
   const r4 = (x: number) => Math.round(x * 10_000) / 10_000;
@@ -221,6 +240,7 @@ try {
     images: {
       source: study.set.root,
       ...(study.set.layout === 'fashion-mnist' ? { split: `t10k, ${split} part` } : {}),
+      calibratedOn: notHeldOut,
       layout: study.set.layout,
       classes: study.set.classes,
       perCorruptionCondition: summary.images,

@@ -118,6 +118,41 @@ describe('npm run calibrate on an imported model and an ImageFolder', () => {
     }
   }, 300_000);
 
+  it('makes eval refuse to score the calibrated profile on the images it was calibrated on', async () => {
+    // (after the test above has calibrated profile 'robust' on `images`)
+    const evalCli = path.join(ROOT, 'dist', 'cli', 'eval.js');
+    const args = [
+      ...['--model', modelDir, '--profile', 'robust', '--images', images, '--class-map', classMap],
+      ...[
+        '--corruptions',
+        'gaussian_noise',
+        '--severities',
+        '1',
+        '--timesteps',
+        '1',
+        '--out',
+        path.join(dir, 'study'),
+      ],
+    ];
+    const refused = await promisify(execFile)('node', [evalCli, ...args]).then(
+      () => undefined,
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(refused?.code).toBe(2);
+    expect(refused?.stderr).toMatch(
+      /^8 of the 8 images this study reads were read by npm run calibrate for profile 'robust'/,
+    );
+    // asked for anyway: it runs, and says so
+    await promisify(execFile)('node', [evalCli, ...args, '--allow-calibration-images'], {
+      maxBuffer: 1 << 24,
+    });
+    const results = JSON.parse(await readFile(path.join(dir, 'study', 'results.json'), 'utf8'));
+    expect(results.images.calibratedOn).toBe(8);
+    expect(await readFile(path.join(dir, 'study', 'results.md'), 'utf8')).toMatch(
+      /not held out: 8 images calibrated on/,
+    );
+  }, 300_000);
+
   it('refuses a folder the class map does not name, and a model with no default images', async () => {
     await mkdir(path.join(images, 'birds'), { recursive: true });
     await picture(path.join(images, 'birds', '0.png'), 99, 2);
