@@ -11,7 +11,7 @@ import { openStepper } from '../engine/open-stepper.js';
 import { loadModel } from '../model/load-model.js';
 import { EXPORTED_PROFILE, profilesOf } from '../model/manifest.js';
 import { editManifest } from '../model/edit-manifest.js';
-import { digestsOf, recordCalibrationImages, SCORE_RECORD } from '../robustness/held-out.js';
+import { cleanImagesOf, digestsOf, recordCalibrationImages, SCORE_RECORD } from '../robustness/held-out.js';
 import { coefficientsOf, type Hyperparameters } from '../model/hyperparameters.js';
 import { gradientScales } from '../engine/profiles.js';
 import { chooseRule, ruleName, ruleRecord, undominated, type AnytimeChoice } from '../robustness/anytime.js';
@@ -180,11 +180,7 @@ if (cleanGroups.length === 0) {
 /** Records which images this calibration read, beside the model (eval refuses to score on them). */
 async function recordImages(name: string): Promise<void> {
   const groups = [...search.groups, ...(confirmStudy?.groups ?? [])];
-  const file = await recordCalibrationImages(
-    values.model,
-    name,
-    await digestsOf(groups.flatMap((g) => g.images)),
-  );
+  const file = await recordCalibrationImages(values.model, name, await digestsOf(cleanImagesOf(groups)));
   say(`recorded the images calibrated on in ${file}: npm run eval will not score '${name}' on them`);
 }
 if (values['score-only']) {

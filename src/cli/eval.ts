@@ -38,7 +38,7 @@ import {
 import { clock } from '../robustness/progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
-import { calibrationImages, digestsOf, SCORE_RECORD } from '../robustness/held-out.js';
+import { calibrationImages, cleanImagesOf, digestsOf, SCORE_RECORD } from '../robustness/held-out.js';
 import { parseCli, studyModel, wholeNumber } from './args.js';
 import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
@@ -130,7 +130,7 @@ try {
   const calibratedOn = await calibrationImages(values.model, [profile, SCORE_RECORD]);
   let notHeldOut = 0;
   if (calibratedOn.size > 0) {
-    const studied = await digestsOf(study.groups.flatMap((g) => g.images));
+    const studied = await digestsOf(cleanImagesOf(study.groups));
     notHeldOut = studied.filter((d) => calibratedOn.has(d)).length;
     if (notHeldOut > 0 && !values['allow-calibration-images']) {
       console.error(

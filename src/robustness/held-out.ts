@@ -14,6 +14,17 @@ export const SCORE_RECORD = 'corruption-score';
 
 const fileOf = (modelDir: string, name: string) => path.join(modelDir, 'calibration-images', `${name}.json`);
 
+/**
+ * The images that identify what a study reads: those it reads clean. Corrupted versions are
+ * made from them (or, in ImageNet-C's layout, stand beside them under clean/), so hashing the
+ * clean ones is enough, and spares hashing a release's millions of corrupted files.
+ */
+export function cleanImagesOf(
+  groups: readonly { images: readonly StudyImage[]; conditions: readonly { corruption: string }[] }[],
+): StudyImage[] {
+  return groups.filter((g) => g.conditions.some((c) => c.corruption === 'clean')).flatMap((g) => g.images);
+}
+
 /** Each distinct image's digest, in the order first met. */
 export async function digestsOf(images: Iterable<StudyImage>): Promise<string[]> {
   const seen = new Set<string>();
