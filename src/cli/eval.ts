@@ -30,6 +30,7 @@ import {
   ALEXNET_ERRORS,
   baselineFromResults,
   benchmarkCovered,
+  meanCorruptionError,
   corruptionErrors,
   normalisedMce,
   relativeMce,
@@ -108,8 +109,15 @@ try {
         cleanPerClass: values.quick ? 10 : 500,
       },
     });
-    if (values.baseline === 'alexnet') baseline = { name: 'AlexNet (ImageNet-C)', errors: ALEXNET_ERRORS };
-    else if (values.baseline !== undefined)
+    if (values.baseline === 'alexnet') {
+      // AlexNet's errors are ImageNet's: a ratio against them means something only for a model
+      // that classifies ImageNet's 1000 classes from colour images.
+      if (manifest.labels.length !== 1000 || manifest.input.channels !== 3)
+        throw new ImageSetError(
+          `--baseline alexnet: AlexNet's published errors are on ImageNet's 1000 classes; model ${manifest.name} has ${manifest.labels.length} classes (${manifest.input.channels === 1 ? 'grey' : 'colour'} ${manifest.input.width} x ${manifest.input.height} inputs), and dividing its errors by ImageNet's would mean nothing`,
+        );
+      baseline = { name: 'AlexNet (ImageNet-C)', errors: ALEXNET_ERRORS };
+    } else if (values.baseline !== undefined)
       baseline = {
         name: values.baseline,
         errors: baselineFromResults(JSON.parse(await readFile(values.baseline, 'utf8')), values.baseline),
@@ -206,6 +214,9 @@ try {
     );
   const summary = summariseEvaluation(results);
   const mce = relativeMce(results);
+  // the paper's scripts average every corruption studied, the validation four included
+  const mceAll = relativeMce(results, 1000, 1, 'all');
+  const allCount = new Set(corrupted.map((r) => r.condition.corruption)).size;
   const normalised = baseline && normalisedMce(results, baseline.errors);
   const recommended =
     recommendedTimesteps !== undefined && recommendedTimesteps <= timesteps
@@ -276,6 +287,12 @@ try {
       relative: mce.relative,
       interval95: mce.interval95,
       bootstrap: `${mce.replicates} replicates over images (percentile interval)`,
+      all: {
+        note: `over every corruption studied (${allCount}; the Predify paper's scripts average all 19)`,
+        values: meanCorruptionError(results, 'all'),
+        relative: mceAll.relative,
+        interval95: mceAll.interval95,
+      },
       ...(normalised && baseline
         ? {
             normalised: {
@@ -350,6 +367,21 @@ try {
         values: mce.interval95.map(([, b]) => b),
         format: (x) => (x * 100).toFixed(1),
       },
+      {
+        name: `mCE / mCE(0) over all ${allCount} corruptions (%)`,
+        values: mceAll.relative,
+        format: (x) => (x * 100).toFixed(1),
+      },
+      {
+        name: `mCE / mCE(0) over all ${allCount}, 95% low (%)`,
+        values: mceAll.interval95.map(([a]) => a),
+        format: (x) => (x * 100).toFixed(1),
+      },
+      {
+        name: `mCE / mCE(0) over all ${allCount}, 95% high (%)`,
+        values: mceAll.interval95.map(([, b]) => b),
+        format: (x) => (x * 100).toFixed(1),
+      },
       ...(normalised
         ? [
             {
@@ -383,7 +415,8 @@ try {
   console.log(
     `${manifest.name} (${profile}): ${cleanResult ? `clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, ` : ''}corrupted mean ${(summary.corruptedMean[0]! * 100).toFixed(2)}%. ` +
       `At ${recommended !== undefined ? 'the recommended' : 'the best'} t=${marked}: ${describeChange(at)}; ` +
-      `mCE(t)/mCE(0) ${(mce.relative[marked]! * 100).toFixed(1)}% (95% ${(lo * 100).toFixed(1)}-${(hi * 100).toFixed(1)})` +
+      `mCE(t)/mCE(0) ${(mce.relative[marked]! * 100).toFixed(1)}% (95% ${(lo * 100).toFixed(1)}-${(hi * 100).toFixed(1)}) over the benchmark corruptions, ` +
+      `${(mceAll.relative[marked]! * 100).toFixed(1)}% (95% ${(mceAll.interval95[marked]![0] * 100).toFixed(1)}-${(mceAll.interval95[marked]![1] * 100).toFixed(1)}) over all ${allCount}` +
       (normalised
         ? `; normalised mCE ${normalised.mce[0]!.toFixed(1)}% at t=0, ${normalised.mce[marked]!.toFixed(1)}% at t=${marked} (${baseline!.name})`
         : '') +

@@ -47,9 +47,21 @@ export function corruptionErrors(results: readonly ConditionResult[]): Map<Corru
   return out;
 }
 
-/** mCE(t) over the benchmark corruptions among `results` (NaN for none). */
-export function meanCorruptionError(results: readonly ConditionResult[]): number[] {
-  const ces = [...corruptionErrors(results).entries()].filter(([c]) => isBenchmark(c)).map(([, ce]) => ce);
+/**
+ * Which corruptions an mCE averages: ImageNet-C's 15 benchmark corruptions (Hendrycks and
+ * Dietterich's definition), or every one studied, the 4 validation corruptions included (what
+ * the Predify paper's scripts average: 19).
+ */
+export type MceOver = 'benchmark' | 'all';
+
+const counts = (c: string, over: MceOver) => c !== 'clean' && (over === 'all' || isBenchmark(c));
+
+/** mCE(t) over the benchmark corruptions (or all) among `results` (NaN for none). */
+export function meanCorruptionError(
+  results: readonly ConditionResult[],
+  over: MceOver = 'benchmark',
+): number[] {
+  const ces = [...corruptionErrors(results).entries()].filter(([c]) => counts(c, over)).map(([, ce]) => ce);
   const T = results[0]?.accuracy.length ?? 0;
   return Array.from({ length: T }, (_, t) =>
     ces.length ? ces.reduce((s, ce) => s + ce[t]!, 0) / ces.length : NaN,
@@ -75,11 +87,14 @@ export interface RelativeMce {
  * accuracy at every t from the recorded answers, and the ratio from those. The paper drew
  * corruptions, not images; drawing images measures what more images would change.
  */
-export function relativeMce(results: readonly ConditionResult[], replicates = 1000, seed = 1): RelativeMce {
-  const benchmark = results.filter(
-    (r) => r.condition.corruption !== 'clean' && isBenchmark(r.condition.corruption),
-  );
-  const mce = meanCorruptionError(benchmark);
+export function relativeMce(
+  results: readonly ConditionResult[],
+  replicates = 1000,
+  seed = 1,
+  over: MceOver = 'benchmark',
+): RelativeMce {
+  const benchmark = results.filter((r) => counts(r.condition.corruption, over));
+  const mce = meanCorruptionError(benchmark, over);
   const relative = mce.map((m) => m / mce[0]!);
   const T = relative.length;
   if (benchmark.length === 0 || benchmark.some((r) => !r.rightAt))

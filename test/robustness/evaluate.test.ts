@@ -255,6 +255,21 @@ describe('summaries', () => {
     expect(s.relativeMCE[0]).toBeCloseTo(1, 10);
   });
 
+  it("average mCE over the 15 benchmark corruptions, or over every one studied (the paper's 19)", () => {
+    const withValidation = [...results, result('speckle_noise', 1, [0.2, 0.3, 0.4, 0.5])];
+    // the benchmark mCE leaves speckle noise (a validation corruption) out
+    expect(meanCorruptionError(withValidation)).toEqual(meanCorruptionError(results));
+    const all = meanCorruptionError(withValidation, 'all');
+    // gaussian 1.0, contrast 0.5, speckle 0.8 at t = 0
+    expect(all[0]).toBeCloseTo((1.0 + 0.5 + 0.8) / 3, 10);
+    const relative = relativeMce(withValidation, 200, 1, 'all');
+    expect(relative.relative[3]).toBeCloseTo(all[3]! / all[0]!, 10);
+    expect(relativeMce(withValidation, 200, 1).relative[3]).toBeCloseTo(
+      meanCorruptionError(results)[3]! / meanCorruptionError(results)[0]!,
+      10,
+    );
+  });
+
   it('recommend the best timestep that keeps clean within 0.5 points and costs no family anything', () => {
     // t = 1: contrast holds (0.5), noise gains; t = 2: contrast loses 10 points; t = 3: clean loses 2.
     const r = summariseEvaluation(results).recommended;
