@@ -280,7 +280,7 @@ def test_published_layout_with_a_timm_backbone(tmp_path, capsys):
     m = manifest(out)
     assert m["source"]["weights"] == "published+timm"
     # No buffers in this layout: the TOML's hyperparameters, and C measured at import.
-    assert [pc["hyperparameters"]["beta"] for pc in m["pcoders"]] == [0.3] * 8
+    assert [pc["hyperparameters"]["beta"] for pc in m["pcoders"]] == [0.8] * 8  # the paper's text values
     assert m["source"]["cMeasuredByImport"] == [True] * 8
     # One predictor file too few is refused.
     code, err, _ = run([*args, "--predictor-weights", *predictors[:7], "--backbone-weights", str(fx / "backbone.pth")], tmp_path, capsys)
