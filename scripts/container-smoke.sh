@@ -70,7 +70,10 @@ podman_ rm -f "$cid" >/dev/null
 # A model directory imported as root (umask 077, as a hardened shell has it) and mounted as the
 # README shows is served by the image's non-root user.
 (umask 077 && /usr/bin/python3 scripts/import_predify.py --config models/predify/presnet18.toml \
-  --backbone resnet18 --random-weights 1 --input-size 32 --golden 0 --out "$models/presnet18" | head -1)
+  --backbone resnet18 --random-weights 1 --input-size 32 --golden 0 --out "$models/presnet18" >"$models/import.log")
+# The summary's first line (read from a file: a pipe into head can close before the importer's
+# last write, which then fails with EPIPE under pipefail).
+head -1 "$models/import.log"
 cid=$(run_ -d -e MODEL_DIR=/models/presnet18 -v "$models/presnet18:/models/presnet18:ro" predify-serve:smoke)
 wait_ready
 echo
