@@ -40,6 +40,7 @@ import { clock } from '../robustness/progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation } from '../robustness/report.js';
 import { StudyInputs } from '../robustness/study-inputs.js';
 import { calibrationImages, cleanImagesOf, digestsOf, SCORE_RECORD } from '../robustness/held-out.js';
+import { changesAgainstZero, describeWithInterval, type Change } from '../robustness/changes.js';
 import { parseCli, studyModel, wholeNumber } from './args.js';
 import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
 import { planStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
@@ -216,6 +217,8 @@ try {
   const mce = relativeMce(results);
   // the paper's scripts average every corruption studied, the validation four included
   const mceAll = relativeMce(results, 1000, 1, 'all');
+  // every change against t = 0, with its paired bootstrap interval over images
+  const changes = changesAgainstZero(results);
   const allCount = new Set(corrupted.map((r) => r.condition.corruption)).size;
   const normalised = baseline && normalisedMce(results, baseline.errors);
   const recommended =
@@ -305,6 +308,7 @@ try {
         : {}),
     },
     recommended: summary.recommended,
+    changesAgainstT0: changes,
     served: served ?? null,
     speed: {
       seconds: Math.round(seconds),
@@ -415,6 +419,9 @@ try {
   console.log(
     `${manifest.name} (${profile}): ${cleanResult ? `clean ${(summary.clean[0]! * 100).toFixed(2)}% at t=0, ` : ''}corrupted mean ${(summary.corruptedMean[0]! * 100).toFixed(2)}%. ` +
       `At ${recommended !== undefined ? 'the recommended' : 'the best'} t=${marked}: ${describeChange(at)}; ` +
+      (changes.corruptedMean[marked]
+        ? `corrupted mean ${describeWithInterval(changes.corruptedMean[marked])}${changes.clean?.[marked] ? `, clean ${describeWithInterval(changes.clean[marked])}` : ''}; `
+        : '') +
       `mCE(t)/mCE(0) ${(mce.relative[marked]! * 100).toFixed(1)}% (95% ${(lo * 100).toFixed(1)}-${(hi * 100).toFixed(1)}) over the benchmark corruptions, ` +
       `${(mceAll.relative[marked]! * 100).toFixed(1)}% (95% ${(mceAll.interval95[marked]![0] * 100).toFixed(1)}-${(mceAll.interval95[marked]![1] * 100).toFixed(1)}) over all ${allCount}` +
       (normalised
@@ -464,9 +471,13 @@ function servedDefault(
   const row = auto ? rows.auto.find((r) => sameRule(r.rule!, rule)) : rows.fixed[fixedT];
   const zero = rows.fixed[0]!;
   if (!row) return undefined;
-  const served = relativeMce(
-    servedResults(results, auto ? { rule, cap: rows.fixed.length - 1 } : { timesteps: fixedT }),
+  const replayed = servedResults(
+    results,
+    auto ? { rule, cap: rows.fixed.length - 1 } : { timesteps: fixedT },
   );
+  const served = relativeMce(replayed);
+  // the served answer against t = 0 (index 1 against index 0 of the replay), with intervals
+  const vs = changesAgainstZero(replayed);
   const familyMean = (r: typeof row, f: string) => {
     const members = Object.keys(r.corruptions).filter((c) => FAMILY_OF[c as Corruption] === f);
     return members.length
@@ -478,7 +489,7 @@ function servedDefault(
       const a = familyMean(row, f);
       const b = familyMean(zero, f);
       return a !== undefined && b !== undefined
-        ? [[f, { accuracy: a, atZero: b, change: (a - b) * 100 }]]
+        ? [[f, { accuracy: a, atZero: b, change: (a - b) * 100, vsT0: vs.families[f]?.[1] ?? null }]]
         : [];
     }),
   );
@@ -488,11 +499,13 @@ function servedDefault(
       accuracy: row.clean.accuracy,
       atZero: zero.clean.accuracy,
       meanTimesteps: row.clean.meanTimesteps,
+      vsT0: vs.clean?.[1] ?? null,
     },
     corrupted: {
       accuracy: row.corrupted.accuracy,
       atZero: zero.corrupted.accuracy,
       meanTimesteps: row.corrupted.meanTimesteps,
+      vsT0: vs.corruptedMean[1] ?? null,
     },
     families,
     // mCE against t = 0 with its bootstrap interval, from each image's answers where the policy stops
@@ -503,11 +516,13 @@ function servedDefault(
 
 function servedLine(s: NonNullable<ReturnType<typeof servedDefault>>, rule: SettleRule): string {
   const pts = (a: number, b: number) => `${a >= b ? '+' : ''}${((a - b) * 100).toFixed(2)}`;
+  const interval = (c: Change | null) =>
+    c ? ` (95% ${c.interval95.map((x) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`).join(' to ')})` : '';
   return (
     `served default (${'auto' in s.policy ? `auto: ${ruleName(rule)}` : `${s.policy.timesteps} timesteps`}): ` +
-    `clean ${pts(s.clean.accuracy, s.clean.atZero)} points, corrupted mean ${pts(s.corrupted.accuracy, s.corrupted.atZero)} against t = 0 ` +
+    `clean ${pts(s.clean.accuracy, s.clean.atZero)}${interval(s.clean.vsT0)} points, corrupted mean ${pts(s.corrupted.accuracy, s.corrupted.atZero)}${interval(s.corrupted.vsT0)} against t = 0 ` +
     `(${Object.entries(s.families)
-      .map(([f, v]) => `${f} ${v.change >= 0 ? '+' : ''}${v.change.toFixed(2)}`)
+      .map(([f, v]) => `${f} ${v.change >= 0 ? '+' : ''}${v.change.toFixed(2)}${interval(v.vsT0)}`)
       .join(
         ', ',
       )}); mCE / mCE(0) ${s.relativeMce !== null ? `${(s.relativeMce * 100).toFixed(1)}%` : 'n/a'}` +

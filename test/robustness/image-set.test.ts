@@ -206,6 +206,20 @@ describe('npm run eval on what npm run corrupt wrote', () => {
     expect(results.corruptions.fog['2'].accuracy).toHaveLength(2);
     expect(results.mce.relative[0]).toBe(1);
     expect(results.mce.interval95).toHaveLength(2);
+    expect(results.mce.all.relative[0]).toBe(1);
+    // every change against t = 0 carries its interval, which brackets it
+    for (const series of [
+      results.changesAgainstT0.corruptedMean,
+      ...Object.values(results.changesAgainstT0.families),
+      ...Object.values(results.changesAgainstT0.corruptions),
+    ] as { change: number; interval95: [number, number] }[][]) {
+      expect(series).toHaveLength(2);
+      for (const { change, interval95 } of series) {
+        expect(interval95[0]).toBeLessThanOrEqual(change + 1e-9);
+        expect(interval95[1]).toBeGreaterThanOrEqual(change - 1e-9);
+      }
+    }
+    expect(results.changesAgainstT0.clean).toBeUndefined();
     expect(results.clean).toBeNull();
   }, 60_000);
 });
