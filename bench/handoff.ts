@@ -133,6 +133,15 @@ async function feed(
 }
 
 const rows: (string | number)[][] = [];
+const standInRow = (worker: string, connections: number, f: Fed) => [
+  worker,
+  connections,
+  f.rps.toFixed(1),
+  `${((100 * f.rps) / alone).toFixed(0)}%`,
+  f.meanBatch.toFixed(1),
+  f.outsideMs.toFixed(0),
+  f.failures,
+];
 for (const isolation of ['process', 'thread'])
   for (const connections of [16, 64]) {
     const f = await feed(
@@ -142,30 +151,14 @@ for (const isolation of ['process', 'thread'])
       0,
       duration,
     );
-    rows.push([
-      isolation,
-      connections,
-      f.rps.toFixed(1),
-      `${((100 * f.rps) / alone).toFixed(0)}%`,
-      f.meanBatch.toFixed(1),
-      f.outsideMs.toFixed(0),
-      f.failures,
-    ]);
+    rows.push(standInRow(isolation, connections, f));
   }
 // The server without any hand-off: the engine on the HTTP thread (ENGINE_WORKER=false), the
 // stand-in's calls without their 3 ms (they would block the HTTP thread): what HTTP, decoding
 // and the engine's bookkeeping alone allow on these cores.
 for (const connections of [16, 64]) {
   const f = await feed(tiny, { ENGINE_WORKER: 'false', BATCH_MAX_SIZE: '64' }, connections, 0, duration);
-  rows.push([
-    'none (no hand-off)',
-    connections,
-    f.rps.toFixed(1),
-    `${((100 * f.rps) / alone).toFixed(0)}%`,
-    f.meanBatch.toFixed(1),
-    f.outsideMs.toFixed(0),
-    f.failures,
-  ]);
+  rows.push(standInRow('none (no hand-off)', connections, f));
 }
 console.log('GPU stand-in (tiny 224 px model, each call 3 ms longer without CPU, T = 0, cap 64):\n');
 console.log(

@@ -25,6 +25,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(base: str, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass  # not listening yet, or 503 while the model loads
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="module")
 def server():
     node = shutil.which("node")
@@ -36,15 +49,7 @@ def server():
     child = subprocess.Popen([node, str(ROOT / "dist" / "server.js")], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.2)
-    else:
+    if not wait_ready(base):
         child.kill()
         raise AssertionError(f"server did not become ready: {child.stdout.read().decode()[-2000:]}")
     yield base, f"127.0.0.1:{grpc_port}"
@@ -103,14 +108,7 @@ def test_a_stop_sent_to_the_whole_process_group_drains_grpc_calls():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{http}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
+        assert wait_ready(base), "server did not become ready"
         client = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "grpc_client.py"), "--grpc", f"127.0.0.1:{grpc_port}",
              "--timesteps", "64", *map(str, SAMPLES)],
