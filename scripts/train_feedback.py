@@ -63,7 +63,7 @@ from predify.feedback_training import (  # noqa: E402
 )
 from predify.hyperparameters import HyperparameterError  # noqa: E402
 from predify.package_reference import measure_c_sqrt  # noqa: E402
-from predify.predify_toml import ConfigError  # noqa: E402
+from predify.predify_toml import ConfigError, read_toml  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -268,8 +268,6 @@ def run(args: argparse.Namespace, dist_info: Distributed) -> int:
         reps = _representations(model.blocks, size)
         gen = torch.Generator().manual_seed(args.c_seed)
         c_sqrt = [measure_c_sqrt(p, reps[i], gen) for i, p in enumerate(model.predictors)]
-    from predify.predify_toml import read_toml
-
     shared = read_toml(args.config).shared_hyperparameters
     checkpoint = out / "checkpoint.pth"
     tmp = checkpoint.with_name("checkpoint.pth.partial")

@@ -8,6 +8,7 @@
 import { FAMILIES, FAMILY_OF, type Corruption } from './imagenet-c/index.js';
 import { Random } from './imagenet-c/random.js';
 import type { ConditionResult } from './evaluate.js';
+import { quantileSorted, replicateCount, sameImageGroups } from './mce.js';
 
 /** A change in accuracy, in points, and its 95% interval. */
 export interface Change {
@@ -52,12 +53,7 @@ export function changesAgainstZero(
     const family = FAMILY_OF[c as Corruption];
     if (family) add(`family:${family}`, r);
   }
-  // Conditions over the same images (by id, in order) share their draws.
-  const groups = new Map<string, ConditionResult[]>();
-  for (const r of usable) {
-    const key = `${r.count}:${r.ids?.[0] ?? ''}:${r.ids?.at(-1) ?? ''}`;
-    groups.set(key, [...(groups.get(key) ?? []), r]);
-  }
+  const groups = sameImageGroups(usable);
   /** Each condition's change at every t under image weights (all 1: the study itself). */
   const conditionChanges = (weightOf: (r: ConditionResult) => Uint32Array | undefined) => {
     const out = new Map<ConditionResult, Float64Array>();
@@ -83,16 +79,14 @@ export function changesAgainstZero(
   ) => members.reduce((s, r) => s + changes.get(r)![t]!, 0) / members.length;
 
   const observed = conditionChanges(() => undefined);
-  // Fewer replicates when each would be slow: the interval's ends settle by a few hundred.
-  const work = usable.reduce((n, r) => n + r.count, 0) * T;
-  const b = usable.length ? Math.max(200, Math.min(replicates, Math.floor(2e9 / Math.max(1, work)))) : 0;
+  const b = usable.length ? replicateCount(usable, T, replicates) : 0;
   const rng = new Random(seed);
   const draws = new Map<string, number[][]>(
     [...categories.keys()].map((k) => [k, Array.from({ length: T }, () => [])]),
   );
   for (let k = 0; k < b; k++) {
     const weights = new Map<ConditionResult, Uint32Array>();
-    for (const members of groups.values()) {
+    for (const members of groups) {
       const n = members[0]!.count;
       const w = new Uint32Array(n);
       for (let i = 0; i < n; i++) w[rng.int(0, n)]!++;
@@ -105,7 +99,7 @@ export function changesAgainstZero(
   const series = (name: string): Change[] =>
     Array.from({ length: T }, (_, t) => {
       const xs = draws.get(name)![t]!.sort((a, c) => a - c);
-      const at = (q: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(q * xs.length))]! : NaN);
+      const at = (q: number) => (xs.length ? quantileSorted(xs, q) : NaN);
       return {
         change: r2(100 * meanOver(categories.get(name)!, observed, t)),
         interval95: [r2(100 * at(0.025)), r2(100 * at(0.975))],

@@ -99,21 +99,14 @@ export function relativeMce(
   const T = relative.length;
   if (benchmark.length === 0 || benchmark.some((r) => !r.rightAt))
     return { relative, interval95: relative.map(() => [NaN, NaN]), replicates: 0 };
-  // Conditions over the same images (by id, in order) share their draws.
-  const groups = new Map<string, ConditionResult[]>();
-  for (const r of benchmark) {
-    const key = `${r.count}:${r.ids?.[0] ?? ''}:${r.ids?.at(-1) ?? ''}`;
-    groups.set(key, [...(groups.get(key) ?? []), r]);
-  }
-  // Fewer replicates when each would be slow: the interval's ends settle by a few hundred.
-  const work = benchmark.reduce((n, r) => n + r.count, 0) * T;
-  const b = Math.max(200, Math.min(replicates, Math.floor(2e9 / Math.max(1, work))));
+  const groups = sameImageGroups(benchmark);
+  const b = replicateCount(benchmark, T, replicates);
   const rng = new Random(seed);
   const ratios: number[][] = Array.from({ length: T }, () => []);
   const corruptionsCount = new Set(benchmark.map((r) => r.condition.corruption)).size;
   for (let k = 0; k < b; k++) {
     const errorSum = new Float64Array(T);
-    for (const members of groups.values()) {
+    for (const members of groups) {
       const n = members[0]!.count;
       const weight = new Uint32Array(n);
       for (let i = 0; i < n; i++) weight[rng.int(0, n)]!++;
@@ -137,7 +130,24 @@ export function relativeMce(
   return { relative, interval95, replicates: b };
 }
 
-function quantileSorted(xs: readonly number[], q: number): number {
+/** Conditions over the same images (by id, in order): they share their bootstrap draws. */
+export function sameImageGroups(results: readonly ConditionResult[]): ConditionResult[][] {
+  const groups = new Map<string, ConditionResult[]>();
+  for (const r of results) {
+    const key = `${r.count}:${r.ids?.[0] ?? ''}:${r.ids?.at(-1) ?? ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()];
+}
+
+/** Fewer replicates when each would be slow: an interval's ends settle by a few hundred. */
+export function replicateCount(results: readonly ConditionResult[], T: number, wanted: number): number {
+  const work = results.reduce((n, r) => n + r.count, 0) * T;
+  return Math.max(200, Math.min(wanted, Math.floor(2e9 / Math.max(1, work))));
+}
+
+/** The q-quantile of sorted values, interpolated between neighbours. */
+export function quantileSorted(xs: readonly number[], q: number): number {
   const at = q * (xs.length - 1);
   const lo = Math.floor(at);
   const hi = Math.min(xs.length - 1, lo + 1);

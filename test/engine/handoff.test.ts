@@ -61,13 +61,26 @@ async function start(isolation: Isolation, stepDelayMs: number) {
   return { engine, batches };
 }
 
+/** Runs `body` with an engine as start() makes it, and closes the engine whatever happens. */
+async function withEngine(
+  isolation: Isolation,
+  stepDelayMs: number,
+  body: (e: Awaited<ReturnType<typeof start>>) => Promise<void>,
+): Promise<void> {
+  const started = await start(isolation, stepDelayMs);
+  try {
+    await body(started);
+  } finally {
+    await started.engine.close();
+  }
+}
+
 const randomImage = (seed: number) =>
   Float32Array.from({ length: 3 * 224 * 224 }, (_, k) => Math.sin(seed * 7919 + k * 0.37));
 
 describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', (isolation) => {
   it('a slow model: the second call holds all 16 requests submitted together', async () => {
-    const { engine, batches } = await start(isolation, 300);
-    try {
+    await withEngine(isolation, 300, async ({ engine, batches }) => {
       const results = await Promise.all(
         Array.from({ length: 16 }, (_, k) => engine.submit({ image: randomImage(k), timesteps: 2 })),
       );
@@ -77,14 +90,11 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
       expect(batches[0]).toBeGreaterThanOrEqual(1);
       expect(batches[1]).toBe(16);
       expect(batches.reduce((a, b) => a + b, 0)).toBe(16 * 3);
-    } finally {
-      await engine.close();
-    }
+    });
   }, 60_000);
 
   it('a request cancelled while it waits in the queue is never stepped', async () => {
-    const { engine, batches } = await start(isolation, 300);
-    try {
+    await withEngine(isolation, 300, async ({ engine, batches }) => {
       const first = engine.submit({ image: randomImage(1), timesteps: 3 });
       // once the engine is in its first call, queue a second request and cancel it there
       while (batches.length === 0 && engine.pending > 0) await new Promise((r) => setImmediate(r));
@@ -95,14 +105,11 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
       expect((await first).steps).toHaveLength(4);
       // the first request's 4 timesteps, each alone in its call
       expect(batches).toEqual([1, 1, 1, 1]);
-    } finally {
-      await engine.close();
-    }
+    });
   }, 60_000);
 
   it('counts images in transit apart, and receives them while a call computes', async () => {
-    const { engine, batches } = await start(isolation, 300);
-    try {
+    await withEngine(isolation, 300, async ({ engine, batches }) => {
       const first = engine.submit({ image: randomImage(1), timesteps: 3 });
       while (batches.length === 0) await new Promise((r) => setTimeout(r, 5));
       // the engine is inside its 300 ms calls now; a second request is sent...
@@ -113,14 +120,11 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
       expect(batches.length).toBeLessThan(4);
       await Promise.all([first, second]);
       expect(engine.inTransit).toBe(0);
-    } finally {
-      await engine.close();
-    }
+    });
   }, 60_000);
 
   it('hands over the 8-bit pixels of a decoded image: the same bits as its float32 input', async () => {
-    const { engine } = await start(isolation, 0);
-    try {
+    await withEngine(isolation, 0, async ({ engine }) => {
       const spec = (await readManifest(modelDir)).input;
       const bytes = await readFile(path.join(SAMPLES, '0000-ankle-boot.png'));
       const { input } = await decodeForModel(bytes, spec);
@@ -132,14 +136,11 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
         engine.submit({ image: tensor, timesteps: 3 }),
       ]);
       expect(asPixels.steps).toEqual(asFloats.steps);
-    } finally {
-      await engine.close();
-    }
+    });
   }, 60_000);
 
   it("answers a 224 px model's golden cases as the PyTorch reference does", async () => {
-    const { engine } = await start(isolation, 0);
-    try {
+    await withEngine(isolation, 0, async ({ engine }) => {
       const golden = await readGolden(modelDir, await readManifest(modelDir));
       expect(golden.cases.length).toBeGreaterThan(0);
       const results = await Promise.all(
@@ -155,8 +156,6 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
           step.logits.forEach((v, j) => expect(Math.abs(v - ref[j]!) / scale).toBeLessThanOrEqual(1e-4));
         });
       });
-    } finally {
-      await engine.close();
-    }
+    });
   }, 60_000);
 });
