@@ -107,7 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.backbone and args.backbone not in torchvision_classifiers():
         ap.error(f"--backbone {args.backbone!r} is not a torchvision classification model; for your own network use --backbone-module FILE.py:FACTORY")
-    for name in ("epochs", "batch_size", "t0"):
+    # --epochs 0 makes the untrained control: the PCoders as --seed initialises them, served.
+    if args.epochs < 0:
+        ap.error("--epochs must be at least 0 (0: the untrained feedback, for eval --controls)")
+    for name in ("batch_size", "t0"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.val_fraction < 1:
@@ -269,6 +272,7 @@ def run(args: argparse.Namespace, dist_info: Distributed) -> int:
         gen = torch.Generator().manual_seed(args.c_seed)
         c_sqrt = [measure_c_sqrt(p, reps[i], gen) for i, p in enumerate(model.predictors)]
     shared = read_toml(args.config).shared_hyperparameters
+    out.mkdir(parents=True, exist_ok=True)  # --epochs 0 never made its state directory under it
     checkpoint = out / "checkpoint.pth"
     tmp = checkpoint.with_name("checkpoint.pth.partial")
     torch.save(package_state_dict(model.backbone, list(model.predictors), hps, shared, c_sqrt), tmp)

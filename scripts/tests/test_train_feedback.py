@@ -218,3 +218,34 @@ def test_the_trained_model_is_studied_by_npm_run_eval(shipped_run, tmp_path):
     results = json.loads((tmp_path / "study" / "results.json").read_text())
     assert results["model"] == "fashion-pc-reconstruct" and results["timesteps"] == 2
     assert len(results["clean"]["accuracy"]) == 3
+
+
+def test_epochs_0_makes_the_untrained_control_that_eval_controls_runs(shipped_run, tmp_path):
+    # The untrained-feedback control: the same backbone, the PCoders as --seed initialises them.
+    out = tmp_path / "untrained"
+    assert run([*SHIPPED, "--images", "fashion-mnist:train:0-499", "--epochs", "0", "--seed", "3", "--golden", "1", "--out", out]) == 0
+    record = json.loads((out / "training.json").read_text())
+    assert [e["epoch"] for e in record["history"]] == [0]
+    trained = json.loads((shipped_run / "model" / "manifest.json").read_text())["graphs"]
+    untrained = json.loads((out / "model" / "manifest.json").read_text())["graphs"]
+    for name in ("encoder1", "encoder2", "encoder3", "head"):
+        assert untrained[name]["sha256"] == trained[name]["sha256"], name
+    assert untrained["feedback1"]["sha256"] != trained["feedback1"]["sha256"]
+    check_golden(out / "model")
+    study = tmp_path / "study"
+    done = subprocess.run(
+        ["node", str(ROOT / "dist/cli/eval.js"), "--model", str(shipped_run / "model"), "--corruptions", "gaussian_noise",
+         "--severities", "4", "--timesteps", "3", "--per-class", "3", "--clean-per-class", "3",
+         "--controls", "--untrained-feedback", str(out / "model"), "--out", str(study)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    results = json.loads((study / "results.json").read_text())
+    controls = results["controls"]
+    assert list(controls) == ["untrained-feedback", "no-feedback-term", "no-error-gradient"]
+    control = controls["untrained-feedback"]
+    # t = 0 is the backbone alone in both; the feedback acts from t = 1 on
+    assert control["clean"]["accuracy"][0] == results["clean"]["accuracy"][0]
+    assert control["modelAgainstControl"]["corruptedMean"][0]["change"] == 0
+    assert control["clean"]["accuracy"][1:] != results["clean"]["accuracy"][1:] or control["corruptedMean"][1:] != results["corruptedMean"][1:]
+    assert "## Controls" in (study / "results.md").read_text()

@@ -1,19 +1,18 @@
 /**
  * The command-line side of a study run against servers (--endpoint): its options, the fleet
- * and journal they make, a progress line a person can follow, and the one call that gives a
- * study's results from the local engine or from servers.
+ * and journal they make, a progress line a person can follow, and the engine a study runs on:
+ * the local one or servers.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { modelHash, type Manifest } from '../model/manifest.js';
 import type { PredictiveStepper } from '../engine/predictive-step.js';
-import type { Coefficients } from '../model/hyperparameters.js';
-import { evaluate, type ConditionResult, type StudyGroup } from '../robustness/evaluate.js';
 import { evaluateRemote, type RemoteWork } from '../robustness/evaluate-remote.js';
 import { Fleet, FleetError, type FleetOptions } from '../robustness/fleet.js';
 import { Journal, JournalError, JOURNAL_FORMAT } from '../robustness/journal.js';
-import { clock, progressReporter } from '../robustness/progress.js';
+import { clock } from '../robustness/progress.js';
+import { localStudy, type StudyEngine } from '../robustness/study-engine.js';
 import type { StudyInputs } from '../robustness/study-inputs.js';
 import { wholeNumber } from './args.js';
 
@@ -140,74 +139,73 @@ export function fleetProgress(label: string, fleet: { stats: Fleet<unknown>['sta
   };
 }
 
-export interface StudyRun {
+export interface StudyEngineOptions {
   /** the local engine, or none: --endpoint */
   stepper: PredictiveStepper | undefined;
   values: FleetValues;
   manifest: Manifest;
   profile: string;
-  coefficients: readonly Coefficients[];
-  study: { groups: readonly StudyGroup[]; seed: number; set: { root: string } };
+  study: { seed: number; set: { root: string } };
   inputs: StudyInputs;
   timesteps: number;
-  batch: number;
   out: string;
-  label: string;
 }
 
 /**
- * A study's results, from the local engine or, with --endpoint, from servers with a journal.
- * Exits 2 for a journal that cannot be used and 1 for a fleet that cannot go on (mixed
- * versions, nobody answering), each with its message; the journal keeps what was done.
+ * The engine a study runs on: the local one, or with --endpoint servers with a journal. On
+ * servers, exits 2 for a journal that cannot be used and 1 for a fleet that cannot go on
+ * (mixed versions, nobody answering), each with its message; the journal keeps what was done.
  */
-export async function studyResults(
-  run: StudyRun,
-): Promise<{ results: ConditionResult[]; fleet?: FleetStudy<RemoteWork> }> {
-  const { stepper, inputs, study, timesteps, batch } = run;
-  if (stepper)
-    return {
-      results: await evaluate(stepper, inputs, study.groups, {
-        timesteps,
-        batch,
-        coefficients: run.coefficients,
-        record: true,
-        onProgress: progressReporter(run.label),
-      }),
-    };
+export function studyEngine(o: StudyEngineOptions): StudyEngine {
+  if (o.stepper) return localStudy(o.stepper, o.inputs);
   let fleet: FleetStudy<RemoteWork>;
   try {
-    fleet = fleetStudy<RemoteWork>(run.values, {
-      manifest: run.manifest,
-      profile: run.profile,
-      timesteps,
-      seed: study.seed,
-      images: study.set.root,
-      out: run.out,
+    fleet = fleetStudy<RemoteWork>(o.values, {
+      manifest: o.manifest,
+      profile: o.profile,
+      timesteps: o.timesteps,
+      seed: o.study.seed,
+      images: o.study.set.root,
+      out: o.out,
     });
   } catch (err) {
     if (!(err instanceof JournalError)) throw err;
     console.error(err.message);
     process.exit(2);
   }
-  const { journal } = fleet;
-  console.error(
-    `on ${fleet.urls.join(', ')}; journal ${journal.file}` +
-      (journal.records.size ? ` (resuming: ${journal.records.size} answers in it)` : '') +
-      (journal.droppedLine ? '; its last line was cut short by a kill and is dropped' : ''),
-  );
-  try {
-    await fleet.fleet.checkAll();
-    const results = await evaluateRemote(fleet.fleet, journal, inputs, study.groups, {
-      timesteps,
-      batch,
-      onProgress: fleetProgress(run.label, fleet.fleet, timesteps + 1),
-    });
-    return { results, fleet };
-  } catch (err) {
-    if (!(err instanceof FleetError)) throw err;
-    console.error(`\n${err.message}`);
-    process.exit(1);
-  } finally {
-    journal.close();
-  }
+  return {
+    run: async (groups, { timesteps, batch, label }) => {
+      const { journal } = fleet;
+      console.error(
+        `on ${fleet.urls.join(', ')}; journal ${journal.file}` +
+          (journal.records.size ? ` (resuming: ${journal.records.size} answers in it)` : '') +
+          (journal.droppedLine ? '; its last line was cut short by a kill and is dropped' : ''),
+      );
+      try {
+        await fleet.fleet.checkAll();
+        const results = await evaluateRemote(fleet.fleet, journal, o.inputs, groups, {
+          timesteps,
+          batch,
+          onProgress: fleetProgress(label, fleet.fleet, timesteps + 1),
+        });
+        return {
+          results,
+          // this run's answers by server (a resumed run counts what it asked for itself)
+          endpoints: fleet.fleet.stats.map((e) => ({
+            url: e.url,
+            images: e.answered,
+            imagesPerSecond: Math.round(e.imagesPerSecond * 10) / 10,
+            retries: e.retries,
+          })),
+          journal: journal.file,
+        };
+      } catch (err) {
+        if (!(err instanceof FleetError)) throw err;
+        console.error(`\n${err.message}`);
+        process.exit(1);
+      } finally {
+        journal.close();
+      }
+    },
+  };
 }

@@ -9,9 +9,8 @@ import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { conditionName, type Condition } from '../robustness/evaluate.js';
 import { representationDistances, type RepresentationDistances } from '../robustness/representations.js';
-import { StudyInputs } from '../robustness/study-inputs.js';
 import { openModelWithProfile, parseCli } from './args.js';
-import { planStudyOrExit, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
+import { openStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
 const usage = `usage: npm run eval:representations -- [--images DIR] [--corruptions NAMES] [--severities LIST] [--model DIR] [--profile NAME]
 
@@ -35,7 +34,7 @@ const { values } = parseCli(
 const { model, stepper, profile, coefficients } = await openModelWithProfile(values.model, values.profile);
 try {
   const { manifest } = model;
-  const study = await planStudyOrExit(
+  const { study, inputs } = await openStudy(
     values as StudyValues,
     manifest,
     {
@@ -54,7 +53,6 @@ try {
   }
   const { timesteps } = study;
   const images = study.groups[0]!.images;
-  const inputs = new StudyInputs(manifest.input, { skipUnreadable: study.skipUnreadable, seed: study.seed });
   const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
   const table = (rows: number[][]) =>
     [

@@ -12,10 +12,9 @@ import { signalChart, svgToPng } from '../robustness/chart.js';
 import { FAMILIES, FAMILY_OF, type Corruption } from '../robustness/imagenet-c/index.js';
 import { mean } from '../robustness/report.js';
 import { auroc, signalMarkdown, type SignalRow } from '../robustness/signal.js';
-import { StudyInputs } from '../robustness/study-inputs.js';
 import { parseCli, studyModel } from './args.js';
-import { FLEET_OPTIONS, FLEET_USAGE, studyResults } from './fleet-args.js';
-import { planStudyOrExit, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
+import { FLEET_OPTIONS, FLEET_USAGE, studyEngine } from './fleet-args.js';
+import { openStudy, STUDY_OPTIONS, STUDY_USAGE, type StudyValues } from './study-args.js';
 
 const usage = `usage: npm run eval:signal -- [--images DIR] [--model DIR] [options]
 
@@ -54,7 +53,7 @@ try {
     );
     process.exitCode = 2;
   } else {
-    const study = await planStudyOrExit(
+    const { study, inputs } = await openStudy(
       values as StudyValues,
       manifest,
       {
@@ -66,22 +65,21 @@ try {
       usage,
     );
     const started = performance.now();
-    const inputs = new StudyInputs(manifest.input, {
-      skipUnreadable: study.skipUnreadable,
-      seed: study.seed,
-    });
     const out = values.out ?? path.join('build', 'signal', manifest.name);
-    const { results } = await studyResults({
+    const engine = studyEngine({
       stepper: local?.stepper,
       values,
       manifest,
       profile,
-      coefficients,
       study,
       inputs,
       timesteps: 0,
-      batch: local ? 100 : 8,
       out,
+    });
+    const { results } = await engine.run(study.groups, {
+      timesteps: 0,
+      batch: local ? 100 : 8,
+      coefficients,
       label: 'eval:signal',
     });
     const cleanResult = results.find((r) => r.condition.corruption === 'clean');

@@ -37,8 +37,39 @@ export function changesAgainstZero(
   replicates = 1000,
   seed = 2,
 ): Changes {
+  return pairedChanges(results, undefined, replicates, seed);
+}
+
+/**
+ * The changes of `results` against `reference` at the same t (another arm of the study: the same
+ * conditions, the same images in the same order, e.g. a control), each with its 95% paired
+ * bootstrap interval. At t = 0 both arms run the feedforward network alone, so a change there
+ * says that the two arms do not share their images.
+ */
+export function changesBetween(
+  results: readonly ConditionResult[],
+  reference: readonly ConditionResult[],
+  replicates = 1000,
+  seed = 2,
+): Changes {
+  const key = (r: ConditionResult) => `${r.condition.corruption}/${r.condition.severity}`;
+  const byCondition = new Map(reference.map((r) => [key(r), r]));
+  for (const r of results) {
+    const other = byCondition.get(key(r));
+    if (!other || other.count !== r.count || other.accuracy.length !== r.accuracy.length)
+      throw new Error(`changesBetween: the arms differ at ${key(r)}`);
+  }
+  return pairedChanges(results, (r) => byCondition.get(key(r))!, replicates, seed);
+}
+
+function pairedChanges(
+  results: readonly ConditionResult[],
+  referenceOf: ((r: ConditionResult) => ConditionResult) | undefined,
+  replicates: number,
+  seed: number,
+): Changes {
   const T = results[0]?.accuracy.length ?? 0;
-  const usable = results.filter((r) => r.count > 0 && r.rightAt);
+  const usable = results.filter((r) => r.count > 0 && r.rightAt && (!referenceOf || referenceOf(r).rightAt));
   const categories = new Map<string, ConditionResult[]>();
   const add = (name: string, r: ConditionResult) =>
     categories.set(name, [...(categories.get(name) ?? []), r]);
@@ -61,11 +92,16 @@ export function changesAgainstZero(
       const w = weightOf(r);
       const n = r.count;
       const diff = new Float64Array(T);
+      const base = referenceOf?.(r).rightAt;
       for (let i = 0; i < n; i++) {
         const weight = w ? w[i]! : 1;
         if (weight === 0) continue;
-        const zero = r.rightAt![i * T]!;
-        for (let t = 1; t < T; t++) diff[t]! += weight * (r.rightAt![i * T + t]! - zero);
+        if (base)
+          for (let t = 0; t < T; t++) diff[t]! += weight * (r.rightAt![i * T + t]! - base[i * T + t]!);
+        else {
+          const zero = r.rightAt![i * T]!;
+          for (let t = 1; t < T; t++) diff[t]! += weight * (r.rightAt![i * T + t]! - zero);
+        }
       }
       for (let t = 0; t < T; t++) diff[t]! /= n;
       out.set(r, diff);

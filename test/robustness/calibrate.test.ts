@@ -7,7 +7,7 @@ import { CLEAN, type StudyGroup } from '../../src/robustness/evaluate.js';
 import { FASHION_MNIST, readImageSet } from '../../src/robustness/image-set.js';
 import { correlationDistance, representationDistances } from '../../src/robustness/representations.js';
 import { StudyInputs } from '../../src/robustness/study-inputs.js';
-import { firstPerClass } from '../../src/cli/study-args.js';
+import { firstPerClass } from '../../src/robustness/study-plan.js';
 import { openModel } from '../helpers.js';
 
 let model: LoadedModel;
