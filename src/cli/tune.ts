@@ -5,7 +5,7 @@
  */
 import { pino } from 'pino';
 import { EXECUTION_PROVIDERS } from '../config/config.js';
-import { machineKey, measureCurve, pickSize, stepperThroughput, TUNING } from '../engine/batch-tuning.js';
+import { measureCurve, pickSize, stepperThroughput, tuningRecord, TUNING } from '../engine/batch-tuning.js';
 import { openStepper } from '../engine/open-stepper.js';
 import { graphSetFor } from '../engine/inference-engine.js';
 import { loadModel, timestepProvider } from '../model/load-model.js';
@@ -89,17 +89,10 @@ console.log(
 
 if (values.write) {
   const file = await editManifest(dir, (raw) => {
-    const tuning = (raw['batchTuning'] ?? {}) as Record<string, unknown>;
-    tuning[provider] = {
-      size,
-      curve: measured.curve.map((p) => ({
-        size: p.size,
-        sampleStepsPerSecond: Number(p.sampleStepsPerSecond.toFixed(1)),
-      })),
-      ...machineKey(threads),
-      measuredAt: new Date().toISOString(),
+    raw['batchTuning'] = {
+      ...((raw['batchTuning'] ?? {}) as Record<string, unknown>),
+      [provider]: tuningRecord(size, measured.curve, threads),
     };
-    raw['batchTuning'] = tuning;
   });
   console.log(`wrote batchTuning.${provider} to ${file}`);
 }

@@ -165,6 +165,22 @@ export async function stepperThroughput(
 /** What identifies the machine a curve was measured on, for a recorded curve to apply. */
 export const machineKey = (threads: number) => ({ cpus: availableParallelism(), threads });
 
+/**
+ * What `npm run tune --write` records for a provider in the manifest's batchTuning: the choice,
+ * the curve and the machine, read back by recordedChoice().
+ */
+export function tuningRecord(size: number, curve: readonly BatchPoint[], threads: number) {
+  return {
+    size,
+    curve: curve.map((p) => ({
+      size: p.size,
+      sampleStepsPerSecond: Number(p.sampleStepsPerSecond.toFixed(1)),
+    })),
+    ...machineKey(threads),
+    measuredAt: new Date().toISOString(),
+  };
+}
+
 /** A curve `npm run tune` recorded for this provider on a machine like this one, if any. */
 export function recordedChoice(
   tuning: BatchTuning | undefined,

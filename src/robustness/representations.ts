@@ -8,7 +8,10 @@ import type { PredictiveStepper } from '../engine/predictive-step.js';
 import type { Coefficients } from '../model/hyperparameters.js';
 import { newSample } from '../engine/predictive-step.js';
 import type { StudyImage } from './image-set.js';
-import { CLEAN, type Condition, type OpenImage, type StudyInputs } from './study-inputs.js';
+import type { Manifest } from '../model/manifest.js';
+import { ImageSetError } from './image-set.js';
+import { CLEAN, conditionName, type Condition, type OpenImage, type StudyInputs } from './study-inputs.js';
+import type { StudyChoice } from './study-plan.js';
 
 export function correlationDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = a.length;
@@ -79,4 +82,77 @@ export async function representationDistances(
   }
   const mean = (m: number[][]) => m.map((row) => row.map((v) => v / count));
   return { toCleanSameStep: mean(same), toCleanFeedforward: mean(feedforward) };
+}
+
+export interface RepresentationsOptions {
+  stepper: PredictiveStepper;
+  manifest: Manifest;
+  profile: string;
+  coefficients: readonly Coefficients[];
+  study: StudyChoice;
+  inputs: StudyInputs;
+  batch?: number;
+}
+
+/**
+ * npm run eval:representations as a function: the distances for every corruption condition
+ * of the study, on its first group's images (each compared with its own clean version), with
+ * the report and its tables. Throws ImageSetError for a set in ImageNet-C's layout.
+ */
+export async function representationsStudy(o: RepresentationsOptions): Promise<{
+  report: Record<string, unknown>;
+  markdown: string;
+}> {
+  const { manifest, study, inputs } = o;
+  if (study.set.layout === 'imagenet-c')
+    throw new ImageSetError(
+      'representations compare each image with its own clean version: give an ImageFolder of clean images',
+    );
+  const { timesteps } = study;
+  const images = study.groups[0]!.images;
+  const ts = Array.from({ length: timesteps + 1 }, (_, t) => t);
+  const table = (rows: number[][]) =>
+    [
+      `| PCoder | ${ts.map((t) => `t=${t}`).join(' | ')} |`,
+      `|---|${ts.map(() => '---:').join('|')}|`,
+      ...rows.map(
+        (row, i) => `| ${manifest.pcoders[i]!.name} | ${row.map((v) => v.toFixed(4)).join(' | ')} |`,
+      ),
+    ].join('\n');
+  const results: ({ condition: string } & RepresentationDistances)[] = [];
+  const sections: string[] = [];
+  for (const condition of study.conditions.filter((c): c is Condition => c.corruption !== 'clean')) {
+    const result = await representationDistances(o.stepper, inputs, images, {
+      noise: condition,
+      timesteps,
+      batch: o.batch ?? 50,
+      coefficients: o.coefficients,
+    });
+    results.push({ condition: conditionName(condition), ...result });
+    sections.push(
+      `## Representations: ${manifest.name}, profile ${o.profile}, ${conditionName(condition)}, ${images.length - inputs.unreadable.length} images`,
+      '',
+      'Correlation distance (1 - Pearson r) between the corrupted and the clean version of each image, averaged over images.',
+      '',
+      '**Corrupted at t vs clean at t:**',
+      '',
+      table(result.toCleanSameStep),
+      '',
+      '**Corrupted at t vs clean at t = 0 (its feedforward pass):**',
+      '',
+      table(result.toCleanFeedforward),
+      '',
+    );
+  }
+  return {
+    report: {
+      model: manifest.name,
+      profile: o.profile,
+      images: study.set.root,
+      count: images.length,
+      unreadable: inputs.unreadable,
+      results,
+    },
+    markdown: sections.join('\n'),
+  };
 }
