@@ -8,7 +8,7 @@ import { appendFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { freePort } from './helpers.js';
+import { freePort, until } from './helpers.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL, PAPER_MODELS, ROOT, SAMPLES, TEST_MODELS } from './paths.js';
 
@@ -181,7 +181,15 @@ describe('server process', () => {
     // the connections are cut by the second signal: their failures are expected
     const requests = Promise.allSettled(await inFlight(server.base, 4, 1024));
     process.kill(-server.child.pid!, 'SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
+    // draining: no longer ready, the four still in flight
+    await until(
+      async () =>
+        (await fetch(`${server.base}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        )) !== 200,
+      'the drain to begin',
+    );
     const second = Date.now();
     process.kill(-server.child.pid!, 'SIGINT');
     expect(await server.exited).not.toBe(0);
@@ -402,7 +410,11 @@ describe('engine supervision in the real process (ENGINE_FAULTS=1, SIGUSR2)', ()
     const server = await startReady({ ENGINE_FAULTS: '1', SHUTDOWN_DRAIN_MS: '20000' });
     const image = await readFile(path.join(SAMPLES, '0002-trouser.png'));
     const inflight = Array.from({ length: 4 }, () => postImage(server.base, '/classify?timesteps=64', image));
-    await new Promise((r) => setTimeout(r, 50));
+    await until(
+      async () =>
+        /^predify_classify_in_flight 4$/m.test(await (await fetch(`${server.base}/metrics`)).text()),
+      'the four requests to arrive',
+    );
     const started = Date.now();
     server.child.kill('SIGTERM');
     server.child.kill('SIGUSR2');

@@ -92,8 +92,17 @@ describe('BatchScheduler', () => {
   it('answers a short request without waiting for a long one (continuous)', async () => {
     const { s } = scheduler();
     let longSteps = 0;
-    const long = s.submit({ image: images[0]!, timesteps: 30, onStep: () => longSteps++ });
-    await new Promise((r) => setTimeout(r, 5));
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const long = s.submit({
+      image: images[0]!,
+      timesteps: 30,
+      onStep: () => {
+        longSteps++;
+        started();
+      },
+    });
+    await running;
     const short = await s.submit({ image: images[1]!, timesteps: 1 });
     expect(longSteps).toBeLessThan(31); // the long request is still running
     expectGolden(1, short.steps);
@@ -103,8 +112,17 @@ describe('BatchScheduler', () => {
   it('without continuous batching, a request waits for the running batch to finish', async () => {
     const { s, stats } = scheduler({ continuous: false });
     let longSteps = 0;
-    const long = s.submit({ image: images[0]!, timesteps: 6, onStep: () => longSteps++ });
-    await new Promise((r) => setTimeout(r, 5));
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const long = s.submit({
+      image: images[0]!,
+      timesteps: 6,
+      onStep: () => {
+        longSteps++;
+        started();
+      },
+    });
+    await running;
     const short = await s.submit({ image: images[1]!, timesteps: 1 });
     expect(longSteps).toBe(7);
     expect(stats.every((st) => st.batchSize === 1)).toBe(true);

@@ -27,7 +27,7 @@ import { PROTO_DIR } from '../../src/grpc/protos.js';
 import { readGolden, type Golden } from '../../src/model/golden.js';
 import { readManifest } from '../../src/model/manifest.js';
 import type { ServiceState } from '../../src/service-state.js';
-import { buildTestApp, silent } from '../helpers.js';
+import { buildTestApp, silent, until } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
 
 const NAME = 'fashion-pc';
@@ -482,6 +482,12 @@ describe('refusals: a clear status, and the server stays up', () => {
   });
 });
 
+/** Whether the engine holds `n` requests (its own gauge). */
+async function engineHolds(n: number): Promise<boolean> {
+  const metrics = (await app.inject('/metrics')).body;
+  return new RegExp(`^predify_engine_in_flight\\{model="fashion-pc"\\} ${n}$`, 'm').test(metrics);
+}
+
 describe('deadlines and cancellation reach the engine', () => {
   it('a deadline that passes in the engine: DEADLINE_EXCEEDED, and the request leaves at the next step', async () => {
     slow = true;
@@ -495,7 +501,7 @@ describe('deadlines and cancellation reach the engine', () => {
         ),
       );
       expect(got.code).toBe(Status.DEADLINE_EXCEEDED);
-      await new Promise((r) => setTimeout(r, 300));
+      await until(() => engineHolds(0), 'the engine to let the request go');
       const ran = steps - before;
       // 60 timesteps were asked; at 30 ms a step about 10 fit in 300 ms, a few more until it is seen.
       expect(ran).toBeGreaterThan(0);
@@ -532,9 +538,9 @@ describe('deadlines and cancellation reach the engine', () => {
         keyed(),
         () => undefined,
       );
-      await new Promise((r) => setTimeout(r, 200));
+      await until(() => steps > before + 1, 'the call to reach the engine');
       pending.cancel();
-      await new Promise((r) => setTimeout(r, 300));
+      await until(() => engineHolds(0), 'the engine to let the request go');
       const ran = steps - before;
       expect(ran).toBeGreaterThan(0);
       expect(ran).toBeLessThan(30);

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalEngine } from '../../src/engine/local-engine.js';
 import type { InferenceEngine } from '../../src/engine/inference-engine.js';
-import { buildTestApp } from '../helpers.js';
+import { buildTestApp, until } from '../helpers.js';
 import { SAMPLES } from '../paths.js';
 
 const TIMEOUT_MS = 400;
@@ -80,8 +80,13 @@ describe('request deadline', () => {
     expect(res.status).toBe(504);
     const body = (await res.json()) as { code: string };
     expect(body.code).toBe('PREDIFY_ERR_TIMEOUT');
-    // Withdrawn at the next timestep boundary: the engine stops stepping it.
-    await new Promise((resolve) => setTimeout(resolve, 5 * STEP_DELAY_MS));
+    // Withdrawn at the next timestep boundary: the engine lets it go and steps it no more (an
+    // absence, so watched over a few steps' time).
+    await until(
+      async () =>
+        /^predify_engine_in_flight\{model="fashion-pc"\} 0$/m.test((await app.inject('/metrics')).body),
+      'the engine to let the request go',
+    );
     const after = steps;
     await new Promise((resolve) => setTimeout(resolve, 5 * STEP_DELAY_MS));
     expect(steps).toBe(after);

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildTestApp } from '../helpers.js';
+import { buildTestApp, until } from '../helpers.js';
 import { SAMPLES } from '../paths.js';
 
 describe('before the model has loaded', () => {
@@ -74,8 +74,7 @@ describe('when the queue is full', () => {
     const ready = await app.inject('/readyz');
     expect(ready.statusCode).toBe(503);
     expect(ready.json()).toEqual({ status: 'overloaded' });
-    await new Promise((resolve) => setTimeout(resolve, 1100));
-    expect((await app.inject('/readyz')).statusCode).toBe(200);
+    await until(async () => (await app.inject('/readyz')).statusCode === 200, 'ready again', 5000);
     await app.close();
   });
 });

@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { LocalEngine } from '../../src/engine/local-engine.js';
-import { buildTestApp } from '../helpers.js';
+import { buildTestApp, until } from '../helpers.js';
 import { DEFAULT_MODEL, SAMPLES } from '../paths.js';
 
 const KEY = 'repository-key-0123456789';
@@ -131,10 +131,11 @@ describe('the repository API', () => {
     const clients = Array.from({ length: 6 }, async () => {
       while (!stop) statuses.push((await classify('fashion-b', 3)).statusCode);
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => statuses.length >= 6, 'requests under way');
     const res = await post('/v2/repository/models/fashion-b/load');
     expect(res.statusCode).toBe(200);
-    await new Promise((r) => setTimeout(r, 200));
+    const atReload = statuses.length;
+    await until(() => statuses.length >= atReload + 12, 'requests answered by the reloaded model');
     stop = true;
     await Promise.all(clients);
     expect(statuses.length).toBeGreaterThan(20);
@@ -168,7 +169,11 @@ describe('the repository API', () => {
     try {
       // fashion-pc's engine is the slowed one: 12 timesteps take about half a second.
       const inFlight = classify('fashion-pc', 12);
-      await new Promise((r) => setTimeout(r, 100));
+      await until(
+        async () =>
+          /^predify_engine_in_flight\{model="fashion-pc"\} 1$/m.test((await app.inject('/metrics')).body),
+        'the request to reach the engine',
+      );
       const res = await post('/v2/repository/models/fashion-pc/unload');
       expect(res.statusCode).toBe(200);
       expect((await inFlight).statusCode).toBe(200);
