@@ -4,7 +4,7 @@
  * the options, opens the model (and a control's), runs the study here or on servers, writes
  * results.json, results.md and the charts to --out and prints the summary.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { termControls, untrainedFeedbackControl } from '../robustness/controls.js';
@@ -15,6 +15,8 @@ import {
   writeEvalOutcome,
   type Control,
 } from '../robustness/eval-study.js';
+import { svgToPng } from '../robustness/chart.js';
+import { gaussianSweep, parseSigmas } from '../robustness/gaussian-sweep.js';
 import { ImageSetError, type FashionPart } from '../robustness/image-set.js';
 import { StudyFailure } from '../robustness/study-engine.js';
 import { openModelWithProfile, parseCli, studyModel, wholeNumber } from './args.js';
@@ -40,6 +42,11 @@ ${FLEET_USAGE}
   --controls     the same study again with lambda = 0 (no-feedback-term) and with alpha = 0
                  (no-error-gradient), and with --untrained-feedback DIR the feedback untrained;
                  each against the model, paired, with intervals (local engine only)
+  --seeds K      draw the corruptions again with K seeds (--seed, +1, ...) on the same images and
+                 report each change's spread over them (local engine only)
+  --gaussian-sweep S1,S2,...  the Predify paper's first experiment instead: accuracy at t = 0..T
+                 under additive Gaussian noise of each standard deviation (pixel units, in (0, 1]),
+                 and clean, with intervals; writes sweep.json, sweep.md, sweep.svg/.png
   --untrained-feedback DIR  the untrained-feedback control: the same backbone with feedback
                  never trained (scripts/train_feedback.py ... --epochs 0 --seed S --out ...)
   --model DIR    model directory (default: the shipped ${path.basename(DEFAULT_MODEL_DIR)})
@@ -57,6 +64,8 @@ const { values } = parseCli(
       'allow-calibration-images': { type: 'boolean', default: false },
       baseline: { type: 'string' },
       controls: { type: 'boolean', default: false },
+      seeds: { type: 'string' },
+      'gaussian-sweep': { type: 'string' },
       'untrained-feedback': { type: 'string' },
       profile: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL_DIR },
@@ -78,6 +87,17 @@ if (remote && (values.controls || values['untrained-feedback']))
   refuse('--controls run on the local engine only: leave out --endpoint');
 if (values['untrained-feedback'] && !values.controls)
   refuse('--untrained-feedback is a control: add --controls');
+const seeds = wholeNumber('seeds', values.seeds, 1);
+if (seeds < 1) refuse('--seeds takes a whole number of at least 1');
+if (remote && seeds > 1) refuse('--seeds runs on the local engine only: leave out --endpoint');
+let sigmas: number[] | undefined;
+try {
+  sigmas = values['gaussian-sweep'] !== undefined ? parseSigmas(values['gaussian-sweep']) : undefined;
+} catch (err) {
+  refuse((err as Error).message);
+}
+if (sigmas && (values.controls || seeds > 1 || values.baseline))
+  refuse('--gaussian-sweep is a study of its own: without --controls, --seeds or --baseline');
 const batch = Math.max(1, wholeNumber('batch', values.batch, remote ? 8 : 32));
 const threads = wholeNumber('threads', values.threads, 2);
 
@@ -101,7 +121,15 @@ try {
     },
     usage,
   );
-  const out = values.out ?? defaultEvalOut(manifest, profile, values.quick, split);
+  const out =
+    values.out ??
+    (sigmas
+      ? path.join(
+          'build',
+          'robustness',
+          `${manifest.name}-${profile}-gaussian-sweep${split === 'final' ? '-final' : ''}`,
+        )
+      : defaultEvalOut(manifest, profile, values.quick, split));
   const controls: Control[] = [];
   let baseline;
   try {
@@ -140,42 +168,64 @@ try {
     timesteps: study.timesteps,
     out,
   });
-  let outcome;
-  try {
-    outcome = await evalStudy({
-      modelDir: values.model,
-      manifest,
-      profile,
-      hyperparameters,
-      coefficients,
-      recommendedTimesteps,
-      calibrated: anytime !== undefined,
-      study,
-      inputs,
-      engine,
-      batch,
-      split,
-      ...(baseline ? { baseline } : {}),
-      allowCalibrationImages: values['allow-calibration-images'],
-      controls,
-      onStart: (line) => console.error(line),
-    });
-  } catch (err) {
-    if (err instanceof StudyFailure) {
-      console.error(`\n${err.message}`);
-      process.exit(1);
+  if (sigmas) {
+    try {
+      const sweep = await gaussianSweep({
+        manifest,
+        profile,
+        coefficients,
+        study,
+        inputs,
+        engine,
+        sigmas,
+        batch,
+      });
+      await writeSweep(out, sweep);
+      console.log(`${sweep.line}. Written to ${out}/`);
+    } catch (err) {
+      if (!(err instanceof ImageSetError) && !(err instanceof StudyFailure)) throw err;
+      console.error(err.message);
+      process.exitCode = err instanceof StudyFailure ? 1 : 2;
     }
-    if (!(err instanceof ImageSetError)) throw err;
-    refuse(err.message);
+  } else {
+    let outcome;
+    try {
+      outcome = await evalStudy({
+        modelDir: values.model,
+        manifest,
+        profile,
+        hyperparameters,
+        coefficients,
+        recommendedTimesteps,
+        calibrated: anytime !== undefined,
+        study,
+        inputs,
+        engine,
+        batch,
+        split,
+        ...(baseline ? { baseline } : {}),
+        allowCalibrationImages: values['allow-calibration-images'],
+        controls,
+        seeds,
+        onStart: (line) => console.error(line),
+      });
+    } catch (err) {
+      if (err instanceof StudyFailure) {
+        console.error(`\n${err.message}`);
+        process.exit(1);
+      }
+      if (!(err instanceof ImageSetError)) throw err;
+      refuse(err.message);
+    }
+    if (!study.groups.some((g) => g.conditions.some((c) => c.corruption === 'clean')))
+      console.error(
+        'no clean images (an ImageNet-C set may hold them in DIR/clean/<class>/): clean accuracy and the anytime replay are left out',
+      );
+    await writeEvalOutcome(out, outcome);
+    const [first, ...rest] = outcome.lines;
+    console.log(`${first} Written to ${out}/`);
+    for (const line of rest) console.log(line);
   }
-  if (!study.groups.some((g) => g.conditions.some((c) => c.corruption === 'clean')))
-    console.error(
-      'no clean images (an ImageNet-C set may hold them in DIR/clean/<class>/): clean accuracy and the anytime replay are left out',
-    );
-  await writeEvalOutcome(out, outcome);
-  const [first, ...rest] = outcome.lines;
-  console.log(`${first} Written to ${out}/`);
-  for (const line of rest) console.log(line);
 } finally {
   for (const m of released) await m.release();
 }
@@ -186,4 +236,12 @@ async function readJson(file: string): Promise<unknown> {
   } catch (err) {
     throw new ImageSetError(`--baseline ${file}: ${(err as Error).message}`);
   }
+}
+
+async function writeSweep(out: string, sweep: Awaited<ReturnType<typeof gaussianSweep>>): Promise<void> {
+  await mkdir(out, { recursive: true });
+  await writeFile(path.join(out, 'sweep.json'), JSON.stringify(sweep.report, null, 2) + '\n');
+  await writeFile(path.join(out, 'sweep.md'), sweep.markdown);
+  await writeFile(path.join(out, 'sweep.svg'), sweep.svg);
+  await writeFile(path.join(out, 'sweep.png'), await svgToPng(sweep.svg));
 }

@@ -5,7 +5,7 @@ import { ruleName, sameRule, type AnytimeRow } from './anytime.js';
 import type { Summary } from './report.js';
 import type { SignalRow } from './signal.js';
 
-const COLOURS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d'];
+export const COLOURS = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d'];
 
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -55,10 +55,7 @@ export function accuracyChart(
   title: string,
   marker: Marker = { timesteps: summary.recommended.timesteps, label: 'best here' },
 ): string {
-  const width = 940;
-  const height = 460;
-  const plot = { left: 60, top: 40, right: 600, bottom: 400 };
-  const series: { name: string; values: number[]; colour: string; dash?: string; bold?: boolean }[] = [
+  const series: Series[] = [
     { name: 'clean', values: summary.clean, colour: '#000000', bold: true },
     ...Object.entries(summary.families).map(([name, values], k) => ({
       name: `${name} (family)`,
@@ -67,10 +64,25 @@ export function accuracyChart(
     })),
     { name: 'corrupted mean', values: summary.corruptedMean, colour: '#444444', dash: '6 4', bold: true },
   ];
+  return lineChart(series, summary.timesteps, title, marker);
+}
+
+export interface Series {
+  name: string;
+  values: number[];
+  colour: string;
+  dash?: string;
+  bold?: boolean;
+}
+
+/** Accuracy against timestep for any series, with a marked timestep and a legend of values. */
+export function lineChart(series: readonly Series[], T: number, title: string, marker: Marker): string {
+  const width = 940;
+  const height = 460;
+  const plot = { left: 60, top: 40, right: 600, bottom: 400 };
   const all = series.flatMap((s) => s.values).filter(Number.isFinite);
   const lo = Math.max(0, Math.floor(Math.min(...all) * 10) / 10);
   const hi = Math.min(1, Math.ceil(Math.max(...all) * 10) / 10);
-  const T = summary.timesteps;
   const x = (t: number) => plot.left + ((plot.right - plot.left) * t) / Math.max(1, T);
   const y = (a: number) => plot.bottom - ((plot.bottom - plot.top) * (a - lo)) / Math.max(1e-9, hi - lo);
   const parts: string[] = [...svgHead(width, height, plot.left, title)];

@@ -24,7 +24,13 @@ import {
   sameRule,
   servedResults,
 } from './anytime.js';
-import { changesAgainstZero, changesBetween, describeWithInterval, type Change } from './changes.js';
+import {
+  changesAgainstZero,
+  changesBetween,
+  describeWithInterval,
+  type Change,
+  type Changes,
+} from './changes.js';
 import { accuracyChart, anytimeChart, mceChart, svgToPng } from './chart.js';
 import { studySize, type ConditionResult } from './evaluate.js';
 import { calibrationImages, cleanImagesOf, digestsOf, SCORE_RECORD } from './held-out.js';
@@ -43,7 +49,7 @@ import {
 import { clock } from './progress.js';
 import { changeAt, describeChange, markdown, summariseEvaluation, type Summary } from './report.js';
 import { localStudy, type StudyEngine } from './study-engine.js';
-import type { StudyInputs } from './study-inputs.js';
+import { StudyInputs } from './study-inputs.js';
 import type { StudyChoice } from './study-plan.js';
 
 /** A study of the same model with one part of the dynamics taken away (docs/robustness.md). */
@@ -74,6 +80,8 @@ export interface EvalOptions {
   /** score a calibrated profile even on the images calibrate read (the title then says so) */
   allowCalibrationImages?: boolean;
   controls?: readonly Control[];
+  /** repeat the corruptions with this many seeds (study.seed, +1, ...) and report each change's spread */
+  seeds?: number;
   /** measure the engine alone at this batch, for the study's speed against it */
   measureEngine?: boolean;
   onStart?: (line: string) => void;
@@ -195,6 +203,7 @@ export async function evalStudy(o: EvalOptions): Promise<EvalOutcome> {
     controlLines.push(controlLine(control, report.summary, vsModel, compareAt));
   }
 
+  const seeds = o.seeds && o.seeds > 1 ? await seedSpread(o, results, call) : undefined;
   const recommended =
     o.recommendedTimesteps !== undefined && o.recommendedTimesteps <= timesteps
       ? o.recommendedTimesteps
@@ -232,6 +241,7 @@ export async function evalStudy(o: EvalOptions): Promise<EvalOutcome> {
       ...(run.endpoints ? { endpoints: run.endpoints, journal: run.journal } : {}),
     },
     ...(o.controls?.length ? { controls } : {}),
+    ...(seeds ? { seeds } : {}),
   };
   const { mce, mceAll, allCount, normalised, rows, verdict, covered } = arm;
   const marker = { timesteps: marked, label: recommended !== undefined ? 'recommended' : 'best here' };
@@ -290,6 +300,7 @@ export async function evalStudy(o: EvalOptions): Promise<EvalOutcome> {
     changesMarkdown(arm.changes, marked) +
     (rows && verdict ? anytimeMarkdown(rows, verdict, profileRule) : '') +
     (o.controls?.length ? controlsMarkdown(o.controls, controls, compareAt) : '') +
+    (seeds ? seedsMarkdown(seeds, compareAt) : '') +
     (unreadable.length
       ? `\n## Unreadable images, left out\n\n${unreadable.map((u) => `- ${u.id}: ${u.reason}`).join('\n')}\n`
       : '');
@@ -324,7 +335,75 @@ export async function evalStudy(o: EvalOptions): Promise<EvalOutcome> {
     );
   }
   lines.push(...controlLines);
+  if (seeds) lines.push(seedsLine(seeds, compareAt));
   return { report, markdown: md, charts, lines };
+}
+
+type Spread = { values: number[]; mean: number; sd: number; min: number; max: number };
+
+/**
+ * The corruptions drawn again with each further seed, on the same images: per t, the change of
+ * the corrupted mean and of each family against t = 0 under every seed (the first is the
+ * study's own), and their spread. Clean images are not corrupted, so they are not repeated.
+ */
+async function seedSpread(
+  o: EvalOptions,
+  first: readonly ConditionResult[],
+  call: { timesteps: number; batch: number; coefficients: readonly Coefficients[]; label: string },
+) {
+  if (!o.engine.stepper)
+    throw new ImageSetError('--seeds runs on the local engine only, not with --endpoint');
+  const groups = o.study.groups
+    .map((g) => ({ ...g, conditions: g.conditions.filter((c) => c.corruption !== 'clean') }))
+    .filter((g) => g.conditions.length > 0);
+  const runs: Changes[] = [changesAgainstZero(first.filter((r) => r.condition.corruption !== 'clean'))];
+  const seedValues = [o.study.seed];
+  for (let k = 1; k < o.seeds!; k++) {
+    const seed = o.study.seed + k;
+    const inputs = new StudyInputs(o.manifest.input, { skipUnreadable: o.study.skipUnreadable, seed });
+    const { results } = await localStudy(o.engine.stepper, inputs).run(groups, {
+      ...call,
+      label: `eval (corruption seed ${seed})`,
+    });
+    runs.push(changesAgainstZero(results));
+    seedValues.push(seed);
+  }
+  const spread = (xs: number[]): Spread => {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length - 1));
+    return { values: xs, mean, sd, min: Math.min(...xs), max: Math.max(...xs) };
+  };
+  const T = o.study.timesteps;
+  const over = (pick: (c: Changes) => Change[] | undefined) =>
+    Array.from({ length: T + 1 }, (_, t) => spread(runs.map((c) => pick(c)?.[t]?.change ?? NaN)));
+  return {
+    seeds: seedValues,
+    note: 'change against t = 0 (points) under each corruption seed, same images; sd over seeds',
+    corruptedMean: over((c) => c.corruptedMean),
+    families: Object.fromEntries(Object.keys(runs[0]!.families).map((f) => [f, over((c) => c.families[f])])),
+  };
+}
+
+function seedsMarkdown(seeds: NonNullable<Awaited<ReturnType<typeof seedSpread>>>, t: number): string {
+  const f = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+  const row = (name: string, s: Spread) =>
+    `| ${name} | ${s.values.map(f).join(', ')} | ${f(s.mean)} | ${s.sd.toFixed(2)} |`;
+  return [
+    `## Corruption seeds, at t = ${t}`,
+    '',
+    `The corruptions drawn with ${seeds.seeds.length} seeds (${seeds.seeds.join(', ')}) on the same images: each change against t = 0 under each seed.`,
+    '',
+    '| | changes (points) | mean | sd |',
+    '|---|---|---:|---:|',
+    row('**corrupted mean**', seeds.corruptedMean[t]!),
+    ...Object.entries(seeds.families).map(([fam, s]) => row(`${fam} (family)`, s[t]!)),
+    '',
+  ].join('\n');
+}
+
+function seedsLine(seeds: NonNullable<Awaited<ReturnType<typeof seedSpread>>>, t: number): string {
+  const s = seeds.corruptedMean[t]!;
+  return `corruption seeds ${seeds.seeds.join(', ')}: corrupted mean change at t=${t} ${s.values.map((x) => x.toFixed(2)).join(', ')} (sd ${s.sd.toFixed(2)} points)`;
 }
 
 /** Writes a study's results.json (numbers to 4 decimals), results.md and each chart as SVG and PNG. */

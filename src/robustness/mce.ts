@@ -7,6 +7,7 @@
 import { BENCHMARK_CORRUPTIONS, type Corruption } from './imagenet-c/index.js';
 import { Random } from './imagenet-c/random.js';
 import type { ConditionResult } from './evaluate.js';
+import { ADDITIVE_GAUSSIAN } from './study-inputs.js';
 
 /**
  * AlexNet's error on ImageNet-C, each averaged over the 5 severities, as ImageNet-C's authors
@@ -37,7 +38,7 @@ const isBenchmark = (c: string): c is (typeof BENCHMARK_CORRUPTIONS)[number] =>
 export function corruptionErrors(results: readonly ConditionResult[]): Map<Corruption, number[]> {
   const out = new Map<Corruption, number[]>();
   for (const r of results) {
-    if (r.condition.corruption === 'clean') continue;
+    if (r.condition.corruption === 'clean' || r.condition.corruption === ADDITIVE_GAUSSIAN) continue;
     const ce = out.get(r.condition.corruption) ?? r.accuracy.map(() => 0);
     out.set(
       r.condition.corruption,
@@ -174,7 +175,7 @@ export interface NormalisedMce {
 export function normalisedMce(results: readonly ConditionResult[], baseline: BaselineErrors): NormalisedMce {
   const severities = new Map<Corruption, number>();
   for (const r of results)
-    if (r.condition.corruption !== 'clean')
+    if (r.condition.corruption !== 'clean' && r.condition.corruption !== ADDITIVE_GAUSSIAN)
       severities.set(r.condition.corruption, (severities.get(r.condition.corruption) ?? 0) + 1);
   const corruptions: NormalisedMce['corruptions'] = {};
   const missing: string[] = [];

@@ -17,6 +17,7 @@ import {
 import type { InputSpec } from '../model/manifest.js';
 import { ImageSetError, type StudyImage } from './image-set.js';
 import {
+  addGaussianNoise,
   corruptionSeed,
   corruptPixels,
   loadCorruptionAssets,
@@ -24,7 +25,17 @@ import {
   type CorruptionAssets,
 } from './imagenet-c/index.js';
 
-export type Condition = { corruption: 'clean'; severity: 0 } | { corruption: Corruption; severity: number };
+/**
+ * What an image is studied under: as it is, one of ImageNet-C's corruptions at a severity, or
+ * additive Gaussian noise of standard deviation `severity` in pixel units (the Predify paper's
+ * first experiment, eval --gaussian-sweep).
+ */
+export type Condition =
+  | { corruption: 'clean'; severity: 0 }
+  | { corruption: Corruption; severity: number }
+  | { corruption: typeof ADDITIVE_GAUSSIAN; severity: number };
+
+export const ADDITIVE_GAUSSIAN = 'additive_gaussian';
 
 export const CLEAN: Condition = { corruption: 'clean', severity: 0 };
 
@@ -89,6 +100,22 @@ export class StudyInputs {
   /** The model inputs for open images under a condition. */
   async inputs(opened: readonly OpenImage[], condition: Condition): Promise<Float32Array[]> {
     if (condition.corruption === 'clean') return opened.map((o) => o.clean);
+    if (condition.corruption === ADDITIVE_GAUSSIAN) {
+      const noisy = await Promise.all(
+        opened.map(async (o) => {
+          o.pixels ??= (await decodeAtModelSize(o.bytes!, this.spec, 'rgb')).pixels;
+          // one draw per image, sigma and study seed; sigma in thousandths names the draw
+          const seed = corruptionSeed(
+            'gaussian_noise',
+            Math.round(condition.severity * 1000),
+            o.image.id,
+            this.options.seed ?? 0,
+          );
+          return addGaussianNoise(o.pixels, condition.severity, seed, this.spec.channels === 1);
+        }),
+      );
+      return modelInputsFromRgb(noisy, this.spec);
+    }
     const assets = await (this.#assets ??= loadCorruptionAssets());
     const corrupted = await Promise.all(
       opened.map(async (o) => {

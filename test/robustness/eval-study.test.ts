@@ -190,6 +190,48 @@ describe('evalStudy', () => {
     expect(() => changesBetween(a, [fake([0.5], [1, 0])])).toThrow(/differ/);
   });
 
+  it('draws the corruptions again with --seeds and reports the spread of each change', async () => {
+    const { manifest } = model;
+    const inputs = new StudyInputs(manifest.input, { seed: 0 });
+    const p = profilesOf(manifest)[manifest.defaultProfile]!;
+    const small = { ...study, groups: study.groups.map((g) => ({ ...g, images: g.images.slice(0, 20) })) };
+    const seeded = await evalStudy({
+      modelDir: DEFAULT_MODEL,
+      manifest,
+      profile: manifest.defaultProfile,
+      hyperparameters: p.hyperparameters,
+      coefficients: coefficientsOf(p.hyperparameters, gradientScales(manifest)),
+      calibrated: false,
+      study: small,
+      inputs,
+      engine: localStudy(stepper, inputs),
+      batch: 32,
+      measureEngine: false,
+      seeds: 2,
+    });
+    const seeds = seeded.report['seeds'] as {
+      seeds: number[];
+      corruptedMean: { values: number[]; sd: number }[];
+    };
+    expect(seeds.seeds).toEqual([0, 1]);
+    const atT = seeds.corruptedMean[T]!;
+    expect(atT.values).toHaveLength(2);
+    // the first seed's change is the study's own
+    const own = (seeded.report['changesAgainstT0'] as { corruptedMean: { change: number }[] }).corruptedMean[
+      T
+    ]!;
+    expect(atT.values[0]).toBe(own.change);
+    expect(atT.sd).toBeCloseTo(Math.abs(atT.values[0]! - atT.values[1]!) / Math.SQRT2, 10);
+    // two draws: the same image corrupted under each seed differs
+    const image = small.groups[0]!.images[0]!;
+    const draw = async (seed: number) => {
+      const i = new StudyInputs(manifest.input, { seed });
+      return (await i.inputs([(await i.open(image))!], { corruption: 'gaussian_noise', severity: 4 }))[0]!;
+    };
+    expect(await draw(1)).not.toEqual(await draw(0));
+    expect(seeded.lines.some((l) => l.startsWith('corruption seeds 0, 1:'))).toBe(true);
+  });
+
   it('refuses an untrained-feedback control that is not the same network, naming what differs', async () => {
     const { manifest } = model;
     const other = {

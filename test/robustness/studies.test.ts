@@ -2,6 +2,8 @@
  * The smaller studies as functions, in-process, on the shipped model:
  * - eval:signal: heavy Gaussian noise lifts the corruption score far above clean images' (the
  *   docs' claim: AUROC near 1), and a model without a score is refused;
+ * - eval --gaussian-sweep: the noise has the standard deviation asked for, in pixel units, and
+ *   strong noise costs accuracy at t = 0 on the same images as clean;
  * - eval:representations: at t = 0 both distances compare with the clean image's feedforward
  *   pass, so they are equal by definition;
  * - calibrate --score-only: the normalisation has one mean and spread per PCoder, --write puts it
@@ -20,7 +22,8 @@ import { ImageSetError } from '../../src/robustness/image-set.js';
 import { representationsStudy } from '../../src/robustness/representations.js';
 import { signalStudy } from '../../src/robustness/signal-study.js';
 import { localStudy } from '../../src/robustness/study-engine.js';
-import { StudyInputs } from '../../src/robustness/study-inputs.js';
+import { ADDITIVE_GAUSSIAN, StudyInputs } from '../../src/robustness/study-inputs.js';
+import { gaussianSweep, parseSigmas } from '../../src/robustness/gaussian-sweep.js';
 import { planStudy, type StudyValues } from '../../src/robustness/study-plan.js';
 import { openModel } from '../helpers.js';
 
@@ -79,6 +82,62 @@ describe('signalStudy', () => {
     ).rejects.toThrow(/no corruption score.*--score-only/);
   });
 });
+
+describe('gaussianSweep', () => {
+  it('adds noise of the standard deviation asked for, in pixel units, one draw per seed', async () => {
+    const study = await plan({ 'per-class': '1', 'clean-per-class': '1' });
+    const { spec, opened, noisy } = await noisyInputs(study, 0.05, 0);
+    const again = (await noisyInputs(study, 0.05, 1)).noisy;
+    const std = spec.std[0]!;
+    // pixels well inside (0, 1), where clipping cannot bite: the difference is the noise
+    const diffs: number[] = [];
+    opened.forEach((o, i) =>
+      o.clean.forEach((x, k) => {
+        const p = x * std + spec.mean[0]!;
+        if (p > 0.25 && p < 0.75) diffs.push((noisy[i]![k]! - x) * std);
+      }),
+    );
+    expect(diffs.length).toBeGreaterThan(500);
+    const mean = diffs.reduce((a, b) => a + b, 0) / diffs.length;
+    const sd = Math.sqrt(diffs.reduce((a, b) => a + (b - mean) ** 2, 0) / diffs.length);
+    // 8-bit truncation lowers the mean by half a level and adds its own small spread
+    expect(sd).toBeGreaterThan(0.045);
+    expect(sd).toBeLessThan(0.055);
+    expect(again[0]).not.toEqual(noisy[0]);
+  });
+
+  it('runs clean and every sigma on the same images, strong noise costing accuracy at t = 0', async () => {
+    const study = await plan({ 'per-class': '5', 'clean-per-class': '5', timesteps: '2' });
+    const inputs = new StudyInputs(model.manifest.input, { seed: 0 });
+    const sweep = await gaussianSweep({
+      manifest: model.manifest,
+      profile: model.manifest.defaultProfile,
+      coefficients: coefficients(),
+      study,
+      inputs,
+      engine: localStudy(stepper, inputs),
+      sigmas: parseSigmas('0.5,0.05'),
+      batch: 50,
+    });
+    const rows = sweep.report['sigmas'] as { sigma: number; count: number; accuracy: number[] }[];
+    const clean = sweep.report['clean'] as { accuracy: number[] };
+    expect(rows.map((r) => r.sigma)).toEqual([0.05, 0.5]);
+    expect(rows.every((r) => r.count === 50 && r.accuracy.length === 3)).toBe(true);
+    expect(rows[1]!.accuracy[0]).toBeLessThan(clean.accuracy[0]! - 0.2);
+    expect(sweep.markdown).toContain('| sigma 0.5 |');
+    expect(() => parseSigmas('0.1,1.5')).toThrow(/'1.5' is not one/);
+  });
+});
+
+async function noisyInputs(study: Awaited<ReturnType<typeof plan>>, sigma: number, seed: number) {
+  const spec = model.manifest.input;
+  const inputs = new StudyInputs(spec, { seed });
+  const opened = (await Promise.all(study.groups[0]!.images.map((i) => inputs.open(i)))).filter(
+    (o) => o !== undefined,
+  );
+  const noisy = await inputs.inputs(opened, { corruption: ADDITIVE_GAUSSIAN, severity: sigma });
+  return { spec, opened, noisy };
+}
 
 describe('representationsStudy', () => {
   it("compares with the clean image's feedforward pass at t = 0 both ways", async () => {

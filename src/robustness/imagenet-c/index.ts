@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { readRgbFile } from '../../image/codecs.js';
 import { defocusBlur, gaussianBlur, glassBlur, motionBlur, zoomBlur } from './blur.js';
 import { brightness, contrast, elasticTransform, jpegCompression, pixelate, saturate } from './digital.js';
-import { gaussianNoise, impulseNoise, shotNoise, speckleNoise } from './noise.js';
+import { additiveGaussian, gaussianNoise, impulseNoise, shotNoise, speckleNoise } from './noise.js';
 import { Random } from './random.js';
 import type { Raster } from './raster.js';
 import { spatter } from './spatter.js';
@@ -188,14 +188,35 @@ export async function corruptPixels(
   if (!Number.isInteger(severity) || severity < 1 || severity > 5)
     throw new RangeError(`severity must be 1..5, got ${severity}`);
   const x = toRgb(image);
+  return toPixels(await apply(x, corruption, severity, new Random(seed), assets));
+}
+
+/**
+ * Additive Gaussian noise of standard deviation `sigma` in [0, 1] pixel units, clipped and kept
+ * at 8 bits as corruptPixels() keeps its images: the Predify paper's first experiment, at any sigma.
+ * With `grey`, one draw per pixel for all three channels, so that a grey model, which averages
+ * them, sees noise of that sigma (three independent draws would average to about 0.75 sigma).
+ */
+export function addGaussianNoise(image: Pixels, sigma: number, seed: number, grey = false): Pixels {
+  if (!(sigma > 0 && sigma <= 1)) throw new RangeError(`sigma must be in (0, 1], got ${sigma}`);
   const rng = new Random(seed);
-  const out = await apply(x, corruption, severity, rng, assets);
+  const x = toRgb(image);
+  if (!grey) return toPixels(additiveGaussian(x, sigma, rng));
+  const out = { ...x, data: new Float64Array(x.data.length) };
+  for (let p = 0; p < x.data.length; p += 3) {
+    const n = sigma * rng.normal();
+    for (let c = 0; c < 3; c++) out.data[p + c] = Math.min(1, Math.max(0, x.data[p + c]! / 255 + n)) * 255;
+  }
+  return toPixels(out);
+}
+
+function toPixels(out: Raster): Pixels {
   const data = new Uint8Array(out.data.length);
   for (let k = 0; k < data.length; k++) {
     const v = out.data[k]!;
     data[k] = v > 0 ? Math.min(255, Math.trunc(v)) : 0;
   }
-  return { width: x.width, height: x.height, channels: 3, data };
+  return { width: out.width, height: out.height, channels: 3, data };
 }
 
 function apply(

@@ -6,7 +6,11 @@ const at = <T>(values: readonly T[], severity: number) => values[severity - 1]!;
 
 /** additive N(0, sigma^2) on [0, 1] pixels */
 export function gaussianNoise(x: Raster, severity: number, rng: Random): Raster {
-  const sigma = at([0.08, 0.12, 0.18, 0.26, 0.38], severity);
+  return additiveGaussian(x, at([0.08, 0.12, 0.18, 0.26, 0.38], severity), rng);
+}
+
+/** x + N(0, sigma^2) in [0, 1] pixel units, clipped: ImageNet-C's gaussian_noise at any sigma. */
+export function additiveGaussian(x: Raster, sigma: number, rng: Random): Raster {
   return map(x, (v) => clip01(v / 255 + sigma * rng.normal()) * 255);
 }
 
