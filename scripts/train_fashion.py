@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 from predify.config import load_config  # noqa: E402
 from predify.data import load_fashion, normalise  # noqa: E402
 from predify.export import export_model  # noqa: E402
-from predify.feedback_training import Distributed, Options, PixelSet, representations, train  # noqa: E402
+from predify.feedback_training import Distributed, Options, PixelSet, flush_denormals, representations, train  # noqa: E402
 from predify.model import PredifyModel  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "fashion-pc"
@@ -134,6 +134,7 @@ def main() -> None:
         help="the last N training images are held out of training: the validation split of npm run calibrate",
     )
     args = ap.parse_args()
+    flush_denormals()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

@@ -57,6 +57,7 @@ from predify.feedback_training import (  # noqa: E402
     TrainingError,
     distributed_from_env,
     fashion_pixels,
+    flush_denormals,
     folder_pixels,
     loss_chart,
     train,
@@ -155,6 +156,7 @@ def importer_args(args: argparse.Namespace, weights: str | None = None) -> Simpl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    flush_denormals()
     dist_info = distributed_from_env()
     if args.threads:
         torch.set_num_threads(args.threads)

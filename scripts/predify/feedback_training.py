@@ -327,6 +327,17 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def flush_denormals() -> None:
+    """As the predictors learn, some values fall below float32's normal range, and x86 CPUs compute
+    on such denormals many times slower (an epoch of the shipped backbone's feedback went from 1 to
+    8 minutes). Flushed to zero they change nothing a float32 model can represent. Only threads
+    started afterwards inherit the setting: call it first thing in a process, before torch starts
+    its thread pool. numpy then notices that float64 has no subnormals and says so: true and
+    harmless."""
+    torch.set_flush_denormal(True)
+    warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
+
+
 def train(
     blocks: list[nn.Module],
     backbone: nn.Module,
@@ -346,12 +357,7 @@ def train(
     `state_dir/last.pt` is written after every epoch by rank 0; with `resume` the run continues
     from it, to the same weights an uninterrupted run reaches (the sampler, the noise and the
     learning rate are functions of the seed and the epoch; the optimiser's state is saved)."""
-    # As the predictors learn, some values fall below float32's normal range, and x86 CPUs compute
-    # on such denormals many times slower (an epoch of the shipped backbone's feedback went from 1
-    # to 8 minutes). Flushed to zero they change nothing a float32 model can represent. numpy then
-    # notices that float64 has no subnormals and says so: true and harmless.
-    torch.set_flush_denormal(True)
-    warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
+    flush_denormals()
     device = pick_device(options, dist_info)
     backbone.eval()
     for p in backbone.parameters():

@@ -131,7 +131,10 @@ try {
         : `profile '${values.name}'${outcome.madeDefault ? ' (the default)' : ''}`;
     say(`wrote ${what} to ${file}`);
     for (const { name, images } of outcome.read) {
-      const recorded = await recordCalibrationImages(values.model, name, await digestsOf(images));
+      const recorded = path.join(
+        values.model,
+        await recordCalibrationImages(values.model, name, await digestsOf(images)),
+      );
       say(`recorded the images calibrated on in ${recorded}: npm run eval will not score '${name}' on them`);
     }
   }
