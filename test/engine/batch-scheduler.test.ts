@@ -38,6 +38,22 @@ function scheduler(o: Partial<SchedulerOptions> = {}) {
   return { s, stats };
 }
 
+/** A long request on `s`: `running` resolves at its first step; `steps()` counts them so far. */
+function startLong(s: BatchScheduler, timesteps: number) {
+  let steps = 0;
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  const done = s.submit({
+    image: images[0]!,
+    timesteps,
+    onStep: () => {
+      steps++;
+      started();
+    },
+  });
+  return { running, done, steps: () => steps };
+}
+
 /** Reference logits of golden case k at timestep t (PyTorch, batch of one). */
 function expectGolden(k: number, steps: SampleStep[]) {
   steps.forEach((step, t) => {
@@ -91,43 +107,23 @@ describe('BatchScheduler', () => {
 
   it('answers a short request without waiting for a long one (continuous)', async () => {
     const { s } = scheduler();
-    let longSteps = 0;
-    let started!: () => void;
-    const running = new Promise<void>((r) => (started = r));
-    const long = s.submit({
-      image: images[0]!,
-      timesteps: 30,
-      onStep: () => {
-        longSteps++;
-        started();
-      },
-    });
-    await running;
+    const long = startLong(s, 30);
+    await long.running;
     const short = await s.submit({ image: images[1]!, timesteps: 1 });
-    expect(longSteps).toBeLessThan(31); // the long request is still running
+    expect(long.steps()).toBeLessThan(31); // the long request is still running
     expectGolden(1, short.steps);
-    await long;
+    await long.done;
   });
 
   it('without continuous batching, a request waits for the running batch to finish', async () => {
     const { s, stats } = scheduler({ continuous: false });
-    let longSteps = 0;
-    let started!: () => void;
-    const running = new Promise<void>((r) => (started = r));
-    const long = s.submit({
-      image: images[0]!,
-      timesteps: 6,
-      onStep: () => {
-        longSteps++;
-        started();
-      },
-    });
-    await running;
+    const long = startLong(s, 6);
+    await long.running;
     const short = await s.submit({ image: images[1]!, timesteps: 1 });
-    expect(longSteps).toBe(7);
+    expect(long.steps()).toBe(7);
     expect(stats.every((st) => st.batchSize === 1)).toBe(true);
     expectGolden(1, short.steps);
-    await long;
+    await long.done;
   });
 
   it('drops a cancelled request from the batch at the next step', async () => {
