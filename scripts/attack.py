@@ -55,7 +55,7 @@ from predify.model import PredifyModel  # noqa: E402
 from predify.predify_toml import ConfigError  # noqa: E402
 
 ATTACKS = ("bim", "pgd")
-CONTROLS = ("no-feedback-term", "no-error-gradient")
+CONTROLS = ("no-feedback-term", "no-error-gradient", "untrained-feedback")
 FASHION_PART_SIZE = 500  # src/robustness/image-set.ts: the first 500 of each class are `dev`
 
 
@@ -88,7 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--through", type=number_list(int, "--through"), default=[0], help="attack depths T: the gradient goes through t = 0..T (default 0)")
     ap.add_argument("--timesteps", type=int, default=10, help="the images are scored at t = 0..this (default 10)")
     ap.add_argument("--profile", help="the hyperparameter profile attacked and scored (default: the model's default profile)")
-    ap.add_argument("--control", choices=CONTROLS, help="attack a control instead: lambda = 0 or alpha = 0 at every PCoder")
+    ap.add_argument("--control", choices=CONTROLS, help="attack a control instead: lambda = 0 or alpha = 0 at every PCoder, or (with --hyperparameters-of) untrained feedback")
+    ap.add_argument("--hyperparameters-of", metavar="DIR", help="take --profile from this model's manifest: the trained model, when attacking its untrained-feedback control")
     ap.add_argument("--gradient", choices=GRADIENTS, default="package", help="package: the error gradient g_i is a constant to the attack, as the paper's; full: differentiated too")
     ap.add_argument("--target-offset", type=int, help="target = (label + this) mod C (default round(0.8 C))")
     ap.add_argument("--keep-misclassified", action="store_true", help="attack every image, not only those right at every t")
@@ -340,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
             raise AttackError(f"the target rule (label + {offset}) mod {classes} gives the label itself for {classes} classes: pass --target-offset 1")
     else:
         offset = None
+    if (args.control == "untrained-feedback") != bool(args.hyperparameters_of):
+        raise AttackError("--control untrained-feedback goes with --hyperparameters-of TRAINED_MODEL_DIR (the model whose control it is)")
     if args.steps < 1:
         raise AttackError("--steps must be at least 1")
     if args.timesteps < 0 or any(t < 0 or t > args.timesteps for t in args.through):
@@ -356,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     exported = coefficients_of(manifest, [pc["hyperparameters"] for pc in manifest["pcoders"]])
     mean, std = s["mean"][: s["channels"]], s["std"][: s["channels"]]
     golden = golden_check(UnrolledDynamics(model, exported, mean, std).to(device), model_dir, manifest, args.golden_tolerance, device)
-    profile, hps = served_hyperparameters(manifest, args.profile, args.control)
+    profile, hps = served_hyperparameters(read_manifest(Path(args.hyperparameters_of)) if args.hyperparameters_of else manifest, args.profile, args.control)
     dynamics = UnrolledDynamics(model, coefficients_of(manifest, hps), mean, std, args.gradient).to(device)
 
     out = Path(args.out)

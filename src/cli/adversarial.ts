@@ -73,7 +73,11 @@ try {
     const key = path.resolve(dir);
     let found = byDir.get(key);
     if (!found) {
-      const model = await loadModel(dir, { providers: ['cpu'], intraOpThreads: threads }, pino({ level: 'warn' }));
+      const model = await loadModel(
+        dir,
+        { providers: ['cpu'], intraOpThreads: threads },
+        pino({ level: 'warn' }),
+      );
       opened.push(model);
       byDir.set(key, (found = { model, stepper: openStepper(model) }));
     }
@@ -86,12 +90,24 @@ try {
     const manifest = model.manifest;
     if (k > 0 && path.resolve(dir) !== path.resolve(modelDir(runs[0]!, 0)))
       // another model directory: only the same network with other (untrained) feedback
-      untrainedFeedbackControl(model, stepper, arms[0]!.engine.manifest, runs[0]!.record.hyperparameters, dir);
+      untrainedFeedbackControl(
+        model,
+        stepper,
+        arms[0]!.engine.manifest,
+        runs[0]!.record.hyperparameters,
+        dir,
+      );
     if (run.record.hyperparameters.length !== manifest.pcoders.length)
-      throw new ImageSetError(`${run.dir}: ${run.record.hyperparameters.length} hyperparameter sets for ${manifest.pcoders.length} PCoders`);
+      throw new ImageSetError(
+        `${run.dir}: ${run.record.hyperparameters.length} hyperparameter sets for ${manifest.pcoders.length} PCoders`,
+      );
     arms.push({
       run,
-      engine: { stepper, manifest, coefficients: coefficientsOf(run.record.hyperparameters, gradientScales(manifest)) },
+      engine: {
+        stepper,
+        manifest,
+        coefficients: coefficientsOf(run.record.hyperparameters, gradientScales(manifest)),
+      },
     });
   }
   const started = performance.now();
@@ -110,7 +126,9 @@ try {
     await writeFile(path.join(out, name.replace(/\.svg$/, '.png')), await svgToPng(svg));
   }
   console.log(outcome.markdown);
-  console.log(`\nwrote ${out}/results.json, results.md and ${Object.keys(outcome.charts).length} charts in ${((performance.now() - started) / 1000).toFixed(1)}s`);
+  console.log(
+    `\nwrote ${out}/results.json, results.md and ${Object.keys(outcome.charts).length} charts in ${((performance.now() - started) / 1000).toFixed(1)}s`,
+  );
 } catch (err) {
   if (!(err instanceof ImageSetError)) throw err;
   console.error(`eval:adversarial: ${err.message}`);

@@ -131,7 +131,11 @@ export interface Estimate {
  * intervals; every t is scored on the same draw of images, so a row of differences gives the
  * paired interval of a change.
  */
-export function bootstrapMeans(rows: readonly (readonly number[])[], replicates = 1000, seed = 2): Estimate[] {
+export function bootstrapMeans(
+  rows: readonly (readonly number[])[],
+  replicates = 1000,
+  seed = 2,
+): Estimate[] {
   const n = rows.length;
   const T = rows[0]?.length ?? 0;
   const means = Array.from({ length: T }, (_, t) => rows.reduce((s, r) => s + r[t]!, 0) / n);
@@ -248,11 +252,14 @@ export async function adversarialStudy(o: AdversarialOptions) {
   const ids = first.run.record.images.list.map((i) => i.id).join('\n');
   for (const { run } of o.runs.slice(1))
     if (run.record.images.list.map((i) => i.id).join('\n') !== ids)
-      throw new ImageSetError(`${run.dir} attacked other images than ${first.run.dir}: a control needs the same images`);
+      throw new ImageSetError(
+        `${run.dir} attacked other images than ${first.run.dir}: a control needs the same images`,
+      );
   const T = Math.min(...o.runs.map((r) => r.run.record.timesteps));
   const arms = [];
   const policy = servedPolicy(first.engine.manifest, first.run.record.profile, T);
-  for (const { run, engine } of o.runs) arms.push(await scoreArm(run, engine, policy, T, o.batch, o.onProgress));
+  for (const { run, engine } of o.runs)
+    arms.push(await scoreArm(run, engine, policy, T, o.batch, o.onProgress));
   const [model, ...controls] = arms;
   const comparisons = controls.map((c) => ({
     control: c.arm,
@@ -311,7 +318,15 @@ async function scoreArm(
   const norm = engine.manifest.corruptionScore;
 
   onProgress?.(`${record.arm}: clean images`);
-  const clean = await score(engine, inputs, run.dir, record.images.list.map((i) => i.file), labels, T, batch);
+  const clean = await score(
+    engine,
+    inputs,
+    run.dir,
+    record.images.list.map((i) => i.file),
+    labels,
+    T,
+    batch,
+  );
   const cleanRight = hits(clean, labels);
   const cleanServed = servedAnswers(clean, policyNow);
   const cleanScores = norm ? clean.map((r) => corruptionScore(r.errors[0]!, norm)) : undefined;
@@ -358,9 +373,13 @@ async function scoreArm(
         },
         ...(cleanScores
           ? {
-              corruptionScoreAuroc: Math.round(
-                auroc(cleanScores, rows.map((r) => corruptionScore(r.errors[0]!, norm!))) * 1000,
-              ) / 1000,
+              corruptionScoreAuroc:
+                Math.round(
+                  auroc(
+                    cleanScores,
+                    rows.map((r) => corruptionScore(r.errors[0]!, norm!)),
+                  ) * 1000,
+                ) / 1000,
             }
           : {}),
         pytorch: a.pytorch,
@@ -432,7 +451,8 @@ export interface AdversarialReport {
   measuredAt: string;
 }
 
-const pct = (e: Estimate) => `${e.value.toFixed(1)} (${e.interval95[0].toFixed(1)} to ${e.interval95[1].toFixed(1)})`;
+const pct = (e: Estimate) =>
+  `${e.value.toFixed(1)} (${e.interval95[0].toFixed(1)} to ${e.interval95[1].toFixed(1)})`;
 const signedPts = (e: Estimate) => {
   const s = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
   return `${s(e.value)} (${s(e.interval95[0])} to ${s(e.interval95[1])})`;
@@ -492,7 +512,12 @@ function charts(arms: Arm[], T: number): Record<string, string> {
   for (const key of keys) {
     const members = model.attacks.filter((a) => `${a.attack}-through-${a.through}` === key);
     const series: Series[] = [
-      { name: 'clean', values: model.report.clean.accuracy.map((e) => e.value / 100), colour: '#000000', bold: true },
+      {
+        name: 'clean',
+        values: model.report.clean.accuracy.map((e) => e.value / 100),
+        colour: '#000000',
+        bold: true,
+      },
       ...members.map((a, k) => ({
         name: `eps ${a.epsilon}`,
         values: a.report.accuracy.map((e) => e.value / 100),
