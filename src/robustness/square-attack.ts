@@ -95,7 +95,7 @@ export async function squareAttack(
     }
   const apply = (d: Int16Array) => Uint8Array.from(pixels, (v, k) => clip(v + d[k]!));
   let best = apply(delta);
-  let answer = await query(best);
+  const answer = await query(best);
   let spent = 1;
   let loss = attackerLoss(answer, label, o.view);
   if (top(answer.steps.at(-1)!) !== label) return { queries: spent, spent, adversarial: best };
@@ -126,7 +126,6 @@ export async function squareAttack(
       loss = l;
       delta.set(candidate);
       best = next;
-      answer = got;
     }
   }
   return { queries: undefined, spent, adversarial: best };
