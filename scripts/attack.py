@@ -134,6 +134,9 @@ def pytorch_form(args: argparse.Namespace, model_dir: Path, manifest: dict) -> t
         if sum(bool(v) for v in (args.weights, args.predictor_weights, args.random_weights is not None)) != 1:
             raise AttackError("--config needs one of --weights, --predictor-weights (with --backbone-weights) or --random-weights, as the importer took them")
         c, s = manifest["input"]["channels"], manifest["input"]
+        # The manifest's labels, so that the importer names the classes as the served model does.
+        labels = Path(tempfile.mkdtemp(prefix="attack-labels-")) / "labels.txt"
+        labels.write_text("\n".join(manifest["labels"]) + "\n")
         options = SimpleNamespace(
             config=args.config,
             backbone=args.backbone,
@@ -144,7 +147,7 @@ def pytorch_form(args: argparse.Namespace, model_dir: Path, manifest: dict) -> t
             random_weights=args.random_weights,
             input_size=args.input_size or (s["height"] if s["height"] == s["width"] else None),
             name=manifest["name"],
-            labels=None,
+            labels=str(labels),
             mean=s["mean"][:c],
             std=s["std"][:c],
             resize=s.get("resize", "cover"),
@@ -155,6 +158,8 @@ def pytorch_form(args: argparse.Namespace, model_dir: Path, manifest: dict) -> t
             model, _reference, _source = build_network(options)
         except ConfigError as err:
             raise AttackError(str(err)) from None
+        finally:
+            shutil.rmtree(labels.parent, ignore_errors=True)
         return model, f"the importer's options (--config {args.config})"
     checkpoint = model_dir / "checkpoint.pt"
     if checkpoint.exists():

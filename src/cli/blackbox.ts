@@ -9,23 +9,18 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
 import { DEFAULT_MODEL_DIR } from '../config/config.js';
 import { decodeAtModelSize } from '../image/preprocess.js';
 import { readManifest, type Manifest } from '../model/manifest.js';
 import {
   blackboxStudy,
+  httpQuery,
   loopbackUrl,
   type BlackboxImage,
   type BlackboxReport,
 } from '../robustness/blackbox-study.js';
 import { FASHION_MNIST, ImageSetError, readImageSet, type FashionPart } from '../robustness/image-set.js';
-import {
-  ATTACKER_VIEWS,
-  type ApiAnswer,
-  type AttackerView,
-  type Query,
-} from '../robustness/square-attack.js';
+import { ATTACKER_VIEWS, type AttackerView } from '../robustness/square-attack.js';
 import { parseCli, wholeNumber } from './args.js';
 
 const usage = `usage: npm run attack:blackbox -- [options]
@@ -146,35 +141,6 @@ async function startServer(dir: string): Promise<{ url: URL; child: ChildProcess
   throw new ImageSetError(`the server on ${dir} was not ready within 120 s`);
 }
 
-function queryOf(url: URL, manifest: Manifest, key: string | undefined): Query {
-  const { width, height, channels } = manifest.input;
-  const classes = manifest.labels.length;
-  const params = new URLSearchParams({ topk: String(classes) });
-  if (timesteps !== 'default') params.set('timesteps', timesteps);
-  const target = new URL(`/classify?${params}`, url);
-  return async (pixels) => {
-    const png = await sharp(Buffer.from(pixels), { raw: { width, height, channels: channels as 1 | 3 } })
-      .png()
-      .toBuffer();
-    const res = await fetch(target, {
-      method: 'POST',
-      headers: { 'content-type': 'image/png', ...(key ? { authorization: `Bearer ${key}` } : {}) },
-      body: png,
-    });
-    if (!res.ok)
-      throw new ImageSetError(`the server answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-    const body = (await res.json()) as { steps: { topk: { index: number; probability: number }[] }[] };
-    const answer: ApiAnswer = {
-      steps: body.steps.map((s) => {
-        const p = new Float64Array(classes);
-        for (const e of s.topk) p[e.index] = e.probability;
-        return p;
-      }),
-    };
-    return answer;
-  };
-}
-
 async function imagesOf(manifest: Manifest): Promise<BlackboxImage[]> {
   const where = values.images ?? FASHION_MNIST;
   const set = await readImageSet(where, {
@@ -243,7 +209,7 @@ try {
     square: { epsilon: levels, budget, pInit },
     seed,
     concurrency,
-    query: queryOf(url, manifest, values['api-key']),
+    query: httpQuery(url, manifest, { timesteps, apiKey: values['api-key'] }),
     onProgress: (line) => console.error(`attack:blackbox: ${line}`),
   });
   const seconds = (performance.now() - started) / 1000;

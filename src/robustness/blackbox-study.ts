@@ -5,10 +5,18 @@
  * images, an image never fooled counting as beyond the budget) and the success rate at the
  * budget, each with a 95% bootstrap interval over images, and the paired differences.
  */
+import sharp from 'sharp';
+import type { Manifest } from '../model/manifest.js';
 import { ImageSetError } from './image-set.js';
 import { Random } from './imagenet-c/random.js';
 import { quantileSorted } from './mce.js';
-import { squareAttack, type AttackerView, type Query, type SquareOptions } from './square-attack.js';
+import {
+  squareAttack,
+  type ApiAnswer,
+  type AttackerView,
+  type Query,
+  type SquareOptions,
+} from './square-attack.js';
 
 /**
  * `text` as a URL on this machine's loopback (127.0.0.0/8, ::1, localhost), or an ImageSetError:
@@ -29,6 +37,44 @@ export function loopbackUrl(text: string): URL {
       `--server ${text}: the attack sends traffic only to a server on loopback (127.0.0.0/8, ::1, localhost)`,
     );
   return url;
+}
+
+/**
+ * What POST /classify answers for an image, as the attacker reads it: each returned timestep's
+ * probability of every class (topk = all classes). `timesteps` is what each query asks: a
+ * number, auto, or default (none named: the served default).
+ */
+export function httpQuery(
+  url: URL,
+  manifest: Manifest,
+  { timesteps, apiKey }: { timesteps: string; apiKey?: string | undefined },
+): Query {
+  const { width, height, channels } = manifest.input;
+  const classes = manifest.labels.length;
+  const params = new URLSearchParams({ topk: String(classes) });
+  if (timesteps !== 'default') params.set('timesteps', timesteps);
+  const target = new URL(`/classify?${params}`, url);
+  return async (pixels) => {
+    const png = await sharp(Buffer.from(pixels), { raw: { width, height, channels: channels as 1 | 3 } })
+      .png()
+      .toBuffer();
+    const res = await fetch(target, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
+      body: png,
+    });
+    if (!res.ok)
+      throw new ImageSetError(`the server answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    const body = (await res.json()) as { steps: { topk: { index: number; probability: number }[] }[] };
+    const answer: ApiAnswer = {
+      steps: body.steps.map((s) => {
+        const p = new Float64Array(classes);
+        for (const e of s.topk) p[e.index] = e.probability;
+        return p;
+      }),
+    };
+    return answer;
+  };
 }
 
 export interface BlackboxImage {
