@@ -146,3 +146,32 @@ def test_a_target_rule_without_another_class_is_refused(tmp_path, capsys, classe
     line = refused([model, *FEW, "--epsilon", "0.1", "--out", tmp_path / "run"], capsys)
     assert words in line
     assert not (tmp_path / "run").exists()
+
+
+def test_an_imported_network_is_attacked_from_the_importers_options(tmp_path):
+    # A ResNet-18 brought as the Predify package's state dict (seeded random weights), imported at
+    # 32 px: attack.py rebuilds it from the importer's options, and the engine scores its images.
+    common = ["--config", ROOT / "models/predify/presnet18.toml", "--backbone", "resnet18", "--input-size", "32"]
+    fixtures = [str(a) for a in ["/usr/bin/python3", ROOT / "scripts/tests/predify_fixtures.py", *common, "--layout", "package", "--out", tmp_path / "fx"]]
+    subprocess.run(fixtures, check=True, capture_output=True)
+    weights = ["--weights", tmp_path / "fx" / "pnet.pth"]
+    imported = [str(a) for a in ["/usr/bin/python3", ROOT / "scripts/import_predify.py", *common, *weights, "--name", "presnet18", "--out", tmp_path / "model"]]
+    subprocess.run(imported, check=True, capture_output=True)
+    images = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (images / str(k)).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images / str(k) / f"{k}.png")
+    out = tmp_path / "run"
+    code = run([tmp_path / "model", *common, *weights, "--images", images, "--keep-misclassified", "--epsilon", "0.05",
+                "--steps", "2", "--through", "0,1", "--timesteps", "2", "--keep-logits", "--out", out])  # fmt: skip
+    assert code == 0
+    record = json.loads((out / "attack.json").read_text())
+    assert record["images"]["attacked"] == 3 and record["goldenCheck"]["maxLogitScaledDiff"] <= 1e-4
+    done = subprocess.run(
+        ["node", str(ROOT / "dist/cli/adversarial.js"), str(out), "--out", str(tmp_path / "scored")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    arm = json.loads((tmp_path / "scored" / "results.json").read_text())["arms"][0]
+    assert arm["pytorchAgreement"]["maxLogitScaledDiff"] <= 1e-4
