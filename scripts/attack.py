@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("model", help="the served model directory")
     ap.add_argument("--images", required=True, help="fashion-mnist:t10k:dev|final, fashion-mnist:train:FROM-TO, or DIR of class folders")
     ap.add_argument("--out", required=True, help="the run's directory (replaced if it exists)")
+    ap.add_argument("--class-map", metavar="FILE", help="folder -> label or index, as npm run eval reads it: JSON (or ImageNet's class index) or CSV folder,label")
     ap.add_argument("--per-class", type=int, help="images per class, the first in index order (Fashion-MNIST)")
     ap.add_argument("--count", type=int, default=100, help="images attacked, at most (default 100)")
     ap.add_argument("--attack", type=lambda s: s.split(","), default=["bim"], help="bim, pgd or both: bim,pgd")
@@ -93,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--gradient", choices=GRADIENTS, default="package", help="package: the error gradient g_i is a constant to the attack, as the paper's; full: differentiated too")
     ap.add_argument("--target-offset", type=int, help="target = (label + this) mod C (default round(0.8 C))")
     ap.add_argument("--keep-misclassified", action="store_true", help="attack every image, not only those right at every t")
+    ap.add_argument("--same-images", metavar="RUN", help="attack exactly the images of RUN (the model's run, for its controls)")
     ap.add_argument("--seed", type=int, default=17, help="random starts (the paper's rseed 17)")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -267,9 +269,14 @@ def load_images(args: argparse.Namespace, manifest: dict, out: Path) -> tuple[Pi
     names = manifest["labels"]
     squash = lambda v: "".join(ch for ch in v.lower() if ch.isalnum())  # noqa: E731
     by_name = {squash(n): k for k, n in enumerate(names)}
+    mapped = read_class_map(args.class_map) if args.class_map else None
     labels = []
     for file in data.ids:
         folder = Path(file).parent.name
+        if mapped is not None:
+            if folder not in mapped:
+                raise AttackError(f"--class-map {args.class_map}: no entry for the folder {folder!r} of {file}")
+            folder = str(mapped[folder])
         k = by_name.get(squash(folder))
         if k is None and folder.isdigit() and int(folder) < len(names):
             k = int(folder)
@@ -277,6 +284,45 @@ def load_images(args: argparse.Namespace, manifest: dict, out: Path) -> tuple[Pi
             raise AttackError(f"--images {spec}: the folder {folder!r} of {file} names no class of the model (a label or a class index)")
         labels.append(k)
     return data, np.array(labels, np.int64), f"{spec}"
+
+
+def read_class_map(file: str) -> dict[str, str | int]:
+    """Folder -> label name or index, in the formats npm run eval reads (src/robustness/image-set.ts
+    readClassMap): JSON { folder: label or index }, ImageNet's class index { "0": ["n01440764",
+    "tench"], ... }, or CSV lines folder,label (a header folder,label allowed)."""
+    try:
+        text = Path(file).read_text()
+    except OSError as err:
+        raise AttackError(f"--class-map {file}: {err.strerror}") from None
+    out: dict[str, str | int] = {}
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            raw = json.loads(text)
+        except ValueError as err:
+            raise AttackError(f"--class-map {file}: not valid JSON: {err}") from None
+        if not isinstance(raw, dict):
+            raise AttackError(f"--class-map {file}: expected an object of folder -> label")
+        for key, value in raw.items():
+            if isinstance(value, list) and value and isinstance(value[0], str) and key.isdigit():
+                out[value[0]] = int(key)
+            elif isinstance(value, (str, int)) and not isinstance(value, bool):
+                out[key] = value
+            else:
+                raise AttackError(f"--class-map {file}: the entry for {key!r} is neither a label, an index nor [folder, name]")
+    else:
+        for n, line in enumerate(text.splitlines()):
+            if not line.strip() or line.startswith("#"):
+                continue
+            folder, comma, label = line.partition(",")
+            if not comma:
+                raise AttackError(f"--class-map {file}, line {n + 1}: expected 'folder,label'")
+            folder, label = folder.strip(), label.strip().strip('"')
+            if n == 0 and (folder, label) == ("folder", "label"):
+                continue
+            out[folder] = int(label) if label.isdigit() else label
+    if not out:
+        raise AttackError(f"--class-map {file}: no entries")
+    return out
 
 
 def balanced(labels: np.ndarray, per_class: int | None) -> np.ndarray:
@@ -352,6 +398,8 @@ def run(args: argparse.Namespace) -> int:
         raise AttackError("--steps must be at least 1")
     if args.timesteps < 0 or any(t < 0 or t > args.timesteps for t in args.through):
         raise AttackError(f"--through: each depth must be within 0..--timesteps ({args.timesteps})")
+    if args.same_images and not (Path(args.same_images) / "attack.json").exists():
+        raise AttackError(f"--same-images {args.same_images}: no attack.json there")
     if args.count < 1 or (args.per_class is not None and args.per_class < 1):
         raise AttackError("--count and --per-class must be at least 1")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -386,20 +434,32 @@ def attack_into(args, out: Path, manifest: dict, dynamics: UnrolledDynamics, pro
     data, labels_all, described = load_images(args, manifest, out)
     candidates = balanced(labels_all, args.per_class)
     T = args.timesteps
+    if args.same_images:
+        # A control must be attacked on the model's images, whatever it gets right itself.
+        try:
+            wanted = [im["source"] for im in json.loads((Path(args.same_images) / "attack.json").read_text())["images"]["list"]]
+        except (OSError, ValueError, KeyError) as err:
+            raise AttackError(f"--same-images {args.same_images}: not a run of attack.py ({err})") from None
+        where = {image_id: k for k, image_id in enumerate(data.ids)}
+        missing = [w for w in wanted if w not in where]
+        if missing:
+            raise AttackError(f"--same-images {args.same_images}: {len(missing)} of its images are not in --images {args.images} (e.g. {missing[0]})")
+        candidates = np.array([where[w] for w in wanted], np.int64)
+    limit = len(candidates) if args.same_images else args.count
     # The paper's image list: only images right at every t (of the arm attacked) are attacked.
     chosen: list[int] = []
     scanned = 0
     for k in range(0, len(candidates), args.batch):
-        if len(chosen) >= args.count:
+        if len(chosen) >= limit:
             break
         idx = candidates[k : k + args.batch]
         logits = scored(dynamics, normalise_pixels(data.pixels[idx], dynamics, device), T, args.batch)
         right = (logits.argmax(-1) == torch.from_numpy(labels_all[idx])[:, None]).all(1)
         for j, k2 in enumerate(idx):
-            if len(chosen) >= args.count:
+            if len(chosen) >= limit:
                 break
             scanned += 1
-            if args.keep_misclassified or bool(right[j]):
+            if args.keep_misclassified or args.same_images or bool(right[j]):
                 chosen.append(int(k2))
     if not chosen:
         raise AttackError(f"--images {args.images}: no image is classified correctly at every t = 0..{T} (--keep-misclassified attacks them anyway)")
@@ -480,7 +540,7 @@ def attack_into(args, out: Path, manifest: dict, dynamics: UnrolledDynamics, pro
         "timesteps": T,
         "gradient": args.gradient,
         "goldenCheck": golden,
-        "images": {"source": described, "scanned": scanned, "attacked": len(idx), "rule": "every image right at t = 0..timesteps" if not args.keep_misclassified else "every image", "list": images},
+        "images": {"source": described, "scanned": scanned, "attacked": len(idx), "rule": f"the images of {args.same_images}" if args.same_images else "every image right at t = 0..timesteps" if not args.keep_misclassified else "every image", "list": images},
         "clean": {"pytorch": outcome(clean_logits, labels, None)},
         "settings": {
             "steps": args.steps,

@@ -159,15 +159,18 @@ def test_an_imported_network_is_attacked_from_the_importers_options(tmp_path):
     subprocess.run(imported, check=True, capture_output=True)
     images = tmp_path / "images"
     rng = np.random.default_rng(0)
+    # ImageNet's layout: folders named by synset, mapped to class indices by a class map.
     for k in range(3):
-        (images / str(k)).mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images / str(k) / f"{k}.png")
+        (images / f"n0{k}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images / f"n0{k}" / f"{k}.png")
+    (tmp_path / "classes.csv").write_text("folder,label\nn00,7\nn01,class3\nn02,0\n")
     out = tmp_path / "run"
-    code = run([tmp_path / "model", *common, *weights, "--images", images, "--keep-misclassified", "--epsilon", "0.05",
+    code = run([tmp_path / "model", *common, *weights, "--images", images, "--class-map", tmp_path / "classes.csv", "--keep-misclassified", "--epsilon", "0.05",
                 "--steps", "2", "--through", "0,1", "--timesteps", "2", "--keep-logits", "--out", out])  # fmt: skip
     assert code == 0
     record = json.loads((out / "attack.json").read_text())
     assert record["images"]["attacked"] == 3 and record["goldenCheck"]["maxLogitScaledDiff"] <= 1e-4
+    assert sorted(im["label"] for im in record["images"]["list"]) == [0, 3, 7]
     done = subprocess.run(
         ["node", str(ROOT / "dist/cli/adversarial.js"), str(out), "--out", str(tmp_path / "scored")],
         capture_output=True, text=True, timeout=600,
