@@ -486,6 +486,46 @@ function markdownReport(json: AdversarialReport, arms: Arm[]): string {
       );
     lines.push('');
   }
+  const model = arms[0]!.report;
+  const transfer = model.attacks.filter((a) => a.through === 0);
+  if (transfer.length)
+    lines.push(
+      '## Transfer: attacks made against t = 0, answered at later t',
+      '',
+      'Does the feedback undo an attack on the feedforward network? Accuracy at t less at t = 0, in points, on the same images.',
+      '',
+      `| attack | eps | ${shown
+        .filter((t) => t > 0)
+        .map((t) => `t=${t}`)
+        .join(' | ')} |`,
+      `|---|---|${shown
+        .filter((t) => t > 0)
+        .map(() => '---|')
+        .join('')}`,
+      ...transfer.map(
+        (a) =>
+          `| ${a.attack} | ${a.epsilon} | ${shown
+            .filter((t) => t > 0)
+            .map((t) => signedPts(a.againstTimestepZero[t]!))
+            .join(' | ')} |`,
+      ),
+      '',
+    );
+  lines.push(
+    '## Before and after 8-bit rounding (the PyTorch form)',
+    '',
+    `Accuracy in %, at t = 0 and t = ${T}, of the images as the attack left them and as saved at 8 bits.`,
+    '',
+    '| attack | eps | through | t=0 before | t=0 after | last t before | last t after |',
+    '|---|---|---|---|---|---|---|',
+    ...model.attacks.map((a) => {
+      const b = a.pytorch.beforeRounding.accuracy;
+      const e = a.pytorch.eightBit.accuracy;
+      const f = (x: number | undefined) => (x === undefined ? '' : (x * 100).toFixed(1));
+      return `| ${a.attack} | ${a.epsilon} | ${a.through} | ${f(b[0])} | ${f(e[0])} | ${f(b.at(-1))} | ${f(e.at(-1))} |`;
+    }),
+    '',
+  );
   for (const c of json.modelAgainstControls) {
     lines.push(
       `## The model against the control ${c.control}`,
