@@ -567,7 +567,7 @@ function charts(arms: Arm[], T: number): Record<string, string> {
     out[`${key}.svg`] = lineChart(
       series,
       T,
-      `${model.report.arm}: ${members[0]!.attack} made through t = 0..${members[0]!.through}, answered at t`,
+      `${model.report.arm}: ${members[0]!.attack} ${members[0]!.through === 0 ? 'made against t = 0 (feedforward)' : `made through t = 0..${members[0]!.through}`}, answered at t`,
       { timesteps: members[0]!.through, label: 'attacked at' },
     );
   }
