@@ -73,3 +73,14 @@ export function encodePng(rgb: Uint8Array, width: number, height: number, grey: 
     .png()
     .toBuffer();
 }
+
+/** Interleaved 8-bit pixels (grey or RGB) as a PNG, e.g. an image a client uploads. */
+export function pixelsToPng(
+  pixels: Uint8Array,
+  width: number,
+  height: number,
+  channels: 1 | 3,
+): Promise<Buffer> {
+  const image = sharp(pixels, { raw: { width, height, channels } });
+  return (channels === 1 ? image.toColourspace('b-w') : image).png().toBuffer();
+}

@@ -5,7 +5,7 @@
  * images, an image never fooled counting as beyond the budget) and the success rate at the
  * budget, each with a 95% bootstrap interval over images, and the paired differences.
  */
-import sharp from 'sharp';
+import { pixelsToPng } from '../image/codecs.js';
 import type { Manifest } from '../model/manifest.js';
 import { ImageSetError } from './image-set.js';
 import { Random } from './imagenet-c/random.js';
@@ -55,13 +55,11 @@ export function httpQuery(
   if (timesteps !== 'default') params.set('timesteps', timesteps);
   const target = new URL(`/classify?${params}`, url);
   return async (pixels) => {
-    const png = await sharp(Buffer.from(pixels), { raw: { width, height, channels: channels as 1 | 3 } })
-      .png()
-      .toBuffer();
+    const png = await pixelsToPng(pixels, width, height, channels as 1 | 3);
     const res = await fetch(target, {
       method: 'POST',
       headers: { 'content-type': 'image/png', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
-      body: png,
+      body: new Uint8Array(png),
     });
     if (!res.ok)
       throw new ImageSetError(`the server answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
