@@ -104,12 +104,13 @@ export interface QueryEstimate {
 const finite = (x: number) => (Number.isFinite(x) ? x : null);
 
 /** The median and its percentile bootstrap interval; `draws` gives each replicate's indices. */
+function median(xs: number[]): number {
+  const s = xs.sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
 function medianWithInterval(values: readonly number[], draws: readonly Uint32Array[]): QueryEstimate {
-  const median = (xs: number[]) => {
-    const s = xs.sort((a, b) => a - b);
-    const n = s.length;
-    return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-  };
   const reps = draws.map((d) => median(Array.from(d, (i) => values[i]!))).sort((a, b) => a - b);
   return {
     median: finite(median([...values])),
@@ -197,14 +198,7 @@ export async function blackboxStudy(o: BlackboxOptions) {
     const qa = perView.get(a)!.map(asNumber);
     const qb = perView.get(b)!.map(asNumber);
     const diffs = draws
-      .map((d) => {
-        const med = (xs: number[]) => {
-          const s = xs.sort((x, y) => x - y);
-          const m = s.length;
-          return m % 2 ? s[(m - 1) / 2]! : (s[m / 2 - 1]! + s[m / 2]!) / 2;
-        };
-        return med(Array.from(d, (i) => qb[i]!)) - med(Array.from(d, (i) => qa[i]!));
-      })
+      .map((d) => median(Array.from(d, (i) => qb[i]!)) - median(Array.from(d, (i) => qa[i]!)))
       .filter(Number.isFinite)
       .sort((x, y) => x - y);
     const successDiff = qa.map((x, i) => (Number.isFinite(qb[i]!) ? 1 : 0) - (Number.isFinite(x) ? 1 : 0));
