@@ -490,7 +490,7 @@ function markdownReport(json: AdversarialReport, arms: Arm[]): string {
   const transfer = model.attacks.filter((a) => a.through === 0);
   if (transfer.length)
     lines.push(
-      '## Transfer: attacks made against t = 0, answered at later t',
+      `## Transfer (${model.arm}): attacks made against t = 0, answered at later t`,
       '',
       'Does the feedback undo an attack on the feedforward network? Accuracy at t less at t = 0, in points, on the same images.',
       '',
@@ -512,7 +512,7 @@ function markdownReport(json: AdversarialReport, arms: Arm[]): string {
       '',
     );
   lines.push(
-    '## Before and after 8-bit rounding (the PyTorch form)',
+    `## Before and after 8-bit rounding (${model.arm}, in the PyTorch form)`,
     '',
     `Accuracy in %, at t = 0 and t = ${T}, of the images as the attack left them and as saved at 8 bits.`,
     '',
