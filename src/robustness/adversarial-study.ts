@@ -258,8 +258,25 @@ export async function adversarialStudy(o: AdversarialOptions) {
   const T = Math.min(...o.runs.map((r) => r.run.record.timesteps));
   const arms = [];
   const policy = servedPolicy(first.engine.manifest, first.run.record.profile, T);
+  // The served default applies to arms on the model's own network (the term controls), not to
+  // another network's feedback.
+  const sameNetwork = (m: Manifest) =>
+    m.pcoders.every(
+      (pc, i) =>
+        first.engine.manifest.graphs[pc.feedback]?.sha256 === m.graphs[pc.feedback]?.sha256 &&
+        pc.feedback === first.engine.manifest.pcoders[i]!.feedback,
+    );
   for (const { run, engine } of o.runs)
-    arms.push(await scoreArm(run, engine, policy, T, o.batch, o.onProgress));
+    arms.push(
+      await scoreArm(
+        run,
+        engine,
+        sameNetwork(engine.manifest) ? policy : undefined,
+        T,
+        o.batch,
+        o.onProgress,
+      ),
+    );
   const [model, ...controls] = arms;
   const comparisons = controls.map((c) => ({
     control: c.arm,
@@ -306,7 +323,8 @@ function servedPolicy(manifest: Manifest, profile: string, T: number): Policy {
 async function scoreArm(
   run: AttackRun,
   engine: ArmEngine,
-  policyNow: Policy,
+  /** undefined for an arm on another network: the gate reads the model's error statistics */
+  policyNow: Policy | undefined,
   T: number,
   batch: number,
   onProgress?: (line: string) => void,
@@ -328,7 +346,7 @@ async function scoreArm(
     batch,
   );
   const cleanRight = hits(clean, labels);
-  const cleanServed = servedAnswers(clean, policyNow);
+  const cleanServed = policyNow && servedAnswers(clean, policyNow);
   const cleanScores = norm ? clean.map((r) => corruptionScore(r.errors[0]!, norm)) : undefined;
   let worstDiff = run.logits?.clean ? logitDiff(clean, run.logits.clean) : undefined;
 
@@ -338,8 +356,6 @@ async function scoreArm(
     const rows = await score(engine, inputs, run.dir, a.files, labels, T, batch);
     const right = hits(rows, labels);
     const target = a.targeted && record.targets ? hits(rows, record.targets) : undefined;
-    const served = servedAnswers(rows, policyNow);
-    const servedRight = served.map((s, i) => [s.top === labels[i] ? 1 : 0]);
     const logits = run.logits?.[a.folder];
     if (logits) worstDiff = Math.max(worstDiff ?? 0, logitDiff(rows, logits));
     attacks.push({
@@ -357,20 +373,16 @@ async function scoreArm(
         againstClean: points(bootstrapMeans(minus(right, cleanRight))),
         againstTimestepZero: points(bootstrapMeans(againstZero(right))),
         ...(target ? { targetAgainstTimestepZero: points(bootstrapMeans(againstZero(target))) } : {}),
-        served: {
-          accuracy: points(bootstrapMeans(servedRight))[0]!,
-          meanTimesteps: served.reduce((s, x) => s + x.t, 0) / served.length,
-          againstClean: points(
-            bootstrapMeans(servedRight.map((r, i) => [r[0]! - (cleanServed[i]!.top === labels[i] ? 1 : 0)])),
-          )[0]!,
-          ...(record.targets && a.targeted
-            ? {
-                targetSuccess: points(
-                  bootstrapMeans(served.map((s, i) => [s.top === record.targets![i] ? 1 : 0])),
-                )[0]!,
-              }
-            : {}),
-        },
+        ...(policyNow && cleanServed
+          ? {
+              served: servedReport(
+                servedAnswers(rows, policyNow),
+                cleanServed,
+                labels,
+                a.targeted ? record.targets : null,
+              ),
+            }
+          : {}),
         ...(cleanScores
           ? {
               corruptionScoreAuroc:
@@ -386,8 +398,9 @@ async function scoreArm(
       },
     });
   }
-  const servedDefault =
-    'rule' in policyNow
+  const servedDefault = !policyNow
+    ? "not scored: another network's feedback, whose errors the model's gate was not fitted to"
+    : 'rule' in policyNow
       ? `timesteps=auto (${describeRule(policyNow.rule)}, cap ${policyNow.cap})`
       : `timesteps=${policyNow.timesteps}`;
   return {
@@ -402,7 +415,9 @@ async function scoreArm(
       servedDefault,
       clean: {
         accuracy: points(bootstrapMeans(cleanRight)),
-        served: points(bootstrapMeans(cleanServed.map((s, i) => [s.top === labels[i] ? 1 : 0])))[0]!,
+        ...(cleanServed
+          ? { served: points(bootstrapMeans(cleanServed.map((s, i) => [s.top === labels[i] ? 1 : 0])))[0]! }
+          : {}),
       },
       // the engine against the PyTorch form that made the images, on the same 8-bit files
       ...(worstDiff !== undefined
@@ -410,6 +425,26 @@ async function scoreArm(
         : {}),
       attacks: attacks.map((a) => a.report),
     },
+  };
+}
+
+/** The served default's answers to attacked images: accuracy, timesteps, against clean, target. */
+function servedReport(
+  served: ReturnType<typeof servedAnswers>,
+  clean: ReturnType<typeof servedAnswers>,
+  labels: readonly number[],
+  targets: readonly number[] | null,
+) {
+  const right = served.map((s, i) => [s.top === labels[i] ? 1 : 0]);
+  return {
+    accuracy: points(bootstrapMeans(right))[0]!,
+    meanTimesteps: served.reduce((sum, x) => sum + x.t, 0) / served.length,
+    againstClean: points(
+      bootstrapMeans(right.map((r, i) => [r[0]! - (clean[i]!.top === labels[i] ? 1 : 0)])),
+    )[0]!,
+    ...(targets
+      ? { targetSuccess: points(bootstrapMeans(served.map((s, i) => [s.top === targets[i] ? 1 : 0])))[0]! }
+      : {}),
   };
 }
 
@@ -482,7 +517,7 @@ function markdownReport(json: AdversarialReport, arms: Arm[]): string {
     );
     for (const a of r.attacks)
       lines.push(
-        `| ${a.attack} | ${a.epsilon} | ${a.through} | ${shown.map((t) => pct(a.accuracy[t]!)).join(' | ')} | ${signedPts(a.againstTimestepZero[T]!)} | ${a.targetSuccess ? pct(a.targetSuccess[0]!) : ''} | ${a.targetSuccess ? pct(a.targetSuccess[T]!) : ''} | ${pct(a.served.accuracy)} | ${a.corruptionScoreAuroc ?? ''} |`,
+        `| ${a.attack} | ${a.epsilon} | ${a.through} | ${shown.map((t) => pct(a.accuracy[t]!)).join(' | ')} | ${signedPts(a.againstTimestepZero[T]!)} | ${a.targetSuccess ? pct(a.targetSuccess[0]!) : ''} | ${a.targetSuccess ? pct(a.targetSuccess[T]!) : ''} | ${a.served ? pct(a.served.accuracy) : ''} | ${a.corruptionScoreAuroc ?? ''} |`,
       );
     lines.push('');
   }
