@@ -50,6 +50,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from predify.adversarial import GRADIENTS, Coefficients, UnrolledDynamics, linf_attack, target_offset, to_eight_bits  # noqa: E402
+from predify.directories import write_whole  # noqa: E402
 from predify.feedback_training import PixelSet, TrainingError, fashion_pixels, flush_denormals, folder_pixels, normalise  # noqa: E402
 from predify.model import PredifyModel  # noqa: E402
 from predify.predify_toml import ConfigError  # noqa: E402
@@ -416,16 +417,7 @@ def run(args: argparse.Namespace) -> int:
     dynamics = UnrolledDynamics(model, coefficients_of(manifest, hps), mean, std, args.gradient).to(device)
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.attacking-", dir=out.parent))
-    try:
-        record = attack_into(args, work, manifest, dynamics, profile, hps, offset, device, source, golden, started)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
+    record = write_whole(out, "attacking", lambda work: attack_into(args, work, manifest, dynamics, profile, hps, offset, device, source, golden, started))
     print(summary(record, out))
     return 0
 

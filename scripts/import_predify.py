@@ -32,9 +32,7 @@ import difflib
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from types import SimpleNamespace
 from pathlib import Path
@@ -57,6 +55,7 @@ from predify.checkpoints import (  # noqa: E402
     timm_to_torchvision,
 )
 from predify.config import InputSpec, ModelConfig, PCoderSpec  # noqa: E402
+from predify.directories import write_whole  # noqa: E402
 from predify.export import export_model  # noqa: E402
 from predify.hyperparameters import HyperparameterError, normalise  # noqa: E402
 from predify.model import PredifyModel, calibrate_batchnorm  # noqa: E402
@@ -454,18 +453,13 @@ def summary(manifest: dict, out: Path, seconds: float) -> str:
 def import_to(args: argparse.Namespace, out: Path, extra: dict | None = None) -> dict:
     """import_network into `out`, written next to it and moved into place only when complete:
     on any failure nothing is left at `out` (an older directory there stays as it was)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
-    try:
+
+    def make(work: Path) -> dict:
         manifest = import_network(args, work, extra)
         publish_permissions(work)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
-    return manifest
+        return manifest
+
+    return write_whole(out, "importing", make)
 
 
 def main(argv: list[str] | None = None) -> int:
