@@ -71,7 +71,7 @@ export class CompiledStepper extends StepperCore {
     const batch = samples.length;
     const n = this.pcoderCount;
     const names = this.#names;
-    const drive1 = await this.firstDrive(samples);
+    const drive1 = await this.firstDrive(samples, x);
     // Each step's weights: a sample at its t = 0 takes the feed-forward pass.
     const coefficients = new Float32Array(k * batch * n * 4);
     for (let j = 0; j < k; j++)

@@ -45,7 +45,7 @@ export class GraphByGraphStepper extends StepperCore {
       const size = this.sizes[i]!;
       const drive =
         i === 0
-          ? await this.firstDrive(samples)
+          ? await this.firstDrive(samples, x)
           : (await this.run(this.model.encoders[i]!, { input: below })).output!.data;
       const r = this.#representationBuffer(i, batch * size, steady);
       samples.forEach((s, b) => this.#update(i, s, drive, r, b * size));

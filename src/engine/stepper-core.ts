@@ -54,14 +54,18 @@ export abstract class StepperCore implements PredictiveStepper {
 
   /**
    * E_1(x) for the batch: computed once per sample, at its t = 0, for the samples that are new
-   * in this step; the others reuse theirs.
+   * in this step; the others reuse theirs. `images` is the batch's images (images()): when every
+   * sample is new, as at T = 0, they are fed as they are rather than gathered a second time.
    */
-  protected async firstDrive(samples: readonly SampleState[]): Promise<Float32Array> {
+  protected async firstDrive(samples: readonly SampleState[], images: Float32Array): Promise<Float32Array> {
     const size = this.sizes[0]!;
     const fresh = samples.filter((s) => !s.drive1);
     if (fresh.length > 0) {
-      const x = new Float32Array(fresh.length * this.inputSize);
-      fresh.forEach((s, b) => x.set(s.image, b * this.inputSize));
+      let x = images;
+      if (fresh.length < samples.length) {
+        x = new Float32Array(fresh.length * this.inputSize);
+        fresh.forEach((s, b) => x.set(s.image, b * this.inputSize));
+      }
       const out = (
         await this.run(this.model.encoders[0]!, { input: { data: x, dims: this.dims(-1, fresh.length) } })
       ).output!.data;
