@@ -42,6 +42,7 @@ describe('loadConfig', () => {
       ENGINE_WATCHDOG_MS: 60_000,
       ENGINE_FAULTS: false,
       ENGINE_STEP_DELAY_MS: 0,
+      ENGINE_STAND_IN: false,
       STRICT_READINESS: true,
       LOG_LEVEL: 'info',
     });
@@ -75,6 +76,10 @@ describe('loadConfig', () => {
     [
       { ENGINE_STEP_DELAY_MS: '100' },
       /ENGINE_STEP_DELAY_MS slows every model call on purpose; it needs ENGINE_FAULTS=1/,
+    ],
+    [
+      { ENGINE_STAND_IN: 'true' },
+      /ENGINE_STAND_IN answers without running the model; it needs ENGINE_FAULTS=1/,
     ],
     [{ BODY_LIMIT_BYTES: '1.5' }, /BODY_LIMIT_BYTES must be a whole number/],
     [{ DEFAULT_TIMESTEPS: 'soon' }, /^[^;]*DEFAULT_TIMESTEPS must be auto or a whole number from 0 to 1024$/],

@@ -129,6 +129,12 @@ const schema = z
     // With ENGINE_FAULTS only: every model call blocks its thread this much longer, as a slow
     // model's would (tests and benchmarks of the hand-off to the engine).
     ENGINE_STEP_DELAY_MS: integer('ENGINE_STEP_DELAY_MS', 0, 10_000, 0),
+    // With ENGINE_FAULTS only: no graph is run; each model call waits ENGINE_STEP_DELAY_MS without
+    // using a core, a stand-in for a GPU, to measure what this host can feed one.
+    ENGINE_STAND_IN: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true'),
     // `false`: /readyz stays ready while some models restart, as long as one is ready; requests
     // for a restarting model get 503 with Retry-After. `true`: ready only when every model is.
     STRICT_READINESS: z
@@ -146,6 +152,11 @@ const schema = z
     message:
       'ENGINE_STEP_DELAY_MS slows every model call on purpose; it needs ENGINE_FAULTS=1 (tests and drills only)',
     path: ['ENGINE_STEP_DELAY_MS'],
+  })
+  .refine((c) => !c.ENGINE_STAND_IN || c.ENGINE_FAULTS, {
+    message:
+      'ENGINE_STAND_IN answers without running the model; it needs ENGINE_FAULTS=1 (tests and benchmarks only)',
+    path: ['ENGINE_STAND_IN'],
   })
   .refine((c) => !(c.ENGINE_FAULTS && c.NODE_ENV === 'production'), {
     message:
@@ -215,6 +226,7 @@ export function engineSettings(config: Config) {
     stepsPerCall: config.ENGINE_STEPS_PER_CALL,
     multiStep: config.ENGINE_MULTI_STEP,
     stepDelayMs: config.ENGINE_STEP_DELAY_MS,
+    standIn: config.ENGINE_STAND_IN,
   };
 }
 

@@ -211,4 +211,9 @@ export const CONFIG_DOCS: Record<string, SettingDoc> = {
     meaning:
       'with `ENGINE_FAULTS=1` only: every model call blocks its thread this many ms longer, standing in for a slow model (tests and benchmarks of the hand-off to the engine)',
   },
+  ENGINE_STAND_IN: {
+    group: 'supervision',
+    meaning:
+      "with `ENGINE_FAULTS=1` only: `true` runs none of the model's graphs; each call gathers the batch's images, waits `ENGINE_STEP_DELAY_MS` without using a core and answers meaningless numbers: a stand-in for a GPU, to measure what this host can feed one (`npm run bench:handoff`)",
+  },
 };

@@ -44,6 +44,8 @@ export interface EngineSettings extends SessionSettings {
   multiStep?: 'full' | 'always';
   /** rehearsals only (ENGINE_FAULTS): each model call blocks this much longer */
   stepDelayMs?: number;
+  /** rehearsals only (ENGINE_FAULTS): no graph is run, each call waits stepDelayMs (stand-in-stepper.ts) */
+  standIn?: boolean;
 }
 
 /** An engine that never computes several timesteps per call need not open the loop graph. */

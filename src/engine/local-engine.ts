@@ -8,6 +8,7 @@ import type { EngineRequest } from './engine-request.js';
 import { normalise, type ModelPixels } from '../image/normalise.js';
 import type { PredictiveStepper } from './predictive-step.js';
 import { openStepper } from './open-stepper.js';
+import { StandInStepper } from './stand-in-stepper.js';
 import { coefficientsOfProfile, profileCoefficients } from './profiles.js';
 
 export class LocalEngine implements InferenceEngine {
@@ -55,7 +56,9 @@ export class LocalEngine implements InferenceEngine {
       Partial<Pick<EngineSettings, 'intraOpThreads'>>,
     log?: Logger,
   ): Promise<LocalEngine> {
-    const stepper = openStepper(model);
+    const stepper = settings.standIn
+      ? new StandInStepper(model, settings.stepDelayMs ?? 0)
+      : openStepper(model);
     const batch = await chooseBatch({
       maxBatch: settings.maxBatch,
       budgetMs: settings.tuneBudgetMs ?? 5000,
@@ -78,7 +81,7 @@ export class LocalEngine implements InferenceEngine {
         `batch size ${batch.size} (${batch.source}${batch.ms !== undefined ? ` in ${Math.round(batch.ms)} ms` : ''}; sample-steps/s by size ${curve})`,
       );
     }
-    if (settings.stepDelayMs) blockLonger(stepper, settings.stepDelayMs);
+    if (settings.stepDelayMs && !settings.standIn) blockLonger(stepper, settings.stepDelayMs);
     return new LocalEngine(model, { ...settings, maxBatch: batch.size }, batch, stepper);
   }
 

@@ -8,7 +8,9 @@
  * - a request cancelled while queued is never stepped;
  * - the engine receives a request while a call computes, and counts it in transit until then;
  * - a decoded image crosses as its 8-bit pixels and gives the bits its float32 form gives;
- * - the answers through the hand-off equal the model's goldens.
+ * - the answers through the hand-off equal the model's goldens;
+ * - the GPU stand-in of bench:handoff (ENGINE_STAND_IN) runs no graph, answers every timestep in
+ *   shape, and batches as a slow model does.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -50,10 +52,11 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => rm(work, { recursive: true, force: true }));
 
-async function start(isolation: Isolation, stepDelayMs: number) {
+async function start(isolation: Isolation, stepDelayMs: number, standIn = false) {
   const settings = {
     ...engineSettings(loadConfig({ MODEL_DIR: modelDir, BATCH_MAX_SIZE: '16', ORT_INTRA_OP_THREADS: '1' })),
     stepDelayMs,
+    standIn,
   };
   const engine = await WorkerEngine.start(settings, 'silent', { isolation });
   const batches: number[] = [];
@@ -66,8 +69,9 @@ async function withEngine(
   isolation: Isolation,
   stepDelayMs: number,
   body: (e: Awaited<ReturnType<typeof start>>) => Promise<void>,
+  standIn = false,
 ): Promise<void> {
-  const started = await start(isolation, stepDelayMs);
+  const started = await start(isolation, stepDelayMs, standIn);
   try {
     await body(started);
   } finally {
@@ -157,5 +161,27 @@ describe.each<Isolation>(['process', 'thread'])('the hand-off to an engine %s', 
         });
       });
     });
+  }, 60_000);
+
+  it('the GPU stand-in: no graph run, every timestep answered in shape, batched as a slow model', async () => {
+    await withEngine(
+      isolation,
+      200,
+      async ({ engine, batches }) => {
+        const results = await Promise.all(
+          Array.from({ length: 16 }, (_, k) => engine.submit({ image: randomImage(k), timesteps: 2 })),
+        );
+        for (const r of results) {
+          expect(r.steps.map((s) => s.t)).toEqual([0, 1, 2]);
+          for (const step of r.steps) {
+            expect([...step.logits]).toEqual(Array<number>(10).fill(0));
+            expect([...step.errors]).toEqual([1]);
+          }
+        }
+        expect(batches[1]).toBe(16);
+        expect(batches.reduce((a, b) => a + b, 0)).toBe(16 * 3);
+      },
+      true,
+    );
   }, 60_000);
 });
