@@ -12,10 +12,13 @@
  *   T = 0 under a cap of 64: images/s, the mean batch, and the mean time a request spends outside
  *   the engine's queue and calls (HTTP, decoding and the hand-off together);
  * - PEfficientNetB0 at 224 with 16 connections under a cap of 16: its mean batch, and images/s
- *   against the engine alone at that batch (no HTTP, the server's steps per call and threads),
- *   measured just before and just after the served run.
+ *   against the engine alone at that batch (the server's engine and settings, kept busy by that
+ *   many requests at a time without HTTP), measured just before and just after the served run.
  *
- *   npm run bench:handoff [-- --duration 10 --effnet-duration 30 --step-ms 3]
+ * Each stand-in setting runs twice (A B C, then C B A) and decoding alone before and after them,
+ * so that this machine's drift over minutes weighs on each alike; the tables give each run.
+ *
+ *   npm run bench:handoff [-- --duration 10 --effnet-duration 30 --step-ms 3 --part all|feed|effnet]
  *
  * Targets (issue 44): the stand-in's feed at least 90% of what the HTTP side alone feeds; the
  * PEfficientNetB0 server's mean batch at least 12 and its rate at least 0.95x the engine alone.
@@ -27,16 +30,17 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { decodeForModel } from '../src/image/preprocess.js';
 import { readManifest } from '../src/model/manifest.js';
-import { PredictiveLoop } from '../src/engine/predictive-loop.js';
+import { engineSettings, loadConfig } from '../src/config/config.js';
+import { LocalEngine } from '../src/engine/local-engine.js';
 import {
   classifyLoad,
-  engineThroughput,
   machine,
   meanBatchSize,
   metric,
-  openModel,
   paperModel,
+  quiet,
   ROOT,
+  sleep,
   startServer,
   table,
 } from './lib.js';
@@ -46,8 +50,13 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     'effnet-duration': { type: 'string', default: '30' },
     'step-ms': { type: 'string', default: '3' },
+    part: { type: 'string', default: 'all' },
   },
 });
+if (!['all', 'feed', 'effnet'].includes(values.part)) {
+  console.error(`--part is all, feed or effnet, not ${values.part}`);
+  process.exit(2);
+}
 const duration = Number(values.duration);
 
 /**
@@ -100,14 +109,22 @@ async function decodeAlone(seconds: number, concurrency: number): Promise<number
   );
   return done / seconds;
 }
-const alone = await decodeAlone(duration, 16);
-
 interface Fed {
   rps: number;
   meanBatch: number;
   outsideMs: number;
   failures: number;
 }
+
+/** An engine's steady state: images/s, the share of the time it was stepping, its cost per sample. */
+interface Steady {
+  rps: number;
+  busy: number;
+  msPerSampleStep: number;
+}
+
+/** Steady-state windows start once every request has been answered a few times. */
+const STEADY_AFTER_S = 15;
 
 async function feed(
   modelDir: string,
@@ -138,104 +155,241 @@ async function feed(
   }
 }
 
-const CONNECTIONS = [16, 64];
-// The HTTP side alone: no hand-off, and an engine that costs only its host's share
-// (normalising and batching), on the HTTP thread.
-const httpSide = new Map<number, Fed>();
-for (const connections of CONNECTIONS)
-  httpSide.set(
-    connections,
-    await feed(tiny, { ENGINE_WORKER: 'false', BATCH_MAX_SIZE: '64', ...STAND_IN }, connections, 0, duration),
+/**
+ * What the HTTP side alone feeds, what it feeds through the hand-off in each isolation, and what
+ * decoding alone gives. This machine's speed drifts over minutes, so every setting runs twice, in
+ * the order A B C then C B A, and the two runs are averaged: a steady drift then weighs on each
+ * setting alike.
+ */
+async function feedPart(): Promise<void> {
+  const CONNECTIONS = [16, 64];
+  // The HTTP side alone: no hand-off, and an engine that costs only its host's share
+  // (normalising and batching), on the HTTP thread.
+  const settings: { worker: string; env: Record<string, string> }[] = [
+    { worker: 'HTTP side alone (no hand-off)', env: { ENGINE_WORKER: 'false' } },
+    ...['process', 'thread'].map((isolation) => ({
+      worker: isolation,
+      env: { ENGINE_ISOLATION: isolation, ENGINE_STEP_DELAY_MS: String(stepMs) },
+    })),
+  ];
+  const runs = new Map<string, Fed[]>();
+  const decoded: number[] = [await decodeAlone(duration, 16)];
+  for (const order of [settings, [...settings].reverse()])
+    for (const { worker, env } of order)
+      for (const connections of CONNECTIONS) {
+        const key = `${worker}/${connections}`;
+        const fed = await feed(tiny, { ...env, BATCH_MAX_SIZE: '64', ...STAND_IN }, connections, 0, duration);
+        runs.set(key, [...(runs.get(key) ?? []), fed]);
+      }
+  decoded.push(await decodeAlone(duration, 16));
+  const alone = (decoded[0]! + decoded[1]!) / 2;
+  const averaged = (key: string): Fed => {
+    const [a, b] = runs.get(key)!;
+    const mean = (f: (x: Fed) => number) => (f(a!) + f(b!)) / 2;
+    return {
+      rps: mean((x) => x.rps),
+      meanBatch: mean((x) => x.meanBatch),
+      outsideMs: mean((x) => x.outsideMs),
+      failures: a!.failures + b!.failures,
+    };
+  };
+  const share = (rps: number, of: number) => `${((100 * rps) / of).toFixed(0)}%`;
+  const httpSide = (connections: number) => averaged(`${settings[0]!.worker}/${connections}`);
+  const rows = settings.flatMap(({ worker }) =>
+    CONNECTIONS.map((connections) => {
+      const f = averaged(`${worker}/${connections}`);
+      const each = runs.get(`${worker}/${connections}`)!.map((x) => x.rps.toFixed(1));
+      return [
+        worker,
+        connections,
+        `${f.rps.toFixed(1)} (${each.join(', ')})`,
+        share(f.rps, httpSide(connections).rps),
+        share(f.rps, alone),
+        f.meanBatch.toFixed(1),
+        f.outsideMs.toFixed(0),
+        f.failures,
+      ];
+    }),
   );
-const handedOff: { isolation: string; connections: number; fed: Fed }[] = [];
-for (const isolation of ['process', 'thread'])
-  for (const connections of CONNECTIONS) {
-    const env = { ENGINE_ISOLATION: isolation, BATCH_MAX_SIZE: '64', ENGINE_STEP_DELAY_MS: String(stepMs) };
-    handedOff.push({
-      isolation,
-      connections,
-      fed: await feed(tiny, { ...env, ...STAND_IN }, connections, 0, duration),
-    });
-  }
-
-const share = (rps: number, of: number) => `${((100 * rps) / of).toFixed(0)}%`;
-const row = (worker: string, connections: number | string, f: Fed) => [
-  worker,
-  connections,
-  f.rps.toFixed(1),
-  share(f.rps, httpSide.get(Number(connections))?.rps ?? NaN),
-  share(f.rps, alone),
-  f.meanBatch.toFixed(1),
-  f.outsideMs.toFixed(0),
-  f.failures,
-];
-console.log(`GPU stand-in (no graph run, each call ${stepMs} ms without using a core, T = 0, cap 64):\n`);
-console.log(
-  table(
-    [
-      'worker',
-      'connections',
-      'images/s',
-      'of the HTTP side alone',
-      'of decode alone',
-      'mean batch',
-      'ms outside the engine',
-      'failures',
-    ],
-    [
-      ['decode alone, no server', 16, alone.toFixed(1), '', '100%', '', '', ''],
-      ...CONNECTIONS.map((c) => row('HTTP side alone (no hand-off)', c, httpSide.get(c)!)),
-      ...handedOff.map(({ isolation, connections, fed }) => row(isolation, connections, fed)),
-    ],
-  ),
-);
-const ratios = handedOff.map(({ connections, fed }) => fed.rps / httpSide.get(connections)!.rps);
-const lowest = Math.min(...ratios);
-console.log(
-  `\nfeed through the hand-off: ${(100 * lowest).toFixed(0)}-${(100 * Math.max(...ratios)).toFixed(0)}% of the HTTP side alone (target >= 90%: ${lowest >= 0.9 ? 'met' : 'missed'})`,
-);
-
-const effnet = paperModel('pefficientnet_b0').dir;
-const seconds = Number(values['effnet-duration']);
-const STEPS_PER_CALL = 8; // the server's default ENGINE_STEPS_PER_CALL
-const engineAlone = async (batch: number) => {
-  const model = await openModel(effnet, { intraOpThreads: 0 });
-  try {
-    const loop = new PredictiveLoop(model, { stepsPerCall: STEPS_PER_CALL });
-    return (await engineThroughput(loop, batch, 8, 10)).sampleStepsPerSecond / 9;
-  } finally {
-    await model.release();
-  }
-};
-// This machine's speed drifts over minutes: the engine alone is measured on both sides of the
-// served run, at the batch the server held, and the two are averaged.
-const before = await engineAlone(14);
-const served = await feed(effnet, { BATCH_MAX_SIZE: '16' }, 16, 8, seconds);
-const batch = Math.max(1, Math.round(served.meanBatch));
-const beforeAtBatch = batch === 14 ? before : await engineAlone(batch);
-const after = await engineAlone(batch);
-const engineRps = (beforeAtBatch + after) / 2;
-console.log(`\nPEfficientNetB0 at 224, 16 connections, cap 16, T = 8, ${seconds} s:\n`);
-console.log(
-  table(
-    [
-      'mean batch',
-      'served images/s',
-      `engine alone at batch ${batch}, images/s (before, after)`,
-      'served / engine',
-      'ms outside the engine',
-    ],
-    [
+  console.log(`GPU stand-in (no graph run, each call ${stepMs} ms without using a core, T = 0, cap 64):\n`);
+  console.log(
+    table(
       [
-        served.meanBatch.toFixed(1),
-        served.rps.toFixed(2),
-        `${engineRps.toFixed(2)} (${beforeAtBatch.toFixed(2)}, ${after.toFixed(2)})`,
-        (served.rps / engineRps).toFixed(2),
-        served.outsideMs.toFixed(0),
+        'worker',
+        'connections',
+        'images/s (each run)',
+        'of the HTTP side alone',
+        'of decode alone',
+        'mean batch',
+        'ms outside the engine',
+        'failures',
       ],
-    ],
-  ),
-);
-console.log(
-  `\nmean batch ${served.meanBatch.toFixed(1)} (target >= 12: ${served.meanBatch >= 12 ? 'met' : 'missed'}); served / engine alone ${(served.rps / engineRps).toFixed(2)} (target >= 0.95: ${served.rps / engineRps >= 0.95 ? 'met' : 'missed'})`,
-);
+      [
+        [
+          'decode alone, no server',
+          16,
+          `${alone.toFixed(1)} (${decoded.map((d) => d.toFixed(1)).join(', ')})`,
+          '',
+          '100%',
+          '',
+          '',
+          '',
+        ],
+        ...rows,
+      ],
+    ),
+  );
+  const ratios = settings
+    .slice(1)
+    .flatMap(({ worker }) => CONNECTIONS.map((c) => averaged(`${worker}/${c}`).rps / httpSide(c).rps));
+  const lowest = Math.min(...ratios);
+  console.log(
+    `\nfeed through the hand-off: ${(100 * lowest).toFixed(0)}-${(100 * Math.max(...ratios)).toFixed(0)}% of the HTTP side alone (target >= 90%: ${lowest >= 0.9 ? 'met' : 'missed'})`,
+  );
+}
+
+/**
+ * What a server does in steady state, from its own counters over a window that starts once every
+ * connection has been answered a few times and ends before the load does. A request here takes
+ * seconds: counted by answers from the load's start to its end, the first round's wait and the
+ * answers cut off at the end would lower the rate by about half a request's time over the run's,
+ * and the few answers in a window would make it jump by a request's worth.
+ */
+async function servedSteady(
+  modelDir: string,
+  env: Record<string, string>,
+  connections: number,
+  timesteps: number,
+  seconds: number,
+): Promise<Fed & Steady> {
+  const warm = STEADY_AFTER_S;
+  const server = await startServer({ MODEL_DIR: modelDir, ...env });
+  try {
+    const load = classifyLoad(server.base, upload, {
+      timesteps,
+      connections,
+      duration: warm + seconds + 5,
+      timeout: 120,
+    });
+    await sleep(warm * 1000);
+    const read = async () => ({ at: performance.now(), m: await server.metrics() });
+    const first = await read();
+    await sleep(seconds * 1000);
+    const last = await read();
+    const r = await load;
+    const delta = (series: string) => metric(last.m, series) - metric(first.m, series);
+    const steady = (series: string, labels = '') =>
+      delta(`${series}_sum${labels}`) / delta(`${series}_count${labels}`);
+    const engineMs = (steady('predify_queue_wait_seconds') + steady('predify_inference_seconds')) * 1000;
+    const window = (last.at - first.at) / 1000;
+    const stepping = delta('predify_engine_step_seconds_sum');
+    return {
+      // Images' worth of work done in the window: a sample-step a timestep of one image. Counting
+      // answers instead would lump a whole request's work into its last step's moment.
+      rps: delta('predify_timesteps_total') / (timesteps + 1) / window,
+      busy: stepping / window,
+      msPerSampleStep: (stepping * 1000) / delta('predify_batch_size_sum'),
+      meanBatch: steady('predify_batch_size'),
+      outsideMs: steady('predify_http_request_duration_seconds', '{route="/classify"}') * 1000 - engineMs,
+      failures: r.errors + r.timeouts + r.non2xx,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** PEfficientNetB0 served at 224 against the engine alone at the batch the server held. */
+async function effnetPart(): Promise<void> {
+  const effnet = paperModel('pefficientnet_b0').dir;
+  const seconds = Number(values['effnet-duration']);
+  /**
+   * The engine alone at the served batch: the server's own engine and settings (cap 16, its steps
+   * per call, its threads) on this thread, kept busy by `clients` requests at a time that each
+   * submit again as soon as they are answered: no HTTP, no decoding, no hand-off.
+   */
+  const engineAlone = async (clients: number): Promise<Steady> => {
+    const engine = await LocalEngine.open(
+      engineSettings(loadConfig({ MODEL_DIR: effnet, BATCH_MAX_SIZE: '16' })),
+      quiet,
+    );
+    try {
+      const image = (k: number) => Float32Array.from({ length: 3 * 224 * 224 }, (_, j) => Math.sin(k + j));
+      const images = Array.from({ length: clients }, (_, k) => image(k));
+      const once = (x: Float32Array) => engine.submit({ image: x, timesteps: 8 });
+      const warmStart = performance.now();
+      await Promise.all(images.map(once)); // warm-up, and how long one request takes
+      const requestMs = performance.now() - warmStart;
+      let counting = false;
+      let stepMs = 0;
+      let sampleSteps = 0;
+      engine.onStep = (stats) => {
+        if (!counting) return;
+        stepMs += stats.ms;
+        sampleSteps += stats.batchSize;
+      };
+      const stop = performance.now() + (STEADY_AFTER_S + seconds + 5) * 1000;
+      const window = (async () => {
+        await sleep(STEADY_AFTER_S * 1000);
+        const at = performance.now();
+        counting = true;
+        await sleep(seconds * 1000);
+        counting = false;
+        return { s: (performance.now() - at) / 1000 };
+      })();
+      // Spread over one request's time, as a server's requests arrive, not all at once.
+      await Promise.all(
+        images.map(async (x, k) => {
+          await sleep((k * requestMs) / clients);
+          while (performance.now() < stop) {
+            await once(x);
+          }
+        }),
+      );
+      const w = await window;
+      return { rps: sampleSteps / 9 / w.s, busy: stepMs / 1000 / w.s, msPerSampleStep: stepMs / sampleSteps };
+    } finally {
+      await engine.close();
+    }
+  };
+  // This machine's speed drifts over minutes: the engine alone is measured on both sides of the
+  // served run, at the batch the server held, and the two are averaged.
+  const before = await engineAlone(14);
+  const served = await servedSteady(effnet, { BATCH_MAX_SIZE: '16' }, 16, 8, seconds);
+  const batch = Math.max(1, Math.round(served.meanBatch));
+  const beforeAtBatch = batch === 14 ? before : await engineAlone(batch);
+  const after = await engineAlone(batch);
+  const engineRps = (beforeAtBatch.rps + after.rps) / 2;
+  const ratio = served.rps / engineRps;
+  console.log(
+    `\nPEfficientNetB0 at 224, 16 connections, cap 16, T = 8; each a ${seconds} s window from ${STEADY_AFTER_S} s in:\n`,
+  );
+  const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+  console.log(
+    table(
+      ['', 'mean batch', 'images/s', 'engine stepping', 'ms a sample-step', 'ms outside the engine'],
+      [
+        [
+          'served',
+          served.meanBatch.toFixed(1),
+          served.rps.toFixed(2),
+          pct(served.busy),
+          served.msPerSampleStep.toFixed(1),
+          served.outsideMs.toFixed(0),
+        ],
+        ...[
+          ['engine alone, before', beforeAtBatch],
+          ['engine alone, after', after],
+        ].map(([name, e]) => {
+          const x = e as Steady;
+          return [name as string, batch, x.rps.toFixed(2), pct(x.busy), x.msPerSampleStep.toFixed(1), ''];
+        }),
+      ],
+    ),
+  );
+  console.log(
+    `\nmean batch ${served.meanBatch.toFixed(1)} (target >= 12: ${served.meanBatch >= 12 ? 'met' : 'missed'}); served / engine alone at batch ${batch} ${ratio.toFixed(2)} (target >= 0.95: ${ratio >= 0.95 ? 'met' : 'missed'})`,
+  );
+}
+
+if (values.part !== 'effnet') await feedPart();
+if (values.part !== 'feed') await effnetPart();
