@@ -123,7 +123,10 @@ interface Steady {
   msPerSampleStep: number;
 }
 
-/** Steady-state windows start once every request has been answered a few times. */
+/**
+ * Steady-state windows start once every request has been answered a few times, and run between
+ * two ends of engine calls, so that they hold whole calls only.
+ */
 const STEADY_AFTER_S = 15;
 
 async function feed(
@@ -272,10 +275,18 @@ async function servedSteady(
       timeout: 120,
     });
     await sleep(warm * 1000);
-    const read = async () => ({ at: performance.now(), m: await server.metrics() });
-    const first = await read();
-    await sleep(seconds * 1000);
-    const last = await read();
+    // The engine's counters move when a call ends, and a call of several timesteps takes seconds:
+    // the window runs from the first call to end after the warm-up to the last to end before its
+    // close, so that it holds whole calls only.
+    const snapshots: { at: number; m: string }[] = [];
+    const until = performance.now() + seconds * 1000;
+    while (performance.now() < until) {
+      snapshots.push({ at: performance.now(), m: await server.metrics() });
+      await sleep(100);
+    }
+    const work = (x: { m: string }) => metric(x.m, 'predify_timesteps_total');
+    const ends = snapshots.filter((x, k) => k > 0 && work(x) !== work(snapshots[k - 1]!));
+    const [first, last] = [ends[0]!, ends.at(-1)!];
     const r = await load;
     const delta = (series: string) => metric(last.m, series) - metric(first.m, series);
     const steady = (series: string, labels = '') =>
@@ -319,34 +330,29 @@ async function effnetPart(): Promise<void> {
       const warmStart = performance.now();
       await Promise.all(images.map(once)); // warm-up, and how long one request takes
       const requestMs = performance.now() - warmStart;
-      let counting = false;
-      let stepMs = 0;
-      let sampleSteps = 0;
-      engine.onStep = (stats) => {
-        if (!counting) return;
-        stepMs += stats.ms;
-        sampleSteps += stats.batchSize;
-      };
-      const stop = performance.now() + (STEADY_AFTER_S + seconds + 5) * 1000;
-      const window = (async () => {
-        await sleep(STEADY_AFTER_S * 1000);
-        const at = performance.now();
-        counting = true;
-        await sleep(seconds * 1000);
-        counting = false;
-        return { s: (performance.now() - at) / 1000 };
-      })();
+      const calls: { at: number; ms: number; sampleSteps: number }[] = [];
+      engine.onStep = (stats) =>
+        calls.push({ at: performance.now(), ms: stats.ms, sampleSteps: stats.batchSize });
+      const from = performance.now() + STEADY_AFTER_S * 1000;
+      const stop = from + (seconds + 5) * 1000;
       // Spread over one request's time, as a server's requests arrive, not all at once.
       await Promise.all(
         images.map(async (x, k) => {
           await sleep((k * requestMs) / clients);
-          while (performance.now() < stop) {
-            await once(x);
-          }
+          while (performance.now() < stop) await once(x);
         }),
       );
-      const w = await window;
-      return { rps: sampleSteps / 9 / w.s, busy: stepMs / 1000 / w.s, msPerSampleStep: stepMs / sampleSteps };
+      const inWindow = calls.filter((c) => c.at >= from && c.at <= from + seconds * 1000);
+      const first = inWindow[0]!.at;
+      const counted = inWindow.filter((c) => c.at > first);
+      const window = (counted.at(-1)!.at - first) / 1000;
+      const stepMs = counted.reduce((sum, c) => sum + c.ms, 0);
+      const sampleSteps = counted.reduce((sum, c) => sum + c.sampleSteps, 0);
+      return {
+        rps: sampleSteps / 9 / window,
+        busy: stepMs / 1000 / window,
+        msPerSampleStep: stepMs / sampleSteps,
+      };
     } finally {
       await engine.close();
     }
