@@ -45,7 +45,7 @@ export function createMetrics() {
     }),
     engineInFlight: new Gauge({
       name: 'predify_engine_in_flight',
-      help: "Images a model's engine holds, from any route (/classify, V2 REST, gRPC), not yet answered: queued or stepping. The signal to scale a fleet on",
+      help: "Images a model's engine has taken in, from any route (/classify, V2 REST, gRPC), not yet answered: queued or stepping. With predify_engine_in_transit, the work a replica owes: what to scale a fleet on",
       labelNames: ['model'] as const,
       registers: [registry],
       collect() {
@@ -55,7 +55,7 @@ export function createMetrics() {
     }),
     engineInTransit: new Gauge({
       name: 'predify_engine_in_transit',
-      help: "Images handed to a model's engine worker that it has not received yet: near 0 unless the hand-off is a bottleneck",
+      help: "Images handed to a model's engine worker that it has not taken in yet: crossing, or waiting for the model call running to end. At most a call's arrivals while the hand-off keeps up",
       labelNames: ['model'] as const,
       registers: [registry],
       collect() {

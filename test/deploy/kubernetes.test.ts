@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import {
   credentials,
   loadPackageDefinition,
@@ -216,13 +216,19 @@ describe('deploy/kubernetes', () => {
     const [keda] = await manifests('autoscaling/keda.yaml');
     const [adapter, hpa] = await manifests('autoscaling/prometheus-adapter.yaml');
     expect(keda!.spec.scaleTargetRef.name).toBe(deployment!.metadata.name);
+    // Both gauges, summed: the images a replica's engine has taken in and those still coming to it.
+    const owed = ['predify_engine_in_flight', 'predify_engine_in_transit'];
     const query = keda!.spec.triggers[0].metadata.query as string;
-    const metric = /^sum\((\w+)\{/.exec(query)![1]!;
-    expect(exported).toContain(metric);
+    const named = (text: string) => [...text.matchAll(/\b(predify_\w+)\{/g)].map((m) => m[1]!);
+    expect(named(query).sort()).toEqual(owed);
+    for (const metric of owed) expect(exported).toContain(metric);
+    expect(query).toMatch(/\) \+ sum\(/);
     expect(Number(keda!.spec.triggers[0].metadata.threshold)).toBeGreaterThan(0);
-    expect(adapter!.data['config.yaml']).toContain(metric);
+    type Rule = { metricsQuery: string; name: { as: string } };
+    const rule = (parse(adapter!.data['config.yaml'] as string) as { rules: Rule[] }).rules[0]!;
+    expect(named(rule.metricsQuery).sort()).toEqual(owed);
     expect(hpa!.spec.scaleTargetRef.name).toBe(deployment!.metadata.name);
-    expect(hpa!.spec.metrics[0].pods.metric.name).toBe(metric);
+    expect(hpa!.spec.metrics[0].pods.metric.name).toBe(rule.name.as);
   });
 
   it('feedback training: decode then an indexed torchrun Job, its rendezvous, options and volume', async () => {
