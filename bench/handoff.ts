@@ -114,6 +114,40 @@ interface Fed {
   meanBatch: number;
   outsideMs: number;
   failures: number;
+  /** means over the run of the gauges: images the engine holds, and images handed over that it has not taken in */
+  held: number;
+  inTransit: number;
+}
+
+/** A gauge's value summed over its models, from Prometheus text. */
+function gauge(text: string, name: string): number {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+/** Reads the engine's two gauges every 250 ms until stopped; their means. */
+function watchGauges(server: { metrics(): Promise<string> }) {
+  const seen: { held: number; inTransit: number }[] = [];
+  let watching = true;
+  const done = (async () => {
+    while (watching) {
+      const m = await server.metrics();
+      seen.push({
+        held: gauge(m, 'predify_engine_in_flight'),
+        inTransit: gauge(m, 'predify_engine_in_transit'),
+      });
+      await sleep(250);
+    }
+  })();
+  return async () => {
+    watching = false;
+    await done;
+    const mean = (f: (x: (typeof seen)[number]) => number) =>
+      seen.reduce((a, x) => a + f(x), 0) / seen.length;
+    return { held: mean((x) => x.held), inTransit: mean((x) => x.inTransit) };
+  };
 }
 
 /** An engine's steady state: images/s, the share of the time it was stepping, its cost per sample. */
@@ -138,12 +172,14 @@ async function feed(
 ): Promise<Fed> {
   const server = await startServer({ MODEL_DIR: modelDir, ...env });
   try {
+    const stopWatching = watchGauges(server);
     const r = await classifyLoad(server.base, upload, {
       timesteps,
       connections,
       duration: seconds,
       timeout: 120,
     });
+    const gauges = await stopWatching();
     const m = await server.metrics();
     const mean = (name: string) => metric(m, `${name}_sum`) / Math.max(1, metric(m, `${name}_count`));
     const engineMs = (mean('predify_queue_wait_seconds') + mean('predify_inference_seconds')) * 1000;
@@ -152,6 +188,7 @@ async function feed(
       meanBatch: meanBatchSize(m),
       outsideMs: r.latency.average - engineMs,
       failures: r.errors + r.timeouts + r.non2xx,
+      ...gauges,
     };
   } finally {
     await server.stop();
@@ -194,6 +231,8 @@ async function feedPart(): Promise<void> {
       meanBatch: mean((x) => x.meanBatch),
       outsideMs: mean((x) => x.outsideMs),
       failures: a!.failures + b!.failures,
+      held: mean((x) => x.held),
+      inTransit: mean((x) => x.inTransit),
     };
   };
   const share = (rps: number, of: number) => `${((100 * rps) / of).toFixed(0)}%`;
@@ -210,6 +249,7 @@ async function feedPart(): Promise<void> {
         share(f.rps, alone),
         f.meanBatch.toFixed(1),
         f.outsideMs.toFixed(0),
+        `${f.held.toFixed(1)} / ${f.inTransit.toFixed(1)}`,
         f.failures,
       ];
     }),
@@ -225,6 +265,7 @@ async function feedPart(): Promise<void> {
         'of decode alone',
         'mean batch',
         'ms outside the engine',
+        'images held / in transit',
         'failures',
       ],
       [
@@ -234,6 +275,7 @@ async function feedPart(): Promise<void> {
           `${alone.toFixed(1)} (${decoded.map((d) => d.toFixed(1)).join(', ')})`,
           '',
           '100%',
+          '',
           '',
           '',
           '',
@@ -286,6 +328,7 @@ async function servedSteady(
     }
     const work = (x: { m: string }) => metric(x.m, 'predify_timesteps_total');
     const ends = snapshots.filter((x, k) => k > 0 && work(x) !== work(snapshots[k - 1]!));
+    const meanOf = (name: string) => snapshots.reduce((a, x) => a + gauge(x.m, name), 0) / snapshots.length;
     const [first, last] = [ends[0]!, ends.at(-1)!];
     const r = await load;
     const delta = (series: string) => metric(last.m, series) - metric(first.m, series);
@@ -303,6 +346,8 @@ async function servedSteady(
       meanBatch: steady('predify_batch_size'),
       outsideMs: steady('predify_http_request_duration_seconds', '{route="/classify"}') * 1000 - engineMs,
       failures: r.errors + r.timeouts + r.non2xx,
+      held: meanOf('predify_engine_in_flight'),
+      inTransit: meanOf('predify_engine_in_transit'),
     };
   } finally {
     await server.stop();
@@ -372,7 +417,15 @@ async function effnetPart(): Promise<void> {
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
   console.log(
     table(
-      ['', 'mean batch', 'images/s', 'engine stepping', 'ms a sample-step', 'ms outside the engine'],
+      [
+        '',
+        'mean batch',
+        'images/s',
+        'engine stepping',
+        'ms a sample-step',
+        'ms outside the engine',
+        'images held / in transit',
+      ],
       [
         [
           'served',
@@ -381,13 +434,14 @@ async function effnetPart(): Promise<void> {
           pct(served.busy),
           served.msPerSampleStep.toFixed(1),
           served.outsideMs.toFixed(0),
+          `${served.held.toFixed(1)} / ${served.inTransit.toFixed(1)}`,
         ],
         ...[
           ['engine alone, before', beforeAtBatch],
           ['engine alone, after', after],
         ].map(([name, e]) => {
           const x = e as Steady;
-          return [name as string, batch, x.rps.toFixed(2), pct(x.busy), x.msPerSampleStep.toFixed(1), ''];
+          return [name as string, batch, x.rps.toFixed(2), pct(x.busy), x.msPerSampleStep.toFixed(1), '', ''];
         }),
       ],
     ),
